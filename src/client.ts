@@ -1,0 +1,289 @@
+/**
+ * WorkQueueClient: puts requests into a spool and collects their results.
+ *
+ * A request is written in full to tmp/ and only then published as
+ * requested/<id> by link(2), which fails rather than replace an existing id.
+ * A result is claimed by renaming complete/<id> into tmp/ (only one waiter can
+ * win that rename), then read and removed. Waiting wakes on file-system events
+ * for complete/, with a slow re-check as a safety net, never a fast poll.
+ */
+import type { FSWatcher } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import {
+  InvalidOptionError,
+  TaskFailedError,
+  UnknownRequestError,
+  WorkQueueCancelledError,
+  WorkQueueError,
+  WorkQueueTimeoutError,
+} from './errors.js';
+import { encodeAbortReason, type AbortReason } from './spool/abort-reason.js';
+import { decodeResult, encodeRequest, MAX_RESULT_BYTES, type ResultEnvelope } from './spool/codec.js';
+import { entryPath, openSpool, REQUEST_STATES, type RequestState, type SpoolPaths } from './spool/layout.js';
+import { isRequestId, RequestIdGenerator, type IdSource } from './spool/request-id.js';
+import * as sfs from './spool/fs.js';
+import { stripUndefined } from './options.js';
+
+/** How many fresh ids enqueue() tries before it gives up (each try only fails on an exact collision). */
+export const MAX_ID_ATTEMPTS = 100;
+/** Consecutive re-checks that must find a request nowhere before wait() calls it unknown. */
+const MISSING_CHECKS_BEFORE_UNKNOWN = 2;
+
+export interface WorkQueueClientOptions {
+  /** The spool directory. Created (with its state directories) if missing. */
+  spool: string;
+  /**
+   * Wake waiters on file-system events for complete/. With `false`, wait()
+   * only polls every `recheckIntervalMs` (for network file systems).
+   * @default true
+   */
+  watch?: boolean;
+  /**
+   * Period of the safety re-check while waiting (the poll period when `watch` is false).
+   * @default 1000
+   */
+  recheckIntervalMs?: number;
+  /** fsync each request and its directory before enqueue() returns. @default false */
+  durable?: boolean;
+  /** Clock and randomness for ids; tests inject one to force collisions or clock steps. */
+  idSource?: IdSource;
+}
+
+export interface WaitOptions {
+  /** Give up after this long: the request is aborted and WorkQueueTimeoutError thrown. @default no limit */
+  timeoutMs?: number;
+  /** Cancels the wait: the request is aborted and WorkQueueCancelledError thrown. */
+  signal?: AbortSignal;
+}
+
+/** The full outcome of a request, for callers that want timings or the status as well as the value. */
+export type RequestResult = ResultEnvelope;
+
+type ResolvedClientOptions = Required<Omit<WorkQueueClientOptions, 'idSource'>> & { idSource: IdSource | undefined };
+
+export function resolveClientOptions(options: WorkQueueClientOptions): ResolvedClientOptions {
+  const resolved: ResolvedClientOptions = {
+    watch: true,
+    recheckIntervalMs: 1000,
+    durable: false,
+    ...stripUndefined(options),
+    spool: options.spool,
+    idSource: options.idSource,
+  };
+  if (typeof resolved.spool !== 'string' || resolved.spool === '') {
+    throw new InvalidOptionError(`Expected \`spool\` to be a non-empty string, got \`${String(resolved.spool)}\``);
+  }
+  if (!(Number.isFinite(resolved.recheckIntervalMs) && resolved.recheckIntervalMs > 0)) {
+    throw new InvalidOptionError(`Expected \`recheckIntervalMs\` to be a finite number > 0, got \`${String(resolved.recheckIntervalMs)}\``);
+  }
+  return resolved;
+}
+
+export class WorkQueueClient {
+  readonly #o: ResolvedClientOptions;
+  readonly #ids: RequestIdGenerator;
+  #paths: SpoolPaths | undefined;
+  /** id → callbacks of the waits for that id. */
+  readonly #waiters = new Map<string, Set<(full: boolean) => void>>();
+  #watcher: FSWatcher | undefined;
+  #recheckTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: WorkQueueClientOptions) {
+    this.#o = resolveClientOptions(options);
+    this.#ids = new RequestIdGenerator(this.#o.idSource);
+  }
+
+  get spool(): string {
+    return this.#o.spool;
+  }
+
+  /**
+   * Adds a request to the queue and returns its id. The request must be plain
+   * data (objects, arrays, strings, numbers, booleans, null, bytes) of at most 1 MiB encoded.
+   * @example
+   * const id = await client.enqueue({ argv: ['echo', 'hi'] });
+   */
+  async enqueue(request: unknown): Promise<string> {
+    const paths = this.#spoolPaths();
+    const uid = process.getuid?.();
+    const bytes = encodeRequest({ body: request, submittedAt: Date.now(), client: { pid: process.pid, host: hostname(), ...(uid === undefined ? {} : { uid }) } });
+    const temp = sfs.writeTemp(paths.dirs.tmp, 'request', bytes, { durable: this.#o.durable });
+    try {
+      for (let attempt = 0; attempt < MAX_ID_ATTEMPTS; attempt++) {
+        const id = this.#ids.next();
+        if (sfs.linkExclusive(temp, entryPath(paths, 'requested', id))) {
+          if (this.#o.durable) sfs.syncDirectory(paths.dirs.requested);
+          return id;
+        }
+      }
+    } finally {
+      sfs.removeEntry(temp);
+    }
+    throw new WorkQueueError(`could not find a free request id in ${MAX_ID_ATTEMPTS} attempts; is the id source broken?`, 'ERR_ID_EXHAUSTED');
+  }
+
+  /**
+   * Asks the server to abort a request: never start it, or kill it if running,
+   * or remove its unclaimed result. Aborting an unknown id is harmless.
+   * @example
+   * await client.abort(id);
+   */
+  async abort(id: string, reason: AbortReason = 'user'): Promise<void> {
+    assertRequestId(id);
+    const paths = this.#spoolPaths();
+    const temp = sfs.writeTemp(paths.dirs.tmp, 'abort', encodeAbortReason(reason));
+    sfs.publish(temp, entryPath(paths, 'aborting', id)); // false: an abort is already filed, which is as good
+  }
+
+  /**
+   * Waits for a request's result and claims it (removes it from the spool).
+   * Resolves with the task's value; rejects with TaskFailedError carrying the
+   * task's error, WorkQueueTimeoutError, WorkQueueCancelledError or UnknownRequestError.
+   * @example
+   * const value = await client.wait(id, { timeoutMs: 60_000 });
+   */
+  async wait(id: string, options: WaitOptions = {}): Promise<unknown> {
+    return resultValue(await this.waitForResult(id, options));
+  }
+
+  /** Like wait(), but resolves with the whole result envelope (status, timings), even for a failed task. */
+  waitForResult(id: string, options: WaitOptions = {}): Promise<RequestResult> {
+    assertRequestId(id);
+    const { timeoutMs, signal } = options;
+    if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs >= 0)) {
+      throw new InvalidOptionError(`Expected \`timeoutMs\` to be a finite number >= 0, got \`${String(timeoutMs)}\``);
+    }
+    const paths = this.#spoolPaths();
+    return new Promise<RequestResult>((resolve, reject) => {
+      let missing = 0;
+      let timer: NodeJS.Timeout | undefined;
+      const settle = (fn: () => void): void => {
+        this.#removeWaiter(id, attempt);
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener('abort', onCancel);
+        fn();
+      };
+      const giveUp = (reason: AbortReason, error: Error): void => {
+        settle(() => {
+          this.abort(id, reason).then(() => reject(error), reject);
+        });
+      };
+      const onCancel = (): void => giveUp('cancelled', new WorkQueueCancelledError(id, signal?.reason));
+      function attempt(this: void, full: boolean): void {
+        try {
+          const result = claimResult(paths, id);
+          if (result !== undefined) return settle(() => resolve(result));
+          if (!full) return;
+          missing = locateRequest(paths, id) === undefined ? missing + 1 : 0;
+          if (missing >= MISSING_CHECKS_BEFORE_UNKNOWN) settle(() => reject(new UnknownRequestError(id)));
+        } catch (err) {
+          settle(() => reject(err));
+        }
+      }
+      if (signal?.aborted) return onCancel();
+      signal?.addEventListener('abort', onCancel, { once: true });
+      if (timeoutMs !== undefined) timer = setTimeout(() => giveUp('timeout', new WorkQueueTimeoutError(id, timeoutMs)), timeoutMs);
+      this.#addWaiter(id, attempt);
+      attempt(true);
+    });
+  }
+
+  /**
+   * Enqueues a request and waits for its result.
+   * @example
+   * const value = await client.run({ argv: ['true'] }, { timeoutMs: 10_000 });
+   */
+  async run(request: unknown, options: WaitOptions = {}): Promise<unknown> {
+    return this.wait(await this.enqueue(request), options);
+  }
+
+  /** Which state a request is in now, or undefined if it is in none. */
+  state(id: string): RequestState | undefined {
+    assertRequestId(id);
+    return locateRequest(this.#spoolPaths(), id);
+  }
+
+  /** Stops watching. Pending waits are left unresolved; call after they settle. */
+  close(): void {
+    this.#watcher?.close();
+    this.#watcher = undefined;
+    if (this.#recheckTimer !== undefined) clearInterval(this.#recheckTimer);
+    this.#recheckTimer = undefined;
+  }
+
+  #spoolPaths(): SpoolPaths {
+    this.#paths ??= openSpool(this.#o.spool);
+    return this.#paths;
+  }
+
+  #addWaiter(id: string, poke: (full: boolean) => void): void {
+    let set = this.#waiters.get(id);
+    if (set === undefined) this.#waiters.set(id, (set = new Set()));
+    set.add(poke);
+    if (this.#o.watch && this.#watcher === undefined) {
+      this.#watcher = sfs.watchDirectory(
+        this.#spoolPaths().dirs.complete,
+        (name) => this.#poke(name, false),
+        () => {
+          // The watch broke (the directory was replaced?): rely on the re-check.
+          this.#watcher?.close();
+          this.#watcher = undefined;
+        },
+      );
+    }
+    this.#watcher?.ref();
+    this.#recheckTimer ??= setInterval(() => this.#poke(null, true), this.#o.recheckIntervalMs);
+  }
+
+  #removeWaiter(id: string, poke: (full: boolean) => void): void {
+    const set = this.#waiters.get(id);
+    set?.delete(poke);
+    if (set?.size === 0) this.#waiters.delete(id);
+    if (this.#waiters.size === 0) {
+      // Keep the watch for the next wait, but let the process exit while idle.
+      this.#watcher?.unref();
+      if (this.#recheckTimer !== undefined) clearInterval(this.#recheckTimer);
+      this.#recheckTimer = undefined;
+    }
+  }
+
+  #poke(name: string | null, full: boolean): void {
+    const targets = name === null || full ? [...this.#waiters.values()] : [this.#waiters.get(name)];
+    for (const set of targets) for (const poke of [...(set ?? [])]) poke(full);
+  }
+}
+
+/** Turns a result envelope into the task's value, or throws the task's error. */
+export function resultValue(result: RequestResult): unknown {
+  if (result.ok) return result.value;
+  throw new TaskFailedError(result.id, result.error!);
+}
+
+function assertRequestId(id: string): void {
+  if (typeof id !== 'string' || !isRequestId(id)) {
+    throw new InvalidOptionError(`Expected a request id like 1763830000000000-0123456789ab, got \`${String(id)}\``);
+  }
+}
+
+/**
+ * Claims complete/<id> by renaming it into tmp/ (one waiter wins; the others
+ * see ENOENT), then reads and removes it. Undefined if there is no result yet.
+ */
+function claimResult(paths: SpoolPaths, id: string): RequestResult | undefined {
+  const claimed = join(paths.dirs.tmp, `claim.${id}.${process.pid}`);
+  if (!sfs.moveEntry(entryPath(paths, 'complete', id), claimed)) return undefined;
+  try {
+    const bytes = sfs.readEntry(claimed, MAX_RESULT_BYTES);
+    if (bytes === undefined) return undefined;
+    return decodeResult(bytes);
+  } finally {
+    sfs.removeEntry(claimed);
+  }
+}
+
+/** Where a request is, checked in flow order so one that moves forward meanwhile is still found. */
+function locateRequest(paths: SpoolPaths, id: string): RequestState | undefined {
+  for (const state of REQUEST_STATES) if (sfs.entryExists(entryPath(paths, state, id))) return state;
+  return undefined;
+}

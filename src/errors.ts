@@ -1,0 +1,126 @@
+/**
+ * Error classes. Every error the library throws on purpose is a WorkQueueError
+ * with a stable `code`; the CLI maps classes to exit codes (see docs/cli.md).
+ */
+
+export class WorkQueueError extends Error {
+  readonly code: string;
+  constructor(message: string, code = 'ERR_WORKQUEUE', options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** `wait()` gave up: the request was aborted and will never report a result. */
+export class WorkQueueTimeoutError extends WorkQueueError {
+  readonly requestId: string;
+  readonly timeoutMs: number;
+  /** Which deadline expired: the total one, or the one counted from the task's start. */
+  readonly deadline: 'total' | 'run';
+  constructor(requestId: string, timeoutMs: number, deadline: 'total' | 'run' = 'total') {
+    const what = deadline === 'run' ? 'run timeout' : 'timeout';
+    super(`request ${requestId} timed out after ${timeoutMs / 1000} s (${what}); it was aborted`, 'ERR_TIMEOUT');
+    this.requestId = requestId;
+    this.timeoutMs = timeoutMs;
+    this.deadline = deadline;
+  }
+}
+
+/** The request is in no state of the spool: aborted by someone, claimed by another waiter, or never existed. */
+export class UnknownRequestError extends WorkQueueError {
+  readonly requestId: string;
+  constructor(requestId: string) {
+    super(`unknown request id ${requestId}: it is in no state of the spool (never enqueued, aborted, or its result was already claimed)`, 'ERR_UNKNOWN_REQUEST');
+    this.requestId = requestId;
+  }
+}
+
+/** The waiting was cancelled through an AbortSignal; the request was aborted. */
+export class WorkQueueCancelledError extends WorkQueueError {
+  readonly requestId: string;
+  constructor(requestId: string, reason?: unknown) {
+    super(`waiting for request ${requestId} was cancelled; the request was aborted`, 'ERR_CANCELLED', { cause: reason });
+    this.requestId = requestId;
+  }
+}
+
+/** Another live server holds the spool's lock. */
+export class SpoolLockedError extends WorkQueueError {
+  readonly ownerPid: number;
+  constructor(spool: string, ownerPid: number, ownerHost: string) {
+    super(`another wq server (pid ${ownerPid} on ${ownerHost}) is already serving spool ${spool}`, 'ERR_SPOOL_LOCKED');
+    this.ownerPid = ownerPid;
+  }
+}
+
+/** A spool file is not a valid envelope: bad bytes, wrong version, too large, wrong type of file. */
+export class ProtocolError extends WorkQueueError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, 'ERR_PROTOCOL', options);
+  }
+}
+
+/** The spool directory is missing parts, has an unknown format version, or cannot be used. */
+export class SpoolError extends WorkQueueError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, 'ERR_SPOOL', options);
+  }
+}
+
+/** Invalid options passed to a constructor or method. */
+export class InvalidOptionError extends WorkQueueError {
+  constructor(message: string) {
+    super(message, 'ERR_INVALID_OPTION');
+  }
+}
+
+/**
+ * A task failed on the server side. Rebuilt on the client from the result's
+ * structured error: `remote` keeps what the server sent, `cause` an Error made from it.
+ */
+export class TaskFailedError extends WorkQueueError {
+  readonly requestId: string;
+  readonly remote: SerializedError;
+  constructor(requestId: string, remote: SerializedError) {
+    const cause = new Error(remote.message);
+    cause.name = remote.name;
+    if (remote.stack !== undefined) cause.stack = remote.stack;
+    super(`request ${requestId} failed: ${remote.name}: ${remote.message}`, remote.code ?? 'ERR_TASK_FAILED', { cause });
+    this.requestId = requestId;
+    this.remote = remote;
+  }
+}
+
+/** The form in which an error crosses the spool (and the process-pool IPC channel). */
+export interface SerializedError {
+  name: string;
+  message: string;
+  code?: string;
+  stack?: string;
+}
+
+/** Turns anything thrown into a SerializedError, keeping only plain string fields. */
+export function serializeError(err: unknown): SerializedError {
+  if (err instanceof Error) {
+    const out: SerializedError = { name: err.name || 'Error', message: err.message };
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'string' || typeof code === 'number') out.code = String(code);
+    if (typeof err.stack === 'string') out.stack = err.stack;
+    return out;
+  }
+  return { name: 'Error', message: typeof err === 'string' ? err : safeString(err) };
+}
+
+function safeString(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+/** Narrow test for a Node system error with the given code (EEXIST, ENOENT …). */
+export function isErrno(err: unknown, code: string): err is NodeJS.ErrnoException {
+  return typeof err === 'object' && err !== null && (err as NodeJS.ErrnoException).code === code;
+}

@@ -1,0 +1,31 @@
+/** The public API of spool-workqueue. Explicit named exports only. */
+export { WorkQueueClient, resolveClientOptions, resultValue } from './client.js';
+export type { WorkQueueClientOptions, WaitOptions, RequestResult } from './client.js';
+export { WorkQueueServer, resolveServerOptions } from './server.js';
+export type { WorkQueueServerOptions, ProcessRequestsOptions } from './server.js';
+export type { TaskManager, TaskOutcome } from './task-manager/types.js';
+export { InProcessTaskManager } from './task-manager/in-process.js';
+export type { InProcessTaskManagerOptions, TaskHandler, TaskContext } from './task-manager/in-process.js';
+export { ProcessPoolTaskManager, WorkerCrashedError, HandlerLoadError } from './task-manager/process-pool.js';
+export type { ProcessPoolTaskManagerOptions } from './task-manager/process-pool.js';
+export { CommandTaskManager, CommandError } from './task-manager/command.js';
+export type { CommandTaskManagerOptions, CommandRequest, CommandResult } from './task-manager/command.js';
+export {
+  WorkQueueError,
+  WorkQueueTimeoutError,
+  WorkQueueCancelledError,
+  UnknownRequestError,
+  SpoolLockedError,
+  SpoolError,
+  ProtocolError,
+  InvalidOptionError,
+  TaskFailedError,
+} from './errors.js';
+export type { SerializedError } from './errors.js';
+export { PROTOCOL_VERSION, REQUEST_STATES } from './spool/layout.js';
+export type { RequestState } from './spool/layout.js';
+export { isRequestId, RequestIdGenerator } from './spool/request-id.js';
+export type { IdSource } from './spool/request-id.js';
+export { createLineLogger, silentLogger } from './logger.js';
+export type { Logger, LogLevel, LogFields } from './logger.js';
+export { METRIC_NAMES, ServerMetrics } from './metrics.js';

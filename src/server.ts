@@ -1,0 +1,554 @@
+/**
+ * WorkQueueServer: the one process that moves requests through the spool.
+ *
+ * Single-threaded by construction: every transition happens inside `tick()`,
+ * which runs synchronously to the end; watchers, timers and the task manager
+ * only record what they saw and schedule the next tick. Each tick runs, in
+ * order: reapCompleted → admitNew → processAborts → startPending → housekeep.
+ */
+import type { FSWatcher } from 'node:fs';
+import type { Meter } from '@opentelemetry/api';
+import { InvalidOptionError, ProtocolError, serializeError, type SerializedError } from './errors.js';
+import { silentLogger, type Logger } from './logger.js';
+import { stripUndefined } from './options.js';
+import { ServerMetrics, type FinishStatus } from './metrics.js';
+import { PendingQueue } from './pending-queue.js';
+import { planAbort, planRecovery, tombstoneExpired, type AbortTarget, type InterruptedPolicy } from './protocol.js';
+import { decodeRequest, encodeResult, MAX_REQUEST_BYTES, type ResultEnvelope, type ResultStatus } from './spool/codec.js';
+import { entryPath, openSpool, type SpoolPaths } from './spool/layout.js';
+import { acquireLock, type HeldLock } from './spool/lock.js';
+import { isRequestId } from './spool/request-id.js';
+import { readAbortReason } from './spool/abort-reason.js';
+import * as sfs from './spool/fs.js';
+import type { TaskManager, TaskOutcome } from './task-manager/types.js';
+
+export interface WorkQueueServerOptions {
+  /** The spool directory; created if missing. */
+  spool: string;
+  /**
+   * What to do with requests found in `running/` at start (a previous server
+   * died or was stopped while they ran): run them again, or complete them with
+   * a "server restarted" error.
+   * @default 'rerun'
+   */
+  interrupted?: InterruptedPolicy;
+  /**
+   * Watch `requested/` and `aborting/` for new entries. With `false` the server
+   * only polls, every `rescanIntervalMs` (the ancestor's behaviour; for benchmarks).
+   * @default true
+   */
+  watch?: boolean;
+  /**
+   * Period of the safety rescan of `requested/` and `aborting/`, which catches
+   * what the watcher dropped (inotify overflows silently).
+   * @default 2000
+   */
+  rescanIntervalMs?: number;
+  /**
+   * How long an abort for an id that does not exist (yet) is kept, so that it
+   * still wins if the request appears.
+   * @default 600000 (10 minutes)
+   */
+  abortTombstoneMs?: number;
+  /**
+   * On shutdown, how long running tasks may go on to finish before they are
+   * terminated (terminated tasks are re-run by the next server).
+   * @default 0
+   */
+  shutdownGraceMs?: number;
+  /** fsync result files and directories before a result counts as written. @default false */
+  durable?: boolean;
+  /** Where the server logs transitions and summaries. @default silent */
+  logger?: Logger;
+  /** OpenTelemetry Meter for the server's instruments. @default the global meter */
+  meter?: Meter;
+  /** Wall clock in ms, injectable for tests. @default Date.now */
+  now?: () => number;
+  /** Interval of the "still alive" info log line. @default 600000 (10 minutes) */
+  heartbeatIntervalMs?: number;
+}
+
+type ResolvedOptions = Required<Omit<WorkQueueServerOptions, 'meter'>> & { meter: Meter | undefined };
+
+/** Fills defaults and validates; pure. */
+export function resolveServerOptions(options: WorkQueueServerOptions): ResolvedOptions {
+  const resolved: ResolvedOptions = {
+    interrupted: 'rerun',
+    watch: true,
+    rescanIntervalMs: 2000,
+    abortTombstoneMs: 600_000,
+    shutdownGraceMs: 0,
+    durable: false,
+    logger: silentLogger,
+    now: Date.now,
+    heartbeatIntervalMs: 600_000,
+    ...stripUndefined(options),
+    spool: options.spool,
+    meter: options.meter,
+  };
+  if (typeof resolved.spool !== 'string' || resolved.spool === '') {
+    throw new InvalidOptionError(`Expected \`spool\` to be a non-empty string, got \`${String(resolved.spool)}\``);
+  }
+  if (resolved.interrupted !== 'rerun' && resolved.interrupted !== 'fail') {
+    throw new InvalidOptionError(`Expected \`interrupted\` to be 'rerun' or 'fail', got \`${String(resolved.interrupted)}\``);
+  }
+  for (const key of ['rescanIntervalMs', 'abortTombstoneMs', 'shutdownGraceMs', 'heartbeatIntervalMs'] as const) {
+    const value = resolved[key];
+    const min = key === 'rescanIntervalMs' ? 1 : 0;
+    if (!(typeof value === 'number' && Number.isFinite(value) && value >= min)) {
+      throw new InvalidOptionError(`Expected \`${key}\` to be a finite number >= ${min}, got \`${String(value)}\` (${typeof value})`);
+    }
+  }
+  return resolved;
+}
+
+
+export interface ProcessRequestsOptions {
+  /** Stops the server: no new starts, running tasks get `shutdownGraceMs`, the lock is released. */
+  signal?: AbortSignal;
+}
+
+interface RunningInfo {
+  startedAt: number;
+  queuedAt: number | undefined;
+}
+
+/** Counts of one tick, for the summary log line. */
+interface TickCounts {
+  added: number;
+  started: number;
+  aborted: number;
+  completed: number;
+}
+
+export class WorkQueueServer {
+  readonly #o: ResolvedOptions;
+  readonly #log: Logger;
+  #paths!: SpoolPaths;
+  #manager!: TaskManager;
+  #metrics!: ServerMetrics;
+  readonly #queue = new PendingQueue();
+  readonly #queuedAt = new Map<string, number>();
+  readonly #running = new Map<string, RunningInfo>();
+  /** Names reported by the watchers or rescans, not yet looked at. */
+  #seenRequested = new Set<string>();
+  #seenAborts = new Set<string>();
+  /** Aborts for ids not (yet) in the spool → when first seen. */
+  readonly #tombstones = new Map<string, number>();
+  /** Invalid names already logged, so each is logged once. */
+  readonly #warnedNames = new Set<string>();
+  #tickScheduled = false;
+  #draining = false;
+  #ticks = 0;
+  #nextHeartbeat = 0;
+  #unclaimedResults = 0;
+
+  constructor(options: WorkQueueServerOptions) {
+    this.#o = resolveServerOptions(options);
+    this.#log = this.#o.logger;
+  }
+
+  /** Requests queued and running, for status and tests. */
+  get counts(): { pending: number; running: number } {
+    return { pending: this.#queue.size, running: this.#running.size };
+  }
+
+  /**
+   * Serves the spool until `signal` aborts: takes the lock, recovers what a
+   * previous server left, then runs ticks whenever something happens.
+   * Rejects with SpoolLockedError if another server holds the spool.
+   * @example
+   * const controller = new AbortController();
+   * await new WorkQueueServer({ spool }).processRequests(new InProcessTaskManager(fn), { signal: controller.signal });
+   */
+  async processRequests(manager: TaskManager, options: ProcessRequestsOptions = {}): Promise<void> {
+    const { signal } = options;
+    this.#paths = openSpool(this.#o.spool);
+    this.#manager = manager;
+    const lock = acquireLock(this.#paths, { maxTasks: manager.maxTasks });
+    const stops: Array<() => void> = [];
+    try {
+      this.#metrics = new ServerMetrics(this.#o.meter, () => ({
+        pending: this.#queue.size,
+        running: this.#running.size,
+        maxTasks: manager.maxTasks,
+        unclaimedResults: this.#unclaimedResults,
+      }));
+      this.#log.info('server started', { spool: this.#paths.root, pid: process.pid, maxTasks: manager.maxTasks });
+      this.#recover();
+      manager.setWakeHandler(() => this.#schedule());
+      if (this.#o.watch) stops.push(...this.#startWatchers());
+      await this.#runUntilStopped(lock, stops, signal);
+    } finally {
+      for (const stop of stops) stop();
+      lock.release();
+    }
+  }
+
+  async #runUntilStopped(lock: HeldLock, stops: Array<() => void>, signal: AbortSignal | undefined): Promise<void> {
+    let finish!: (err?: unknown) => void;
+    const done = new Promise<void>((resolve, reject) => {
+      finish = (err?: unknown) => (err === undefined ? resolve() : reject(err));
+    });
+    const rescan = setInterval(() => {
+      if (!lock.stillHeld()) {
+        finish(new Error(`lost the lock of spool ${this.#paths.root}: another process replaced it; stopping`));
+        return;
+      }
+      this.#rescan();
+    }, this.#o.rescanIntervalMs);
+    stops.push(() => clearInterval(rescan));
+    this.#onFatal = finish;
+    this.#tick();
+    const onAbort = (): void => void this.#drain().then(() => finish(), finish);
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await done;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  #onFatal: (err: unknown) => void = () => {};
+
+  /** Stops starting work, lets tasks finish within the grace period, then terminates the rest. */
+  async #drain(): Promise<void> {
+    this.#draining = true;
+    this.#log.info('stopping: no new tasks will start', { running: this.#running.size, pending: this.#queue.size });
+    const deadline = this.#o.now() + this.#o.shutdownGraceMs;
+    while (this.#running.size > 0 && this.#o.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - this.#o.now()))));
+      this.#tick();
+    }
+    this.#tick(); // reap anything that finished at the last moment
+    for (const id of [...this.#running.keys()]) {
+      // Left in running/: the next server re-runs it (or fails it with `interrupted: 'fail'`).
+      this.#manager.terminateTask(id);
+      this.#running.delete(id);
+      this.#metrics.count('tasksKilled');
+      this.#log.info('terminated at shutdown; will run again at next start', { id });
+    }
+    await this.#manager.close();
+    this.#log.info('server stopped', { pending: this.#queue.size });
+  }
+
+  #schedule(): void {
+    if (this.#tickScheduled) return;
+    this.#tickScheduled = true;
+    setImmediate(() => {
+      this.#tickScheduled = false;
+      this.#tick();
+    });
+  }
+
+  /** One pass of the loop. Synchronous: nothing else runs until it returns. */
+  #tick(): void {
+    this.#ticks++;
+    try {
+      this.#manager.startTick();
+      const counts: TickCounts = { added: 0, started: 0, aborted: 0, completed: 0 };
+      counts.completed = this.#reapCompleted();
+      counts.added = this.#admitNew();
+      counts.aborted = this.#processAborts();
+      if (!this.#draining) counts.started = this.#startPending();
+      this.#logTick(counts);
+      this.#metrics.count('ticks');
+    } catch (err) {
+      // An unexpected fault (EACCES, ENOSPC …): log it; the next event or rescan retries.
+      this.#log.error('tick failed; will retry at the next event or rescan', { error: serializeError(err).message });
+    }
+  }
+
+  #logTick(c: TickCounts): void {
+    const now = this.#o.now();
+    const busy = c.added + c.started + c.aborted + c.completed > 0;
+    if (busy) {
+      this.#log.info('tick', { new: c.added, started: c.started, aborted: c.aborted, completed: c.completed, pending: this.#queue.size, running: this.#running.size });
+    }
+    if (now >= this.#nextHeartbeat) {
+      this.#nextHeartbeat = now + this.#o.heartbeatIntervalMs;
+      this.#log.info('heartbeat', { ticks: this.#ticks, pending: this.#queue.size, running: this.#running.size });
+    }
+  }
+
+  // ---- tick steps ---------------------------------------------------------
+
+  /** Publishes the results of tasks that finished. */
+  #reapCompleted(): number {
+    let n = 0;
+    for (const [id, outcome] of this.#manager.reap()) {
+      const info = this.#running.get(id);
+      if (info === undefined) continue; // terminated: its outcome is discarded
+      this.#running.delete(id);
+      const finishedAt = this.#o.now();
+      this.#metrics.seconds('runDuration', finishedAt - info.startedAt);
+      this.#publishResult(id, 'running', outcomeToResult(id, outcome, info, finishedAt));
+      this.#metrics.finished(outcome.ok ? 'normal' : 'error');
+      this.#log.debug('completed', { id, ok: outcome.ok });
+      n++;
+    }
+    return n;
+  }
+
+  /** Moves newly requested ids to pending/ and into the queue. */
+  #admitNew(): number {
+    if (this.#seenRequested.size === 0) return 0;
+    const names = [...this.#seenRequested].sort();
+    this.#seenRequested = new Set();
+    let n = 0;
+    for (const id of names) {
+      if (!this.#checkName('requested', id)) continue;
+      if (this.#queue.has(id) || this.#running.has(id)) continue;
+      if (this.#tombstones.has(id)) {
+        // The abort came first and wins: the request never starts.
+        if (sfs.removeEntry(entryPath(this.#paths, 'requested', id))) this.#finishAbort(id, 'requested', this.#tombstones.get(id)!);
+        continue;
+      }
+      if (!sfs.moveEntry(entryPath(this.#paths, 'requested', id), entryPath(this.#paths, 'pending', id))) continue;
+      this.#queue.insert(id);
+      this.#queuedAt.set(id, this.#o.now());
+      this.#metrics.count('received');
+      this.#log.debug('admitted', { id });
+      n++;
+    }
+    return n;
+  }
+
+  /** Carries out abort requests: drop, terminate, remove the result, or keep a tombstone. */
+  #processAborts(): number {
+    if (this.#seenAborts.size === 0) return 0;
+    const names = [...this.#seenAborts].sort();
+    this.#seenAborts = new Set();
+    let n = 0;
+    for (const id of names) {
+      if (!this.#checkName('aborting', id)) continue;
+      const abortFile = entryPath(this.#paths, 'aborting', id);
+      if (!sfs.entryExists(abortFile)) {
+        this.#tombstones.delete(id);
+        continue;
+      }
+      const action = planAbort(this.#locate(id));
+      const since = this.#running.get(id)?.startedAt ?? this.#queuedAt.get(id);
+      switch (action.kind) {
+        case 'drop':
+          this.#queue.remove(id);
+          sfs.removeEntry(entryPath(this.#paths, action.state, id));
+          break;
+        case 'terminate':
+          this.#manager.terminateTask(id);
+          this.#running.delete(id);
+          this.#metrics.count('tasksKilled');
+          sfs.removeEntry(entryPath(this.#paths, 'running', id));
+          break;
+        case 'remove-result':
+          if (sfs.removeEntry(entryPath(this.#paths, 'complete', id))) this.#unclaimedResults--;
+          this.#log.debug('abort removed an unclaimed result', { id });
+          sfs.removeEntry(abortFile);
+          continue; // the request already finished; it is not counted again
+        case 'keep-tombstone': {
+          const first = this.#tombstones.get(id) ?? this.#o.now();
+          this.#tombstones.set(id, first);
+          if (tombstoneExpired(first, this.#o.now(), this.#o.abortTombstoneMs)) {
+            sfs.removeEntry(abortFile);
+            this.#tombstones.delete(id);
+            this.#log.info('dropped abort for unknown id', { id });
+          }
+          continue;
+        }
+      }
+      this.#finishAbort(id, action.kind === 'terminate' ? 'running' : action.state, since);
+      n++;
+    }
+    return n;
+  }
+
+  #finishAbort(id: string, state: string, since: number | undefined): void {
+    const abortFile = entryPath(this.#paths, 'aborting', id);
+    const reason = readAbortReason(abortFile);
+    sfs.removeEntry(abortFile);
+    this.#tombstones.delete(id);
+    this.#queuedAt.delete(id);
+    if (since !== undefined) this.#metrics.seconds('abortDuration', this.#o.now() - since, { 'wq.request.state': state });
+    this.#metrics.finished(reason === 'timeout' || reason === 'run-timeout' ? 'timed_out' : 'aborted');
+    this.#log.debug('aborted', { id, state, reason });
+  }
+
+  /** Starts pending requests in FIFO order while the manager has room. */
+  #startPending(): number {
+    let n = 0;
+    while (this.#queue.size > 0 && this.#manager.hasCapacity()) {
+      const id = this.#queue.shift()!;
+      const queuedAt = this.#queuedAt.get(id);
+      this.#queuedAt.delete(id);
+      const pendingFile = entryPath(this.#paths, 'pending', id);
+      let body: unknown;
+      try {
+        const bytes = sfs.readEntry(pendingFile, MAX_REQUEST_BYTES);
+        if (bytes === undefined) {
+          this.#log.warn('pending request vanished before it started', { id });
+          continue;
+        }
+        body = decodeRequest(bytes).body;
+      } catch (err) {
+        if (!(err instanceof ProtocolError)) throw err;
+        this.#rejectRequest(id, 'pending', err, queuedAt);
+        continue;
+      }
+      if (!sfs.moveEntry(pendingFile, entryPath(this.#paths, 'running', id))) continue;
+      const startedAt = this.#o.now();
+      if (queuedAt !== undefined) this.#metrics.seconds('waitDuration', startedAt - queuedAt);
+      this.#running.set(id, { startedAt, queuedAt });
+      this.#log.debug('started', { id });
+      try {
+        this.#manager.startTask(id, body);
+      } catch (err) {
+        this.#running.delete(id);
+        this.#publishResult(id, 'running', outcomeToResult(id, { ok: false, error: serializeError(err) }, { startedAt, queuedAt }, this.#o.now()));
+        this.#metrics.finished('error');
+      }
+      n++;
+    }
+    return n;
+  }
+
+  // ---- helpers ------------------------------------------------------------
+
+  /** Where an id is, checked in flow order so a request moving forward is not missed. */
+  #locate(id: string): AbortTarget {
+    if (this.#queue.has(id)) return 'pending';
+    if (this.#running.has(id)) return 'running';
+    if (sfs.entryExists(entryPath(this.#paths, 'requested', id))) return 'requested';
+    if (sfs.entryExists(entryPath(this.#paths, 'complete', id))) return 'complete';
+    return 'unknown';
+  }
+
+  /** Answers a request that cannot be read or decoded with an error result, and logs it once. */
+  #rejectRequest(id: string, state: 'pending' | 'requested', err: Error, queuedAt: number | undefined): void {
+    this.#log.warn('rejected unreadable request', { id, error: err.message });
+    const result: Omit<ResultEnvelope, 'v' | 'type'> = {
+      id,
+      ok: false,
+      status: 'rejected',
+      error: serializeError(err),
+      finishedAt: this.#o.now(),
+    };
+    if (queuedAt !== undefined) result.queuedAt = queuedAt;
+    this.#publishResult(id, state, result);
+    this.#metrics.finished('rejected');
+  }
+
+  /**
+   * Writes a result to tmp/, publishes it as complete/<id> by link(2), then
+   * removes the request from its last state. A name already at complete/<id>
+   * can only be planted (only the server writes there): it is removed, never
+   * written through.
+   */
+  #publishResult(id: string, from: 'running' | 'pending' | 'requested', result: Omit<ResultEnvelope, 'v' | 'type'>): void {
+    let bytes: Buffer;
+    try {
+      bytes = encodeResult(result);
+    } catch (err) {
+      bytes = encodeResult({ ...withoutValue(result), ok: false, status: 'error', error: serializeError(new ProtocolError(`the task's result cannot be stored: ${(err as Error).message}`)) });
+    }
+    const dest = entryPath(this.#paths, 'complete', id);
+    const write = () => sfs.writeTemp(this.#paths.dirs.tmp, 'result', bytes, { durable: this.#o.durable, mode: 0o644 });
+    if (!sfs.publish(write(), dest)) {
+      this.#log.warn('removed a foreign entry at complete/<id> before writing the result', { id });
+      sfs.removeEntry(dest);
+      if (!sfs.publish(write(), dest)) throw new Error(`cannot publish result for ${id}: complete/${id} keeps reappearing`);
+    }
+    if (this.#o.durable) sfs.syncDirectory(this.#paths.dirs.complete);
+    sfs.removeEntry(entryPath(this.#paths, from, id));
+    this.#unclaimedResults++;
+  }
+
+  /** Ignores (and logs once) names that are not request ids: dotfiles, editors' droppings, hostile names. */
+  #checkName(dir: string, name: string): boolean {
+    if (isRequestId(name)) return true;
+    if (!this.#warnedNames.has(`${dir}/${name}`)) {
+      this.#warnedNames.add(`${dir}/${name}`);
+      this.#log.warn('ignoring an entry whose name is not a request id', { dir, name: JSON.stringify(name) });
+    }
+    return false;
+  }
+
+  // ---- start-up, watching, rescans -----------------------------------------
+
+  /** Rebuilds the queue from the spool: nothing a previous server left is lost. */
+  #recover(): void {
+    const runningIds = sfs.listEntries(this.#paths.dirs.running).filter((n) => this.#checkName('running', n));
+    const completeIds = new Set(sfs.listEntries(this.#paths.dirs.complete).filter(isRequestId));
+    this.#unclaimedResults = completeIds.size;
+    for (const step of planRecovery(runningIds, completeIds, this.#o.interrupted)) {
+      const runningFile = entryPath(this.#paths, 'running', step.id);
+      if (step.kind === 'drop-leftover') sfs.removeEntry(runningFile);
+      else if (step.kind === 'requeue') sfs.moveEntry(runningFile, entryPath(this.#paths, 'pending', step.id));
+      else {
+        const error: SerializedError = { name: 'ServerRestartedError', code: 'ERR_SERVER_RESTARTED', message: 'the server restarted while this request was running; it was not run again (interrupted: fail)' };
+        this.#publishResult(step.id, 'running', { id: step.id, ok: false, status: 'restarted', error, finishedAt: this.#o.now() });
+        this.#metrics.finished('restarted');
+      }
+    }
+    const now = this.#o.now();
+    for (const id of sfs.listEntries(this.#paths.dirs.pending)) {
+      if (!this.#checkName('pending', id)) continue;
+      this.#queue.insert(id);
+      this.#queuedAt.set(id, now);
+    }
+    this.#rescan();
+    this.#log.info('recovered spool', { pending: this.#queue.size, interrupted: runningIds.length, policy: this.#o.interrupted });
+  }
+
+  /** The safety net: re-reads requested/ and aborting/ for anything the watcher missed. */
+  #rescan(): void {
+    let found = 0;
+    for (const name of sfs.listEntries(this.#paths.dirs.requested)) {
+      if (!this.#seenRequested.has(name) && isRequestId(name) && !this.#queue.has(name)) found++;
+      this.#seenRequested.add(name);
+    }
+    for (const name of sfs.listEntries(this.#paths.dirs.aborting)) this.#seenAborts.add(name);
+    if (found > 0 && this.#o.watch) {
+      this.#metrics.count('rescanFound', found);
+      this.#log.info('rescan found requests the watcher had not reported', { found });
+    }
+    this.#unclaimedResults = sfs.listEntries(this.#paths.dirs.complete).length;
+    this.#schedule();
+  }
+
+  #startWatchers(): Array<() => void> {
+    const watchers: FSWatcher[] = [];
+    const watch = (dir: string, seen: () => Set<string>): void => {
+      watchers.push(
+        sfs.watchDirectory(
+          dir,
+          (name) => {
+            if (name === null) this.#rescan();
+            else seen().add(name);
+            this.#schedule();
+          },
+          (err) => this.#log.error('watcher failed; relying on rescans', { dir, error: err.message }),
+        ),
+      );
+    };
+    watch(this.#paths.dirs.requested, () => this.#seenRequested);
+    watch(this.#paths.dirs.aborting, () => this.#seenAborts);
+    return watchers.map((w) => () => w.close());
+  }
+}
+
+function outcomeToResult(id: string, outcome: TaskOutcome, info: { startedAt: number; queuedAt: number | undefined }, finishedAt: number): Omit<ResultEnvelope, 'v' | 'type'> {
+  const status: ResultStatus = outcome.ok ? 'normal' : 'error';
+  const result: Omit<ResultEnvelope, 'v' | 'type'> = { id, ok: outcome.ok, status, startedAt: info.startedAt, finishedAt };
+  if (info.queuedAt !== undefined) result.queuedAt = info.queuedAt;
+  if (outcome.ok) result.value = outcome.value;
+  else result.error = outcome.error;
+  return result;
+}
+
+function withoutValue(result: Omit<ResultEnvelope, 'v' | 'type'>): Omit<ResultEnvelope, 'v' | 'type'> {
+  const { value: _value, ...rest } = result;
+  return rest;
+}
+
+export type { FinishStatus };

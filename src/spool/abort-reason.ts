@@ -1,0 +1,28 @@
+/**
+ * Abort files: `aborting/<id>`, empty or holding one short ASCII word saying
+ * why (`timeout`, `run-timeout`, `cancelled`, `user`), used only to label metrics
+ * and logs. Anything else in the file is ignored, never trusted.
+ */
+import { ProtocolError } from '../errors.js';
+import * as sfs from './fs.js';
+
+export const ABORT_REASONS = ['user', 'timeout', 'run-timeout', 'cancelled'] as const;
+export type AbortReason = (typeof ABORT_REASONS)[number];
+const MAX_REASON_BYTES = 64;
+
+export function encodeAbortReason(reason: AbortReason): Buffer {
+  return Buffer.from(`${reason}\n`, 'ascii');
+}
+
+/** The reason in an abort file; 'user' when absent, unreadable or unknown. */
+export function readAbortReason(path: string): AbortReason {
+  let bytes: Buffer | undefined;
+  try {
+    bytes = sfs.readEntry(path, MAX_REASON_BYTES);
+  } catch (err) {
+    if (err instanceof ProtocolError) return 'user';
+    throw err;
+  }
+  const word = bytes?.toString('ascii').trim();
+  return (ABORT_REASONS as readonly string[]).includes(word ?? '') ? (word as AbortReason) : 'user';
+}

@@ -1,0 +1,207 @@
+/**
+ * The only module that touches the file system for spool work (tests mock it to
+ * inject faults). Files are published by link(2), which fails with EEXIST rather
+ * than replace a name; entries are opened with O_NOFOLLOW|O_NONBLOCK so a symlink
+ * or FIFO planted in the spool is refused instead of followed or blocked on.
+ * Every helper names the race it tolerates; anything else is thrown.
+ */
+import * as fs from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { isErrno, ProtocolError } from '../errors.js';
+
+const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_WRONLY, O_CREAT, O_EXCL } = fs.constants;
+const READ_FLAGS = O_RDONLY | O_NOFOLLOW | O_NONBLOCK;
+const CREATE_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
+
+export function makeDirectory(path: string, mode: number, recursive: boolean): void {
+  try {
+    fs.mkdirSync(path, { mode, recursive });
+  } catch (err) {
+    if (!isErrno(err, 'EEXIST')) throw err; // another process made it first
+  }
+}
+
+export function isDirectory(path: string): boolean {
+  try {
+    return fs.statSync(path).isDirectory();
+  } catch (err) {
+    if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) return false;
+    throw err;
+  }
+}
+
+/** Reads a small text file; undefined if it does not exist. */
+export function readSmallTextFile(path: string): string | undefined {
+  try {
+    return fs.readFileSync(path, 'utf8');
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+}
+
+export interface WriteOptions {
+  /** fsync the file before it is published. @default false */
+  durable?: boolean;
+  /** File mode (the umask still applies). @default 0o644 */
+  mode?: number;
+}
+
+/**
+ * Writes bytes to a new, uniquely named file in `tmpDir` and returns its path.
+ * The name starts with `tag` and the writer's pid so housekeeping can tell whose it is.
+ */
+export function writeTemp(tmpDir: string, tag: string, bytes: Uint8Array, options: WriteOptions = {}): string {
+  const path = join(tmpDir, `${tag}.${process.pid}.${randomBytes(6).toString('hex')}`);
+  const fd = fs.openSync(path, CREATE_FLAGS, options.mode ?? 0o644);
+  try {
+    let offset = 0;
+    while (offset < bytes.length) offset += fs.writeSync(fd, bytes, offset, bytes.length - offset);
+    if (options.durable) fs.fsyncSync(fd);
+  } catch (err) {
+    fs.closeSync(fd);
+    removeEntry(path);
+    throw err;
+  }
+  fs.closeSync(fd);
+  return path;
+}
+
+/**
+ * Gives the complete file at `tempPath` the name `dest`, only if `dest` is free.
+ * Returns false when the name is taken (EEXIST: an id collision or a planted
+ * entry); the temp file is removed either way.
+ */
+export function publish(tempPath: string, dest: string): boolean {
+  try {
+    return linkExclusive(tempPath, dest);
+  } finally {
+    removeEntry(tempPath);
+  }
+}
+
+/**
+ * Gives an existing file a second name, only if that name is free; false when
+ * it is taken (EEXIST). The caller removes the first name.
+ */
+export function linkExclusive(existing: string, dest: string): boolean {
+  try {
+    fs.linkSync(existing, dest);
+    return true;
+  } catch (err) {
+    if (isErrno(err, 'EEXIST')) return false;
+    throw err;
+  }
+}
+
+/** Creates an empty file exclusively; false if the name already exists (EEXIST). */
+export function createEmptyExclusive(path: string, mode = 0o644): boolean {
+  try {
+    fs.closeSync(fs.openSync(path, CREATE_FLAGS, mode));
+    return true;
+  } catch (err) {
+    if (isErrno(err, 'EEXIST')) return false;
+    throw err;
+  }
+}
+
+/**
+ * Renames an entry between state directories. Returns false when the source is
+ * gone (ENOENT: already moved or removed by its owner). Callers guarantee the
+ * destination name is free: only the server creates names there.
+ */
+export function moveEntry(from: string, to: string): boolean {
+  try {
+    fs.renameSync(from, to);
+    return true;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return false;
+    throw err;
+  }
+}
+
+/**
+ * Reads a whole spool entry without following a symlink or blocking on a FIFO.
+ * Returns undefined when it does not exist (ENOENT); throws ProtocolError when
+ * it is not a regular file or is larger than `maxBytes`.
+ */
+export function readEntry(path: string, maxBytes: number): Buffer | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, READ_FLAGS);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    if (isErrno(err, 'ELOOP')) throw new ProtocolError(`${path} is a symbolic link; spool entries must be regular files`);
+    throw err;
+  }
+  try {
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile()) throw new ProtocolError(`${path} is not a regular file`);
+    if (stat.size > maxBytes) throw new ProtocolError(`${path} is ${stat.size} bytes; the limit is ${maxBytes}`);
+    const buffer = Buffer.allocUnsafe(stat.size);
+    let offset = 0;
+    while (offset < stat.size) {
+      const n = fs.readSync(fd, buffer, offset, stat.size - offset, offset);
+      if (n === 0) break; // shrank under us; decoding the short buffer will fail loudly
+      offset += n;
+    }
+    return offset === stat.size ? buffer : buffer.subarray(0, offset);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Removes an entry; false if it was already gone (ENOENT). Never removes a directory. */
+export function removeEntry(path: string): boolean {
+  try {
+    fs.unlinkSync(path);
+    return true;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return false;
+    throw err;
+  }
+}
+
+/** Whether a name exists in a directory, without following symlinks. */
+export function entryExists(path: string): boolean {
+  try {
+    fs.lstatSync(path);
+    return true;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return false;
+    throw err;
+  }
+}
+
+/** Status of an entry without following symlinks; undefined if it does not exist. */
+export function entryStat(path: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(path);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+}
+
+/** Names in a directory, unsorted. */
+export function listEntries(dir: string): string[] {
+  return fs.readdirSync(dir);
+}
+
+/** fsyncs a directory so the names created or removed in it survive power loss. */
+export function syncDirectory(dir: string): void {
+  const fd = fs.openSync(dir, O_RDONLY);
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Watches a directory for names appearing or disappearing (fs.watch: fast, but may drop events). */
+export function watchDirectory(dir: string, onName: (name: string | null) => void, onError: (err: Error) => void): fs.FSWatcher {
+  const watcher = fs.watch(dir, { persistent: true }, (_event, name) => onName(name === null ? null : String(name)));
+  watcher.on('error', onError);
+  return watcher;
+}

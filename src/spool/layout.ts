@@ -1,0 +1,93 @@
+/**
+ * The spool's shape: one directory per state plus `tmp/`, a `format` marker and
+ * the server lock. Anyone (server or client) may create a missing part; nobody
+ * ever deletes the spool. A spool whose format marker names another protocol
+ * version is refused, never rewritten.
+ */
+import { join } from 'node:path';
+import writeFileAtomic from 'write-file-atomic';
+import { SpoolError } from '../errors.js';
+import * as sfs from './fs.js';
+
+/** States a request moves through, in order. */
+export const REQUEST_STATES = ['requested', 'pending', 'running', 'complete'] as const;
+export type RequestState = (typeof REQUEST_STATES)[number];
+
+/** Every directory of a spool, including the non-state ones. */
+export const SPOOL_DIRS = [...REQUEST_STATES, 'aborting', 'tmp', 'logs'] as const;
+export type SpoolDir = (typeof SPOOL_DIRS)[number];
+
+/** The on-disk protocol version this code reads and writes. */
+export const PROTOCOL_VERSION = 1;
+export const FORMAT_FILE = 'format';
+export const LOCK_FILE = 'server.lock';
+const FORMAT_PREFIX = 'spool-workqueue protocol ';
+
+export interface SpoolPaths {
+  readonly root: string;
+  readonly formatFile: string;
+  readonly lockFile: string;
+  readonly dirs: Readonly<Record<SpoolDir, string>>;
+}
+
+export function spoolPaths(root: string): SpoolPaths {
+  const dirs = Object.fromEntries(SPOOL_DIRS.map((d) => [d, join(root, d)])) as Record<SpoolDir, string>;
+  return { root, formatFile: join(root, FORMAT_FILE), lockFile: join(root, LOCK_FILE), dirs };
+}
+
+/** Path of a request (or abort marker) in a given directory. The id must already be validated. */
+export function entryPath(paths: SpoolPaths, dir: SpoolDir, id: string): string {
+  return join(paths.dirs[dir], id);
+}
+
+export interface OpenSpoolOptions {
+  /** Create the spool and its directories if missing. @default true */
+  create?: boolean;
+  /** Mode for directories this call creates (the umask still applies). @default 0o777 */
+  dirMode?: number;
+}
+
+/**
+ * Makes sure the spool exists with every directory and a format marker of our
+ * version; creates what is missing. Throws SpoolError for a foreign or newer spool.
+ */
+export function openSpool(root: string, options: OpenSpoolOptions = {}): SpoolPaths {
+  const paths = spoolPaths(root);
+  const create = options.create ?? true;
+  const dirMode = options.dirMode ?? 0o777;
+  if (create) sfs.makeDirectory(root, dirMode, true);
+  else if (!sfs.isDirectory(root)) throw new SpoolError(`spool ${root} does not exist`);
+  checkFormat(paths, create);
+  for (const dir of SPOOL_DIRS) {
+    if (create) sfs.makeDirectory(paths.dirs[dir], dirMode, false);
+    else if (!sfs.isDirectory(paths.dirs[dir])) throw new SpoolError(`spool ${root} is missing its ${dir}/ directory`);
+  }
+  return paths;
+}
+
+function checkFormat(paths: SpoolPaths, create: boolean): void {
+  const text = sfs.readSmallTextFile(paths.formatFile);
+  if (text === undefined) {
+    if (!create) return;
+    // Several processes may race here; each writes the same bytes atomically.
+    writeFileAtomic.sync(paths.formatFile, `${FORMAT_PREFIX}${PROTOCOL_VERSION}\n`, { mode: 0o644 });
+    return;
+  }
+  const version = parseFormat(text);
+  if (version === undefined) {
+    throw new SpoolError(`${paths.root} is not a wq spool: its ${FORMAT_FILE} file does not start with "${FORMAT_PREFIX}"`);
+  }
+  if (version !== PROTOCOL_VERSION) {
+    throw new SpoolError(
+      `spool ${paths.root} uses protocol version ${version}; this wq speaks version ${PROTOCOL_VERSION} ` +
+        '(drain the spool with the matching wq, or use a new spool; see docs/operations.md)',
+    );
+  }
+}
+
+/** Parses the format marker; undefined when it is not ours. */
+export function parseFormat(text: string): number | undefined {
+  if (!text.startsWith(FORMAT_PREFIX)) return undefined;
+  const version = Number(text.slice(FORMAT_PREFIX.length).trim());
+  return Number.isSafeInteger(version) && version > 0 ? version : undefined;
+}

@@ -1,0 +1,59 @@
+/**
+ * Request ids: `<16-digit microseconds since the epoch>-<12 hex digits>`.
+ * Fixed width, so lexical order is arrival order; the random suffix keeps two
+ * clients in the same microsecond apart; one generator never goes backwards even
+ * when the clock does (it keeps counting from its last value).
+ */
+import { randomBytes } from 'node:crypto';
+
+export const REQUEST_ID_PATTERN = /^\d{16}-[0-9a-f]{12}$/;
+export const REQUEST_ID_LENGTH = 29;
+const TIMESTAMP_DIGITS = 16;
+const SUFFIX_BYTES = 6;
+
+export function isRequestId(name: string): boolean {
+  return name.length === REQUEST_ID_LENGTH && REQUEST_ID_PATTERN.test(name);
+}
+
+/** The microsecond timestamp an id was made with (the client's clock). */
+export function requestIdTimeMs(id: string): number {
+  return Number(id.slice(0, TIMESTAMP_DIGITS)) / 1000;
+}
+
+/** Sources of time and randomness, injectable so tests can force collisions and clock steps. */
+export interface IdSource {
+  /** Current time in microseconds since the epoch. */
+  nowMicros(): number;
+  /** A suffix of 12 lowercase hex digits. */
+  suffix(): string;
+}
+
+export const systemIdSource: IdSource = {
+  // Wall-clock milliseconds (so ids from different processes interleave by time)
+  // plus a sub-millisecond part from the monotonic clock.
+  nowMicros: () => Date.now() * 1000 + (Math.floor(performance.now() * 1000) % 1000),
+  suffix: () => randomBytes(SUFFIX_BYTES).toString('hex'),
+};
+
+/** Makes ids that sort in the order this generator made them. */
+export class RequestIdGenerator {
+  #last = 0;
+  readonly #source: IdSource;
+
+  constructor(source: IdSource = systemIdSource) {
+    this.#source = source;
+  }
+
+  next(): string {
+    let micros = this.#source.nowMicros();
+    if (micros <= this.#last) micros = this.#last + 1; // clock stepped back or same microsecond
+    this.#last = micros;
+    return formatRequestId(micros, this.#source.suffix());
+  }
+}
+
+export function formatRequestId(micros: number, suffix: string): string {
+  const id = `${String(micros).padStart(TIMESTAMP_DIGITS, '0')}-${suffix}`;
+  if (!isRequestId(id)) throw new RangeError(`cannot make a request id from ${micros} and ${JSON.stringify(suffix)}`);
+  return id;
+}

@@ -1,0 +1,233 @@
+/**
+ * Runs a command per request, without a shell, in its own process group.
+ * The request is `{ argv: string[], cwd?: string }`; with a fixed `command`
+ * prefix (`wq serve --exec`), the request's argv is appended to it. The result
+ * is `{ exitCode, signal, stdout, stderr }` with each stream capped.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { InvalidOptionError, WorkQueueError } from '../errors.js';
+import { stripUndefined } from '../options.js';
+import { killGroup, signalGroup, type GroupKill } from './process-group.js';
+import type { TaskManager, TaskOutcome } from './types.js';
+
+/** What a client sends to a command server. */
+export interface CommandRequest {
+  /** Program and arguments (appended to the server's `command` prefix, if any). */
+  argv: string[];
+  /** Working directory. @default the server's */
+  cwd?: string;
+}
+
+/** What a command task returns. */
+export interface CommandResult {
+  /** Exit code, or null when killed by a signal. */
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+  /** Bytes of output dropped past the cap, per stream (absent when nothing was dropped). */
+  stdoutDropped?: number;
+  stderrDropped?: number;
+}
+
+export interface CommandTaskManagerOptions {
+  /** Commands at once. @default 1 */
+  maxTasks?: number;
+  /** A fixed program and leading arguments; each request's argv is appended. @default none: argv is the whole command */
+  command?: string[];
+  /** After SIGTERM, how long a terminated command's group has before SIGKILL. @default 2000 */
+  killGraceMs?: number;
+  /** Output kept per stream, in bytes; the rest is counted and dropped. @default 1048576 (1 MiB) */
+  maxOutputBytes?: number;
+  /** Environment of the commands. @default process.env */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** A command could not be started (not found, bad working directory, invalid request). */
+export class CommandError extends WorkQueueError {
+  constructor(message: string, code = 'ERR_COMMAND') {
+    super(message, code);
+  }
+}
+
+/** How long to wait for a command's pipes to close after it exits (a background child may hold them). */
+const PIPE_DRAIN_MS = 1000;
+
+interface Running {
+  child: ChildProcess;
+  killing: GroupKill | undefined;
+  /** Set when terminated: its outcome is dropped. */
+  terminated: boolean;
+}
+
+export class CommandTaskManager implements TaskManager {
+  readonly maxTasks: number;
+  readonly #o: Required<CommandTaskManagerOptions>;
+  readonly #running = new Map<string, Running>();
+  /** Terminated commands whose group has not exited yet: they still hold capacity. */
+  readonly #dying = new Set<Running>();
+  #finished: Array<[string, TaskOutcome]> = [];
+  #wake: () => void = () => {};
+
+  constructor(options: CommandTaskManagerOptions = {}) {
+    this.#o = { maxTasks: 1, command: [], killGraceMs: 2000, maxOutputBytes: 1024 * 1024, env: process.env, ...stripUndefined(options) };
+    if (!(Number.isInteger(this.#o.maxTasks) && this.#o.maxTasks >= 0)) {
+      throw new InvalidOptionError(`Expected \`maxTasks\` to be an integer >= 0, got \`${String(options.maxTasks)}\``);
+    }
+    if (!Array.isArray(this.#o.command) || !this.#o.command.every((a) => typeof a === 'string')) {
+      throw new InvalidOptionError('Expected `command` to be an array of strings');
+    }
+    this.maxTasks = this.#o.maxTasks;
+  }
+
+  get size(): number {
+    return this.#running.size;
+  }
+
+  startTick(): void {}
+
+  hasCapacity(): boolean {
+    return this.#running.size + this.#dying.size < this.#o.maxTasks;
+  }
+
+  /** Process ids of running commands, for status. */
+  pids(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [id, task] of this.#running) if (task.child.pid !== undefined) out.set(id, task.child.pid);
+    return out;
+  }
+
+  startTask(id: string, request: unknown): void {
+    const { argv, cwd } = this.#commandLine(request);
+    const child = spawn(argv[0]!, argv.slice(1), {
+      cwd,
+      env: this.#o.env,
+      detached: true, // own process group: terminate reaches everything it started
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const task: Running = { child, killing: undefined, terminated: false };
+    this.#running.set(id, task);
+    const stdout = new CappedBuffer(this.#o.maxOutputBytes);
+    const stderr = new CappedBuffer(this.#o.maxOutputBytes);
+    child.stdout!.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk));
+    let settled = false;
+    const settle = (outcome: TaskOutcome): void => {
+      if (settled) return;
+      settled = true;
+      if (task.terminated) return;
+      this.#running.delete(id);
+      this.#finished.push([id, outcome]);
+      this.#wake();
+    };
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      const reason = err.code === 'ENOENT' ? 'command not found' : err.message;
+      this.#onGone(task);
+      settle({ ok: false, error: { name: 'CommandError', message: `cannot run ${JSON.stringify(argv[0])}: ${reason}`, code: err.code ?? 'ERR_COMMAND' } });
+    });
+    child.on('exit', (exitCode, signal) => {
+      this.#onGone(task);
+      const finish = (): void => {
+        const result: CommandResult = { exitCode, signal, stdout: stdout.bytes(), stderr: stderr.bytes() };
+        if (stdout.dropped > 0) result.stdoutDropped = stdout.dropped;
+        if (stderr.dropped > 0) result.stderrDropped = stderr.dropped;
+        settle({ ok: true, value: result });
+      };
+      // Wait for the pipes to drain, but not for a background child that keeps them open.
+      const timer = setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+        finish();
+      }, PIPE_DRAIN_MS);
+      child.once('close', () => {
+        clearTimeout(timer);
+        finish();
+      });
+    });
+  }
+
+  terminateTask(id: string): void {
+    const task = this.#running.get(id);
+    if (task === undefined) return;
+    this.#running.delete(id);
+    task.terminated = true;
+    if (task.child.pid === undefined || task.child.exitCode !== null || task.child.signalCode !== null) return;
+    this.#dying.add(task);
+    task.killing = killGroup(task.child.pid, this.#o.killGraceMs);
+  }
+
+  reap(): Iterable<[string, TaskOutcome]> {
+    const done = this.#finished;
+    this.#finished = [];
+    return done;
+  }
+
+  setWakeHandler(wake: () => void): void {
+    this.#wake = wake;
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.#running.values(), ...this.#dying];
+    for (const id of [...this.#running.keys()]) this.terminateTask(id);
+    await Promise.all(
+      all.map((task) => new Promise<void>((resolve) => (task.child.exitCode !== null || task.child.signalCode !== null ? resolve() : task.child.once('exit', () => resolve())))),
+    );
+  }
+
+  #onGone(task: Running): void {
+    if (task.killing !== undefined) task.killing.leaderExited();
+    else if (task.child.pid !== undefined && task.terminated) signalGroup(task.child.pid, 'SIGKILL');
+    if (this.#dying.delete(task)) this.#wake();
+  }
+
+  #commandLine(request: unknown): { argv: string[]; cwd: string | undefined } {
+    const body = (request ?? {}) as Partial<CommandRequest>;
+    const tail = body.argv ?? [];
+    if (!Array.isArray(tail) || !tail.every((a) => typeof a === 'string')) {
+      throw new CommandError('the request has no valid argv: expected { argv: string[] }', 'ERR_BAD_REQUEST');
+    }
+    const argv = [...this.#o.command, ...tail];
+    if (argv.length === 0 || argv[0] === '') throw new CommandError('the request has an empty argv: nothing to run', 'ERR_BAD_REQUEST');
+    let cwd: string | undefined;
+    if (body.cwd !== undefined) {
+      if (typeof body.cwd !== 'string' || !isDirectory(body.cwd)) {
+        throw new CommandError(`the request's working directory ${JSON.stringify(body.cwd)} does not exist on the server`, 'ERR_BAD_CWD');
+      }
+      cwd = body.cwd;
+    }
+    return { argv, cwd };
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Keeps the first `limit` bytes of a stream and counts the rest. */
+class CappedBuffer {
+  readonly #chunks: Buffer[] = [];
+  #kept = 0;
+  dropped = 0;
+  constructor(readonly limit: number) {}
+
+  push(chunk: Buffer): void {
+    const room = this.limit - this.#kept;
+    if (room >= chunk.length) {
+      this.#chunks.push(chunk);
+      this.#kept += chunk.length;
+    } else {
+      if (room > 0) this.#chunks.push(chunk.subarray(0, room));
+      this.#kept += Math.max(0, room);
+      this.dropped += chunk.length - Math.max(0, room);
+    }
+  }
+
+  bytes(): Uint8Array {
+    return Buffer.concat(this.#chunks);
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * Killing a task for real: every task process leads its own process group, so
+ * a signal to the group reaches whatever it started. SIGTERM first, SIGKILL
+ * after a grace period, and a final SIGKILL to the group once the leader exits
+ * so no straggler keeps working outside the queue's capacity.
+ */
+import { isErrno } from '../errors.js';
+
+/** Sends a signal to a whole process group; false if the group is gone. */
+export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
+  try {
+    process.kill(-pgid, signal);
+    return true;
+  } catch (err) {
+    if (isErrno(err, 'ESRCH')) return false;
+    throw err;
+  }
+}
+
+export interface GroupKill {
+  /** Call when the group leader has exited: sweeps the group and stops the timer. */
+  leaderExited(): void;
+}
+
+/** SIGTERM now, SIGKILL after `graceMs` unless the leader exits first. */
+export function killGroup(pgid: number, graceMs: number): GroupKill {
+  signalGroup(pgid, 'SIGTERM');
+  const timer = setTimeout(() => signalGroup(pgid, 'SIGKILL'), graceMs);
+  return {
+    leaderExited() {
+      clearTimeout(timer);
+      signalGroup(pgid, 'SIGKILL');
+    },
+  };
+}

@@ -1,0 +1,53 @@
+/**
+ * A process-pool child: loads the handler module once, then runs one request
+ * at a time as the parent sends them. The parent kills the whole process group
+ * to terminate a task; SIGTERM first aborts the handler's signal.
+ */
+import { pathToFileURL } from 'node:url';
+import { serializeError } from '../errors.js';
+import type { ParentMessage, ChildMessage } from './process-pool-messages.js';
+
+const send = (message: ChildMessage): void => {
+  process.send?.(message);
+};
+
+async function loadHandler(spec: string): Promise<(request: unknown, context: { id: string; signal: AbortSignal }) => unknown> {
+  const url = /^[a-z][a-z0-9+.-]*:/i.test(spec) ? spec : pathToFileURL(spec).href;
+  const mod = (await import(url)) as { default?: unknown };
+  if (typeof mod.default !== 'function') {
+    throw new TypeError(`handler module ${spec} has no default export function (export default async function (request, { id, signal }) { … })`);
+  }
+  return mod.default as (request: unknown, context: { id: string; signal: AbortSignal }) => unknown;
+}
+
+let current: AbortController | undefined;
+process.on('SIGTERM', () => {
+  current?.abort(new Error('the request was aborted'));
+  setImmediate(() => process.exit(143));
+});
+process.on('disconnect', () => process.exit(0));
+
+try {
+  const handler = await loadHandler(process.argv[2] ?? '');
+  process.on('message', (message: ParentMessage) => {
+    if (message.type !== 'run') return;
+    const controller = new AbortController();
+    current = controller;
+    const { id } = message;
+    Promise.resolve()
+      .then(() => handler(message.request, { id, signal: controller.signal }))
+      .then(
+        (value) => send({ type: 'done', id, ok: true, value }),
+        (err: unknown) => send({ type: 'done', id, ok: false, error: serializeError(err) }),
+      )
+      .catch((err: unknown) => send({ type: 'done', id, ok: false, error: serializeError(err) })) // value not serialisable
+      .finally(() => {
+        if (current === controller) current = undefined;
+      });
+  });
+  send({ type: 'ready' });
+} catch (err) {
+  send({ type: 'load-error', error: serializeError(err) });
+  process.exitCode = 78; // EX_CONFIG
+  process.disconnect?.();
+}

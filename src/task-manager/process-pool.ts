@@ -1,0 +1,213 @@
+/**
+ * Runs requests in N long-lived child processes that load a handler module
+ * once. A handler is an ES module whose default export is
+ * `(request, { id, signal }) => result | Promise<result>`.
+ *
+ * Each child leads its own process group. Terminating a task kills that group
+ * (SIGTERM, then SIGKILL after `killGraceMs`) and starts a fresh child; the slot
+ * counts against capacity until the old group is gone. A child that dies on its
+ * own fails only the task it was running.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InvalidOptionError, WorkQueueError, type SerializedError } from '../errors.js';
+import { stripUndefined } from '../options.js';
+import type { ChildMessage, ParentMessage } from './process-pool-messages.js';
+import { killGroup, signalGroup, type GroupKill } from './process-group.js';
+import type { TaskManager, TaskOutcome } from './types.js';
+
+export interface ProcessPoolTaskManagerOptions {
+  /** Path or URL of the handler module. */
+  handler: string;
+  /** Child processes, so tasks at once. @default 1 */
+  size?: number;
+  /** After SIGTERM, how long a terminated task's process group has before SIGKILL. @default 2000 */
+  killGraceMs?: number;
+  /** Environment of the children. @default process.env */
+  env?: NodeJS.ProcessEnv;
+  /** Extra Node options for the children (e.g. a loader). @default the parent's execArgv */
+  execArgv?: string[];
+}
+
+/** Thrown into the waiting client when a child dies while running its task. */
+export class WorkerCrashedError extends WorkQueueError {
+  constructor(message: string) {
+    super(message, 'ERR_WORKER_CRASHED');
+  }
+}
+
+/** The handler module could not be loaded (bad path, syntax error, no default export). */
+export class HandlerLoadError extends WorkQueueError {
+  constructor(handler: string, error: SerializedError) {
+    super(`cannot load handler ${handler}: ${error.message}`, 'ERR_HANDLER_LOAD');
+  }
+}
+
+interface Slot {
+  child: ChildProcess;
+  /** The request this child runs now. */
+  taskId: string | undefined;
+  /** Being killed: not usable until its exit, then replaced. */
+  killing: GroupKill | undefined;
+  spawnedAt: number;
+}
+
+/** A child that dies this soon after its start is treated as a crash loop and respawned with a delay. */
+const CRASH_LOOP_MS = 1000;
+
+const WORKER_PATH = fileURLToPath(new URL(`./process-pool-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+
+export class ProcessPoolTaskManager implements TaskManager {
+  readonly maxTasks: number;
+  readonly #o: Required<Omit<ProcessPoolTaskManagerOptions, 'execArgv'>> & { execArgv: string[] };
+  readonly #slots = new Set<Slot>();
+  #finished: Array<[string, TaskOutcome]> = [];
+  #wake: () => void = () => {};
+  #closing = false;
+  #loadError: SerializedError | undefined;
+  #crashes = 0;
+  readonly #ready: Promise<void>;
+  #resolveReady!: () => void;
+  #rejectReady!: (err: Error) => void;
+
+  constructor(options: ProcessPoolTaskManagerOptions) {
+    this.#o = { size: 1, killGraceMs: 2000, env: process.env, execArgv: process.execArgv, ...stripUndefined(options), handler: options.handler };
+    if (typeof this.#o.handler !== 'string' || this.#o.handler === '') {
+      throw new InvalidOptionError(`Expected \`handler\` to be a module path, got \`${String(options.handler)}\``);
+    }
+    if (!(Number.isInteger(this.#o.size) && this.#o.size >= 1)) {
+      throw new InvalidOptionError(`Expected \`size\` to be an integer >= 1, got \`${String(options.size)}\``);
+    }
+    this.maxTasks = this.#o.size;
+    this.#ready = new Promise((resolve, reject) => {
+      this.#resolveReady = resolve;
+      this.#rejectReady = reject;
+    });
+    this.#ready.catch(() => {}); // observed through ready()
+    for (let i = 0; i < this.#o.size; i++) this.#spawn();
+  }
+
+  /** Resolves once the first child has loaded the handler; rejects with HandlerLoadError. */
+  ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  /** How many children died on their own (for metrics). */
+  get crashes(): number {
+    return this.#crashes;
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const slot of this.#slots) if (slot.taskId !== undefined) n++;
+    return n;
+  }
+
+  startTick(): void {}
+
+  hasCapacity(): boolean {
+    return this.#idleSlot() !== undefined;
+  }
+
+  startTask(id: string, request: unknown): void {
+    if (this.#loadError !== undefined) throw new HandlerLoadError(this.#o.handler, this.#loadError);
+    const slot = this.#idleSlot();
+    if (slot === undefined) throw new WorkQueueError('startTask called without capacity', 'ERR_NO_CAPACITY');
+    const message: ParentMessage = { type: 'run', id, request };
+    slot.child.send(message); // throws for a request that cannot be cloned: fails just this request
+    slot.taskId = id;
+  }
+
+  terminateTask(id: string): void {
+    for (const slot of this.#slots) {
+      if (slot.taskId !== id) continue;
+      slot.taskId = undefined;
+      slot.killing = killGroup(slot.child.pid!, this.#o.killGraceMs);
+    }
+  }
+
+  reap(): Iterable<[string, TaskOutcome]> {
+    const done = this.#finished;
+    this.#finished = [];
+    return done;
+  }
+
+  setWakeHandler(wake: () => void): void {
+    this.#wake = wake;
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    const exits = [...this.#slots].map(
+      (slot) =>
+        new Promise<void>((resolve) => {
+          if (slot.child.exitCode !== null || slot.child.signalCode !== null) return resolve();
+          slot.child.once('exit', () => resolve());
+          slot.taskId = undefined;
+          slot.killing ??= killGroup(slot.child.pid!, this.#o.killGraceMs);
+        }),
+    );
+    await Promise.all(exits);
+  }
+
+  #idleSlot(): Slot | undefined {
+    if (this.#closing) return undefined;
+    for (const slot of this.#slots) if (slot.taskId === undefined && slot.killing === undefined && slot.child.connected) return slot;
+    return undefined;
+  }
+
+  #spawn(): void {
+    const child = fork(WORKER_PATH, [this.#o.handler], {
+      detached: true, // own process group, so terminate reaches everything the handler started
+      serialization: 'advanced',
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      env: this.#o.env,
+      execArgv: this.#o.execArgv,
+    });
+    const slot: Slot = { child, taskId: undefined, killing: undefined, spawnedAt: Date.now() };
+    this.#slots.add(slot);
+    child.on('message', (message: ChildMessage) => this.#onMessage(slot, message));
+    child.on('error', () => {}); // 'exit' follows and is handled there
+    child.on('exit', (code, signal) => this.#onExit(slot, code, signal));
+  }
+
+  #onMessage(slot: Slot, message: ChildMessage): void {
+    switch (message.type) {
+      case 'ready':
+        this.#resolveReady();
+        this.#wake();
+        break;
+      case 'load-error':
+        this.#loadError = message.error;
+        this.#rejectReady(new HandlerLoadError(this.#o.handler, message.error));
+        break;
+      case 'done':
+        if (slot.taskId !== message.id) return; // terminated meanwhile: drop it
+        slot.taskId = undefined;
+        this.#finished.push([message.id, message.ok ? { ok: true, value: message.value } : { ok: false, error: message.error }]);
+        this.#wake();
+        break;
+    }
+  }
+
+  #onExit(slot: Slot, code: number | null, signal: NodeJS.Signals | null): void {
+    this.#slots.delete(slot);
+    if (slot.killing !== undefined) slot.killing.leaderExited();
+    else signalGroup(slot.child.pid!, 'SIGKILL'); // sweep anything the dead child left in its group
+    if (slot.taskId !== undefined) {
+      this.#crashes++;
+      const how = signal !== null ? `was killed by ${signal}` : `exited with code ${code}`;
+      const error = new WorkerCrashedError(`the handler process (pid ${slot.child.pid}) ${how} while running request ${slot.taskId}`);
+      this.#finished.push([slot.taskId, { ok: false, error: { name: error.name, message: error.message, code: error.code } }]);
+    }
+    if (this.#closing || this.#loadError !== undefined) return void this.#wake();
+    const delay = Date.now() - slot.spawnedAt < CRASH_LOOP_MS && slot.killing === undefined ? CRASH_LOOP_MS : 0;
+    setTimeout(() => {
+      if (!this.#closing) this.#spawn();
+      this.#wake();
+    }, delay);
+    this.#wake();
+  }
+}
+

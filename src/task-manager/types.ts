@@ -1,0 +1,33 @@
+/**
+ * The seam between the server and whatever runs the work. The server calls the
+ * five verbs from its single thread, in this order each tick: startTick, reap,
+ * terminateTask (for aborts), then hasCapacity/startTask while there is room.
+ */
+import type { SerializedError } from '../errors.js';
+
+/** How a task ended. `error` is a task failure, carried to the waiting client. */
+export type TaskOutcome = { ok: true; value: unknown } | { ok: false; error: SerializedError };
+
+export interface TaskManager {
+  /** Tasks started and neither reaped nor terminated yet (the ancestor's `len(manager)`). */
+  readonly size: number;
+  /** Maximum tasks at once, for status and metrics (Infinity if unbounded). */
+  readonly maxTasks: number;
+  /** Called at the start of every server tick, e.g. to sample load. */
+  startTick(): void;
+  /** Whether one more task may start now. */
+  hasCapacity(): boolean;
+  /** Starts a task. Must not block; a synchronous throw fails just this request. */
+  startTask(id: string, request: unknown): void;
+  /**
+   * Stops a task for good: the work is really killed, its outcome is never
+   * reaped, and its capacity is freed once it is gone.
+   */
+  terminateTask(id: string): void;
+  /** Outcomes of tasks that finished since the last call. */
+  reap(): Iterable<[id: string, outcome: TaskOutcome]>;
+  /** Registers the callback the manager calls when it has something to reap or capacity freed. */
+  setWakeHandler(wake: () => void): void;
+  /** Stops everything and frees resources (children, timers). */
+  close(): Promise<void>;
+}
