@@ -1,0 +1,103 @@
+/**
+ * What every `wq` command shares: where the spool is, documented exit codes,
+ * option parsers with one message style, and printing errors.
+ */
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { InvalidArgumentError } from 'commander';
+
+/** Exit codes, documented in docs/cli.md. A command task's own exit code passes through. */
+export const EXIT = {
+  ok: 0,
+  /** The task failed (handler threw, command could not start), or an unexpected error. */
+  failure: 1,
+  /** Bad flags or arguments. */
+  usage: 2,
+  /** The spool is unusable or another server holds it. */
+  spool: 3,
+  /** No such request in the spool. */
+  unknownId: 4,
+  /** A deadline passed; the request was aborted. Same as timeout(1). */
+  timeout: 124,
+  /** Interrupted (SIGINT) while waiting; the request was aborted. */
+  interrupted: 130,
+} as const;
+
+/**
+ * The spool: `--spool`, else `$WQ_SPOOL`, else a per-user directory that needs
+ * no root: `$XDG_STATE_HOME/wq/spool` (`~/.local/state/wq/spool`).
+ */
+export function resolveSpool(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  if (flag !== undefined && flag !== '') return flag;
+  if (env.WQ_SPOOL) return env.WQ_SPOOL;
+  const stateHome = env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state');
+  return join(stateHome, 'wq', 'spool');
+}
+
+export const SPOOL_HELP = 'spool directory (default: $WQ_SPOOL, else $XDG_STATE_HOME/wq/spool, i.e. ~/.local/state/wq/spool)';
+
+/** Parses a duration in seconds (fractions allowed) into milliseconds. */
+export function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) {
+    throw new InvalidArgumentError(`expected a number of seconds >= 0, got "${value}"`);
+  }
+  return Math.round(n * 1000);
+}
+
+export function parseCount(min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) {
+      throw new InvalidArgumentError(`expected a whole number >= ${min}, got "${value}"`);
+    }
+    return n;
+  };
+}
+
+/** An error the CLI reports as one line and a given exit code. */
+export class CliError extends Error {
+  constructor(message: string, readonly exitCode: number) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
+
+export function printError(message: string): void {
+  process.stderr.write(`wq: ${message}\n`);
+}
+
+/**
+ * Splits a command string on blanks, honouring '…' and "…" quoting and
+ * backslash escapes (no variables, globs or other shell features).
+ */
+export function splitCommand(text: string): string[] {
+  const out: string[] = [];
+  let current = '';
+  let inWord = false;
+  let quote: '"' | "'" | undefined;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!;
+    if (quote !== undefined) {
+      if (ch === quote) quote = undefined;
+      else if (ch === '\\' && quote === '"' && i + 1 < text.length) current += text[++i];
+      else current += ch;
+    } else if (ch === '"' || ch === "'") {
+      quote = ch;
+      inWord = true;
+    } else if (ch === '\\' && i + 1 < text.length) {
+      current += text[++i];
+      inWord = true;
+    } else if (/\s/.test(ch)) {
+      if (inWord) out.push(current);
+      current = '';
+      inWord = false;
+    } else {
+      current += ch;
+      inWord = true;
+    }
+  }
+  if (quote !== undefined) throw new InvalidArgumentError(`unterminated ${quote} quote in "${text}"`);
+  if (inWord) out.push(current);
+  return out;
+}

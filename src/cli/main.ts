@@ -1,0 +1,119 @@
+/**
+ * `wq`: commander wiring only. Each command's code is imported when it runs,
+ * so `wq enqueue` never loads the server, the task managers or metrics.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { CliError, EXIT, parseCount, parseSeconds, printError, SPOOL_HELP } from './common.js';
+
+const VERSION = '0.1.0';
+
+export function buildProgram(): Command {
+  const program = new Command('wq')
+    .description(
+      'A spool-directory FIFO work queue: clients drop requests into a spool, one server runs them ' +
+        'in arrival order, never more than --max-tasks at once.',
+    )
+    .version(VERSION, '-V, --version')
+    .enablePositionalOptions()
+    .showHelpAfterError('(run wq --help, or wq COMMAND --help, for usage)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  wq serve --max-tasks 2 &             # one server per spool
+  wq enqueue --wait -- make -C ~/src   # run a command through the queue, print its output
+  id=$(wq enqueue -- long-job.sh)      # queue it, get the id ...
+  wq wait "$id"                        # ... and collect the result later
+
+Exit codes: 0 ok (or the command's own code), 1 task failed, 2 usage, 3 spool unusable or
+already served, 4 unknown request id, 124 timed out (request aborted), 130 interrupted.`,
+    );
+
+  program
+    .command('serve')
+    .description('run the server for a spool (one per spool); stops on SIGTERM/SIGINT')
+    .option('-s, --spool <dir>', SPOOL_HELP)
+    .addOption(new Option('-j, --max-tasks <n>', 'most tasks running at once').argParser(parseCount(1)).default(1))
+    .addOption(new Option('--handler <module>', 'run requests in a pool of Node processes that load this ES module; its default export gets (request, { id, signal })').conflicts('exec'))
+    .option('--exec <command>', "run COMMAND with each request's arguments appended (no shell; quotes group words)")
+    .option('--fail-interrupted', 'complete requests that were running when the previous server stopped with a "server restarted" error, instead of running them again')
+    .addOption(new Option('--grace <seconds>', 'on SIGTERM/SIGINT, let running tasks finish for this long before killing them').argParser(parseSeconds).default(10_000, '10'))
+    .addOption(new Option('--kill-grace <seconds>', 'when killing a task, wait this long after SIGTERM before SIGKILL').argParser(parseSeconds).default(2000, '2'))
+    .addOption(new Option('--rescan-interval <seconds>', 'safety rescan of the spool for events the watcher missed').argParser(parseSeconds).default(2000, '2'))
+    .addOption(new Option('--log-level <level>', 'least severe log lines to write').choices(['debug', 'info', 'warn', 'error']).default('info'))
+    .addHelpText(
+      'after',
+      `
+With neither --handler nor --exec, each request's argv is run as a command in the
+client's working directory (like nq or task-spooler), as the server's user.
+
+Examples:
+  wq serve --max-tasks 4
+  wq serve --handler ./examples/copy-payload.js --max-tasks 2
+  wq serve --exec "rsync -a" --spool /var/spool/wq`,
+    )
+    .action(async (opts) => (await import('./serve.js')).serve(opts));
+
+  program
+    .command('enqueue')
+    .description('add a request to the queue; print its id, or with --wait its output')
+    .argument('[argv...]', 'the command to run (put it after --)')
+    .option('-s, --spool <dir>', SPOOL_HELP)
+    .option('-w, --wait', "wait for the result: print the command's output and exit with its exit code")
+    .addOption(new Option('-t, --timeout <seconds>', 'with --wait: give up after this long, abort the request and exit 124').argParser(parseSeconds))
+    .option('--data <json>', 'send this JSON value as the request (for --handler servers) instead of a command')
+    .passThroughOptions()
+    .addHelpText(
+      'after',
+      `
+Examples:
+  wq enqueue -- sleep 10                     # prints the request id
+  wq enqueue --wait -- echo hi               # prints "hi"
+  wq enqueue --wait --timeout 60 -- ./flash.sh dut1
+  wq enqueue --wait --data '{"src":"a.bin","dest":"dut1:/tmp/"}'`,
+    )
+    .action(async (argv: string[], opts) => (await import('./request.js')).enqueue(argv, opts));
+
+  program
+    .command('wait')
+    .description("wait for a request's result, print it and remove it from the spool")
+    .argument('<id>', 'the request id printed by wq enqueue')
+    .option('-s, --spool <dir>', SPOOL_HELP)
+    .addOption(new Option('-t, --timeout <seconds>', 'give up after this long, abort the request and exit 124').argParser(parseSeconds))
+    .action(async (id: string, opts) => (await import('./request.js')).wait(id, opts));
+
+  program
+    .command('abort')
+    .description('abort a request: it never starts, or is killed if running, or its result is dropped')
+    .argument('<id>', 'the request id')
+    .option('-s, --spool <dir>', SPOOL_HELP)
+    .action(async (id: string, opts) => (await import('./request.js')).abort(id, opts));
+
+  return program;
+}
+
+/** Runs the CLI; resolves with the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  program.configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `wq: ${s}` : s) });
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;
+      return EXIT.usage;
+    }
+    if (err instanceof CliError) {
+      printError(err.message);
+      return err.exitCode;
+    }
+    const code = (err as { code?: unknown }).code;
+    printError(err instanceof Error ? err.message : String(err));
+    if (code === 'ERR_SPOOL_LOCKED' || code === 'ERR_SPOOL') return EXIT.spool;
+    if (code === 'ERR_INVALID_OPTION') return EXIT.usage;
+    if (code === 'ERR_UNKNOWN_REQUEST') return EXIT.unknownId;
+    return EXIT.failure;
+  }
+}
