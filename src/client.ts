@@ -11,6 +11,7 @@ import type { FSWatcher } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import {
+  isErrno,
   InvalidOptionError,
   TaskFailedError,
   UnknownRequestError,
@@ -20,7 +21,7 @@ import {
 } from './errors.js';
 import { encodeAbortReason, type AbortReason } from './spool/abort-reason.js';
 import { decodeResult, encodeRequest, MAX_RESULT_BYTES, type ResultEnvelope } from './spool/codec.js';
-import { entryPath, openSpool, REQUEST_STATES, type RequestState, type SpoolPaths } from './spool/layout.js';
+import { entryPath, openSpool, removeLogs, REQUEST_STATES, type RequestState, type SpoolPaths } from './spool/layout.js';
 import { isRequestId, RequestIdGenerator, type IdSource } from './spool/request-id.js';
 import * as sfs from './spool/fs.js';
 import { stripUndefined } from './options.js';
@@ -50,11 +51,25 @@ export interface WorkQueueClientOptions {
   idSource?: IdSource;
 }
 
+export interface EnqueueOptions {
+  /**
+   * The server terminates the task this long after it starts; waiting then
+   * fails with a WorkQueueTimeoutError whose `deadline` is 'run'.
+   * @default no limit
+   */
+  runTimeoutMs?: number;
+}
+
 export interface WaitOptions {
   /** Give up after this long: the request is aborted and WorkQueueTimeoutError thrown. @default no limit */
   timeoutMs?: number;
   /** Cancels the wait: the request is aborted and WorkQueueCancelledError thrown. */
   signal?: AbortSignal;
+  /**
+   * Leave the request's output logs in logs/ after claiming the result (the
+   * caller reads and removes them, e.g. with removeRequestLogs()). @default false
+   */
+  keepLogs?: boolean;
 }
 
 /** The full outcome of a request, for callers that want timings or the status as well as the value. */
@@ -104,10 +119,19 @@ export class WorkQueueClient {
    * @example
    * const id = await client.enqueue({ argv: ['echo', 'hi'] });
    */
-  async enqueue(request: unknown): Promise<string> {
+  async enqueue(request: unknown, options: EnqueueOptions = {}): Promise<string> {
+    const { runTimeoutMs } = options;
+    if (runTimeoutMs !== undefined && !(Number.isFinite(runTimeoutMs) && runTimeoutMs >= 0)) {
+      throw new InvalidOptionError(`Expected \`runTimeoutMs\` to be a finite number >= 0, got \`${String(runTimeoutMs)}\``);
+    }
     const paths = this.#spoolPaths();
     const uid = process.getuid?.();
-    const bytes = encodeRequest({ body: request, submittedAt: Date.now(), client: { pid: process.pid, host: hostname(), ...(uid === undefined ? {} : { uid }) } });
+    const bytes = encodeRequest({
+      body: request,
+      submittedAt: Date.now(),
+      client: { pid: process.pid, host: hostname(), ...(uid === undefined ? {} : { uid }) },
+      ...(runTimeoutMs === undefined ? {} : { runTimeoutMs }),
+    });
     const temp = sfs.writeTemp(paths.dirs.tmp, 'request', bytes, { durable: this.#o.durable });
     try {
       for (let attempt = 0; attempt < MAX_ID_ATTEMPTS; attempt++) {
@@ -172,7 +196,7 @@ export class WorkQueueClient {
       const onCancel = (): void => giveUp('cancelled', new WorkQueueCancelledError(id, signal?.reason));
       function attempt(this: void, full: boolean): void {
         try {
-          const result = claimResult(paths, id);
+          const result = claimResult(paths, id, options.keepLogs === true);
           if (result !== undefined) return settle(() => resolve(result));
           if (!full) return;
           missing = locateRequest(paths, id) === undefined ? missing + 1 : 0;
@@ -194,14 +218,20 @@ export class WorkQueueClient {
    * @example
    * const value = await client.run({ argv: ['true'] }, { timeoutMs: 10_000 });
    */
-  async run(request: unknown, options: WaitOptions = {}): Promise<unknown> {
-    return this.wait(await this.enqueue(request), options);
+  async run(request: unknown, options: WaitOptions & EnqueueOptions = {}): Promise<unknown> {
+    return this.wait(await this.enqueue(request, { runTimeoutMs: options.runTimeoutMs }), options);
   }
 
   /** Which state a request is in now, or undefined if it is in none. */
   state(id: string): RequestState | undefined {
     assertRequestId(id);
     return locateRequest(this.#spoolPaths(), id);
+  }
+
+  /** Removes a request's output logs (after a wait with `keepLogs`). */
+  removeRequestLogs(id: string): void {
+    assertRequestId(id);
+    removeLogs(this.#spoolPaths(), id);
   }
 
   /** Stops watching. Pending waits are left unresolved; call after they settle. */
@@ -257,6 +287,7 @@ export class WorkQueueClient {
 /** Turns a result envelope into the task's value, or throws the task's error. */
 export function resultValue(result: RequestResult): unknown {
   if (result.ok) return result.value;
+  if (result.status === 'timed_out') throw new WorkQueueTimeoutError(result.id, result.runTimeoutMs ?? 0, 'run');
   throw new TaskFailedError(result.id, result.error!);
 }
 
@@ -270,16 +301,35 @@ function assertRequestId(id: string): void {
  * Claims complete/<id> by renaming it into tmp/ (one waiter wins; the others
  * see ENOENT), then reads and removes it. Undefined if there is no result yet.
  */
-function claimResult(paths: SpoolPaths, id: string): RequestResult | undefined {
+function claimResult(paths: SpoolPaths, id: string, keepLogs: boolean): RequestResult | undefined {
   const claimed = join(paths.dirs.tmp, `claim.${id}.${process.pid}`);
-  if (!sfs.moveEntry(entryPath(paths, 'complete', id), claimed)) return undefined;
+  try {
+    if (!sfs.moveEntry(entryPath(paths, 'complete', id), claimed)) return undefined;
+  } catch (err) {
+    // A shared spool's complete/ is sticky: only the server may move its files.
+    if (isErrno(err, 'EACCES') || isErrno(err, 'EPERM')) return readInPlace(paths, id);
+    throw err;
+  }
   try {
     const bytes = sfs.readEntry(claimed, MAX_RESULT_BYTES);
     if (bytes === undefined) return undefined;
     return decodeResult(bytes);
   } finally {
     sfs.removeEntry(claimed);
+    if (!keepLogs) removeLogs(paths, id);
   }
+}
+
+/**
+ * The shared-spool hand-off (the ancestor's rule): read the result where it is,
+ * then file an abort so the server, which owns the file, removes it with its logs.
+ */
+function readInPlace(paths: SpoolPaths, id: string): RequestResult | undefined {
+  const bytes = sfs.readEntry(entryPath(paths, 'complete', id), MAX_RESULT_BYTES);
+  if (bytes === undefined) return undefined;
+  const result = decodeResult(bytes);
+  sfs.publish(sfs.writeTemp(paths.dirs.tmp, 'abort', encodeAbortReason('user')), entryPath(paths, 'aborting', id));
+  return result;
 }
 
 /** Where a request is, checked in flow order so one that moves forward meanwhile is still found. */

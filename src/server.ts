@@ -7,6 +7,7 @@
  * order: reapCompleted → admitNew → processAborts → startPending → housekeep.
  */
 import type { FSWatcher } from 'node:fs';
+import { join } from 'node:path';
 import type { Meter } from '@opentelemetry/api';
 import { InvalidOptionError, ProtocolError, serializeError, type SerializedError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
@@ -15,7 +16,8 @@ import { ServerMetrics, type FinishStatus } from './metrics.js';
 import { PendingQueue } from './pending-queue.js';
 import { planAbort, planRecovery, tombstoneExpired, type AbortTarget, type InterruptedPolicy } from './protocol.js';
 import { decodeRequest, encodeResult, MAX_REQUEST_BYTES, type ResultEnvelope, type ResultStatus } from './spool/codec.js';
-import { entryPath, openSpool, type SpoolPaths } from './spool/layout.js';
+import { entryPath, openSpool, removeLogs, type SpoolPaths } from './spool/layout.js';
+import { planHousekeeping, type AgedEntry } from './housekeeping.js';
 import { acquireLock, type HeldLock } from './spool/lock.js';
 import { isRequestId } from './spool/request-id.js';
 import { readAbortReason } from './spool/abort-reason.js';
@@ -64,8 +66,17 @@ export interface WorkQueueServerOptions {
   meter?: Meter;
   /** Wall clock in ms, injectable for tests. @default Date.now */
   now?: () => number;
-  /** Interval of the "still alive" info log line. @default 600000 (10 minutes) */
+  /** Interval of the "still alive" info log line. @default 300000 (5 minutes) */
   heartbeatIntervalMs?: number;
+  /**
+   * Results nobody claims (their client died) are removed after this long.
+   * @default 604800000 (7 days)
+   */
+  resultTtlMs?: number;
+  /** Temp files and orphaned logs are removed after this long. @default 3600000 (1 hour) */
+  leftoverMaxAgeMs?: number;
+  /** How often housekeeping (TTL, temp files, orphaned logs) runs. @default 60000 */
+  housekeepingIntervalMs?: number;
 }
 
 type ResolvedOptions = Required<Omit<WorkQueueServerOptions, 'meter'>> & { meter: Meter | undefined };
@@ -81,7 +92,10 @@ export function resolveServerOptions(options: WorkQueueServerOptions): ResolvedO
     durable: false,
     logger: silentLogger,
     now: Date.now,
-    heartbeatIntervalMs: 600_000,
+    heartbeatIntervalMs: 300_000,
+    resultTtlMs: 7 * 24 * 3600_000,
+    leftoverMaxAgeMs: 3600_000,
+    housekeepingIntervalMs: 60_000,
     ...stripUndefined(options),
     spool: options.spool,
     meter: options.meter,
@@ -92,9 +106,10 @@ export function resolveServerOptions(options: WorkQueueServerOptions): ResolvedO
   if (resolved.interrupted !== 'rerun' && resolved.interrupted !== 'fail') {
     throw new InvalidOptionError(`Expected \`interrupted\` to be 'rerun' or 'fail', got \`${String(resolved.interrupted)}\``);
   }
-  for (const key of ['rescanIntervalMs', 'abortTombstoneMs', 'shutdownGraceMs', 'heartbeatIntervalMs'] as const) {
+  const durations = ['rescanIntervalMs', 'abortTombstoneMs', 'shutdownGraceMs', 'heartbeatIntervalMs', 'resultTtlMs', 'leftoverMaxAgeMs', 'housekeepingIntervalMs'] as const;
+  for (const key of durations) {
     const value = resolved[key];
-    const min = key === 'rescanIntervalMs' ? 1 : 0;
+    const min = key === 'rescanIntervalMs' || key === 'housekeepingIntervalMs' ? 1 : 0;
     if (!(typeof value === 'number' && Number.isFinite(value) && value >= min)) {
       throw new InvalidOptionError(`Expected \`${key}\` to be a finite number >= ${min}, got \`${String(value)}\` (${typeof value})`);
     }
@@ -111,6 +126,9 @@ export interface ProcessRequestsOptions {
 interface RunningInfo {
   startedAt: number;
   queuedAt: number | undefined;
+  /** The request's run timeout, if it has one, and the timer that enforces it. */
+  runTimeoutMs?: number;
+  deadline?: NodeJS.Timeout;
 }
 
 /** Counts of one tick, for the summary log line. */
@@ -142,6 +160,9 @@ export class WorkQueueServer {
   #ticks = 0;
   #nextHeartbeat = 0;
   #unclaimedResults = 0;
+  /** Running ids whose run timeout expired, to terminate at the next tick. */
+  #expired = new Set<string>();
+  #nextHousekeeping = 0;
 
   constructor(options: WorkQueueServerOptions) {
     this.#o = resolveServerOptions(options);
@@ -196,6 +217,10 @@ export class WorkQueueServer {
         return;
       }
       this.#rescan();
+      if (this.#o.now() >= this.#nextHousekeeping) {
+        this.#nextHousekeeping = this.#o.now() + this.#o.housekeepingIntervalMs;
+        this.#housekeep();
+      }
     }, this.#o.rescanIntervalMs);
     stops.push(() => clearInterval(rescan));
     this.#onFatal = finish;
@@ -225,7 +250,7 @@ export class WorkQueueServer {
     for (const id of [...this.#running.keys()]) {
       // Left in running/: the next server re-runs it (or fails it with `interrupted: 'fail'`).
       this.#manager.terminateTask(id);
-      this.#running.delete(id);
+      this.#forgetRunning(id);
       this.#metrics.count('tasksKilled');
       this.#log.info('terminated at shutdown; will run again at next start', { id });
     }
@@ -249,6 +274,7 @@ export class WorkQueueServer {
       this.#manager.startTick();
       const counts: TickCounts = { added: 0, started: 0, aborted: 0, completed: 0 };
       counts.completed = this.#reapCompleted();
+      counts.aborted += this.#expireRunTimeouts();
       counts.added = this.#admitNew();
       counts.aborted = this.#processAborts();
       if (!this.#draining) counts.started = this.#startPending();
@@ -258,6 +284,42 @@ export class WorkQueueServer {
       // An unexpected fault (EACCES, ENOSPC …): log it; the next event or rescan retries.
       this.#log.error('tick failed; will retry at the next event or rescan', { error: serializeError(err).message });
     }
+  }
+
+  /** Terminates tasks past their run timeout and answers them with a `timed_out` result. */
+  #expireRunTimeouts(): number {
+    if (this.#expired.size === 0) return 0;
+    const ids = [...this.#expired];
+    this.#expired = new Set();
+    let n = 0;
+    for (const id of ids) {
+      const info = this.#running.get(id);
+      if (info?.runTimeoutMs === undefined) continue; // finished or aborted meanwhile
+      this.#manager.terminateTask(id);
+      this.#forgetRunning(id);
+      this.#metrics.count('tasksKilled');
+      const finishedAt = this.#o.now();
+      this.#metrics.seconds('runDuration', finishedAt - info.startedAt);
+      const error: SerializedError = {
+        name: 'RunTimeoutError',
+        code: 'ERR_RUN_TIMEOUT',
+        message: `the task ran longer than its run timeout of ${info.runTimeoutMs / 1000} s and was terminated`,
+      };
+      const result = outcomeToResult(id, { ok: false, error }, info, finishedAt);
+      this.#publishResult(id, 'running', { ...result, status: 'timed_out', runTimeoutMs: info.runTimeoutMs });
+      this.#metrics.finished('timed_out');
+      this.#log.info('run timeout: terminated', { id, runTimeoutSeconds: info.runTimeoutMs / 1000 });
+      n++;
+    }
+    return n;
+  }
+
+  /** Drops a running request from the books (and its deadline timer). */
+  #forgetRunning(id: string): RunningInfo | undefined {
+    const info = this.#running.get(id);
+    if (info?.deadline !== undefined) clearTimeout(info.deadline);
+    this.#running.delete(id);
+    return info;
   }
 
   #logTick(c: TickCounts): void {
@@ -278,9 +340,8 @@ export class WorkQueueServer {
   #reapCompleted(): number {
     let n = 0;
     for (const [id, outcome] of this.#manager.reap()) {
-      const info = this.#running.get(id);
+      const info = this.#forgetRunning(id);
       if (info === undefined) continue; // terminated: its outcome is discarded
-      this.#running.delete(id);
       const finishedAt = this.#o.now();
       this.#metrics.seconds('runDuration', finishedAt - info.startedAt);
       this.#publishResult(id, 'running', outcomeToResult(id, outcome, info, finishedAt));
@@ -337,12 +398,14 @@ export class WorkQueueServer {
           break;
         case 'terminate':
           this.#manager.terminateTask(id);
-          this.#running.delete(id);
+          this.#forgetRunning(id);
+          removeLogs(this.#paths, id);
           this.#metrics.count('tasksKilled');
           sfs.removeEntry(entryPath(this.#paths, 'running', id));
           break;
         case 'remove-result':
           if (sfs.removeEntry(entryPath(this.#paths, 'complete', id))) this.#unclaimedResults--;
+          removeLogs(this.#paths, id);
           this.#log.debug('abort removed an unclaimed result', { id });
           sfs.removeEntry(abortFile);
           continue; // the request already finished; it is not counted again
@@ -366,12 +429,13 @@ export class WorkQueueServer {
   #finishAbort(id: string, state: string, since: number | undefined): void {
     const abortFile = entryPath(this.#paths, 'aborting', id);
     const reason = readAbortReason(abortFile);
+    const uid = sfs.entryStat(abortFile)?.uid;
     sfs.removeEntry(abortFile);
     this.#tombstones.delete(id);
     this.#queuedAt.delete(id);
     if (since !== undefined) this.#metrics.seconds('abortDuration', this.#o.now() - since, { 'wq.request.state': state });
     this.#metrics.finished(reason === 'timeout' || reason === 'run-timeout' ? 'timed_out' : 'aborted');
-    this.#log.debug('aborted', { id, state, reason });
+    this.#log.debug('aborted', { id, state, reason, uid });
   }
 
   /** Starts pending requests in FIFO order while the manager has room. */
@@ -383,13 +447,16 @@ export class WorkQueueServer {
       this.#queuedAt.delete(id);
       const pendingFile = entryPath(this.#paths, 'pending', id);
       let body: unknown;
+      let runTimeoutMs: number | undefined;
       try {
         const bytes = sfs.readEntry(pendingFile, MAX_REQUEST_BYTES);
         if (bytes === undefined) {
           this.#log.warn('pending request vanished before it started', { id });
           continue;
         }
-        body = decodeRequest(bytes).body;
+        const envelope = decodeRequest(bytes);
+        body = envelope.body;
+        runTimeoutMs = envelope.runTimeoutMs;
       } catch (err) {
         if (!(err instanceof ProtocolError)) throw err;
         this.#rejectRequest(id, 'pending', err, queuedAt);
@@ -398,12 +465,20 @@ export class WorkQueueServer {
       if (!sfs.moveEntry(pendingFile, entryPath(this.#paths, 'running', id))) continue;
       const startedAt = this.#o.now();
       if (queuedAt !== undefined) this.#metrics.seconds('waitDuration', startedAt - queuedAt);
-      this.#running.set(id, { startedAt, queuedAt });
+      const info: RunningInfo = { startedAt, queuedAt };
+      if (runTimeoutMs !== undefined) {
+        info.runTimeoutMs = runTimeoutMs;
+        info.deadline = setTimeout(() => {
+          this.#expired.add(id);
+          this.#schedule();
+        }, runTimeoutMs);
+      }
+      this.#running.set(id, info);
       this.#log.debug('started', { id });
       try {
         this.#manager.startTask(id, body);
       } catch (err) {
-        this.#running.delete(id);
+        this.#forgetRunning(id);
         this.#publishResult(id, 'running', outcomeToResult(id, { ok: false, error: serializeError(err) }, { startedAt, queuedAt }, this.#o.now()));
         this.#metrics.finished('error');
       }
@@ -471,6 +546,33 @@ export class WorkQueueServer {
       this.#log.warn('ignoring an entry whose name is not a request id', { dir, name: JSON.stringify(name) });
     }
     return false;
+  }
+
+  /** Removes unclaimed results past their TTL, stale temp files and orphaned logs; logs the counts. */
+  #housekeep(): void {
+    try {
+      const aged = (dir: 'complete' | 'tmp' | 'logs'): AgedEntry[] =>
+        sfs.listEntries(this.#paths.dirs[dir]).flatMap((name) => {
+          const stat = sfs.entryStat(join(this.#paths.dirs[dir], name));
+          return stat === undefined || stat.isDirectory() ? [] : [{ name, changedMs: stat.ctimeMs }];
+        });
+      const complete = aged('complete');
+      const live = new Set<string>([...this.#queue, ...this.#running.keys(), ...complete.map((e) => e.name)]);
+      for (const name of sfs.listEntries(this.#paths.dirs.requested)) live.add(name);
+      const plan = planHousekeeping(this.#o.now(), this.#o, complete, aged('tmp'), aged('logs'), live);
+      for (const id of plan.expiredResults) {
+        sfs.removeEntry(entryPath(this.#paths, 'complete', id));
+        removeLogs(this.#paths, id);
+      }
+      for (const name of plan.staleTemps) sfs.removeEntry(join(this.#paths.dirs.tmp, name));
+      for (const name of plan.orphanLogs) sfs.removeEntry(join(this.#paths.dirs.logs, name));
+      const removed = plan.expiredResults.length + plan.staleTemps.length + plan.orphanLogs.length;
+      if (removed > 0) {
+        this.#log.info('housekeeping', { expiredResults: plan.expiredResults.length, staleTemps: plan.staleTemps.length, orphanLogs: plan.orphanLogs.length });
+      }
+    } catch (err) {
+      this.#log.error('housekeeping failed; will retry', { error: serializeError(err).message });
+    }
   }
 
   // ---- start-up, watching, rescans -----------------------------------------

@@ -24,6 +24,7 @@ Examples:
   wq enqueue --wait -- make -C ~/src   # run a command through the queue, print its output
   id=$(wq enqueue -- long-job.sh)      # queue it, get the id ...
   wq wait "$id"                        # ... and collect the result later
+  wq status                            # what is queued, running, waiting to be claimed
 
 Exit codes: 0 ok (or the command's own code), 1 task failed, 2 usage, 3 spool unusable or
 already served, 4 unknown request id, 124 timed out (request aborted), 130 interrupted.`,
@@ -40,7 +41,9 @@ already served, 4 unknown request id, 124 timed out (request aborted), 130 inter
     .addOption(new Option('--grace <seconds>', 'on SIGTERM/SIGINT, let running tasks finish for this long before killing them').argParser(parseSeconds).default(10_000, '10'))
     .addOption(new Option('--kill-grace <seconds>', 'when killing a task, wait this long after SIGTERM before SIGKILL').argParser(parseSeconds).default(2000, '2'))
     .addOption(new Option('--rescan-interval <seconds>', 'safety rescan of the spool for events the watcher missed').argParser(parseSeconds).default(2000, '2'))
-    .addOption(new Option('--log-level <level>', 'least severe log lines to write').choices(['debug', 'info', 'warn', 'error']).default('info'))
+    .addOption(new Option('--result-ttl <seconds>', 'remove results nobody claimed (their client died) after this long').argParser(parseSeconds).default(7 * 24 * 3600_000, '604800, 7 days'))
+    .addOption(new Option('--log-level <level>', 'least severe log lines to write: debug logs every transition, info a line per busy tick and a heartbeat').choices(['debug', 'info', 'warn', 'error']).default('info'))
+    .option('--log-file <path>', 'append log lines to this file instead of stderr (reopened on SIGHUP, for logrotate)')
     .addHelpText(
       'after',
       `
@@ -60,8 +63,12 @@ Examples:
     .argument('[argv...]', 'the command to run (put it after --)')
     .option('-s, --spool <dir>', SPOOL_HELP)
     .option('-w, --wait', "wait for the result: print the command's output and exit with its exit code")
-    .addOption(new Option('-t, --timeout <seconds>', 'with --wait: give up after this long, abort the request and exit 124').argParser(parseSeconds))
+    .addOption(new Option('-t, --timeout <seconds>', 'with --wait: give up after this long in total (queued + running), abort the request and exit 124').argParser(parseSeconds))
+    .addOption(new Option('-r, --run-timeout <seconds>', 'the server kills the task this long after it starts (queue time does not count); exit 124').argParser(parseSeconds))
+    .option('-f, --follow', "with --wait: stream the command's output as it runs, like tail -f")
     .option('--data <json>', 'send this JSON value as the request (for --handler servers) instead of a command')
+    .option('--json', 'print one JSON object: the id, or with --wait the outcome (exit code, output or result, error)')
+    .option('-q, --quiet', "print nothing but the task's own output (no warnings, no live status)")
     .passThroughOptions()
     .addHelpText(
       'after',
@@ -69,7 +76,8 @@ Examples:
 Examples:
   wq enqueue -- sleep 10                     # prints the request id
   wq enqueue --wait -- echo hi               # prints "hi"
-  wq enqueue --wait --timeout 60 -- ./flash.sh dut1
+  wq enqueue --wait --timeout 600 --run-timeout 60 -- ./flash.sh dut1
+  wq enqueue --wait --follow -- make -j8      # output live, as it comes
   wq enqueue --wait --data '{"src":"a.bin","dest":"dut1:/tmp/"}'`,
     )
     .action(async (argv: string[], opts) => (await import('./request.js')).enqueue(argv, opts));
@@ -80,6 +88,11 @@ Examples:
     .argument('<id>', 'the request id printed by wq enqueue')
     .option('-s, --spool <dir>', SPOOL_HELP)
     .addOption(new Option('-t, --timeout <seconds>', 'give up after this long, abort the request and exit 124').argParser(parseSeconds))
+    .option('-f, --follow', "stream the command's output as it runs, like tail -f")
+    .option('--json', 'print one JSON object for the outcome (exit code, output or result, error)')
+    .option('-q, --quiet', "print nothing but the task's own output (no messages, no live status)")
+    .addHelpText('after', `
+On a terminal, a live line on stderr shows the request's place in line, then how long it has run.`)
     .action(async (id: string, opts) => (await import('./request.js')).wait(id, opts));
 
   program
@@ -87,7 +100,17 @@ Examples:
     .description('abort a request: it never starts, or is killed if running, or its result is dropped')
     .argument('<id>', 'the request id')
     .option('-s, --spool <dir>', SPOOL_HELP)
+    .option('-q, --quiet', 'say nothing when the id is not in the spool')
     .action(async (id: string, opts) => (await import('./request.js')).abort(id, opts));
+
+  program
+    .command('status')
+    .description('show the queue: the server, waiting requests with their place in line, running ones, unclaimed results')
+    .argument('[id]', "show only this request's state")
+    .option('-s, --spool <dir>', SPOOL_HELP)
+    .option('--json', 'print a JSON object: { spool, server, counts, requests: [{ id, state, position?, runningSeconds?, pid?, waitingSeconds? }] }')
+    .option('-a, --all', 'list every request (the text view shows the first 20 of each kind)')
+    .action(async (id: string | undefined, opts) => (await import('./status.js')).status(id, opts));
 
   return program;
 }

@@ -1,47 +1,59 @@
-/** `wq enqueue`, `wq wait`, `wq abort`: the client side, and how results are printed. */
+/** `wq enqueue`, `wq wait`, `wq abort`: the client side of the CLI. */
 import { WorkQueueClient, type RequestResult } from '../client.js';
 import { UnknownRequestError, WorkQueueCancelledError, WorkQueueTimeoutError } from '../errors.js';
 import { spoolPaths } from '../spool/layout.js';
 import { isOwnerGone, readLockOwner } from '../spool/lock.js';
 import { isRequestId } from '../spool/request-id.js';
 import { CliError, EXIT, printError, resolveSpool } from './common.js';
+import { render, type Outcome } from './output.js';
 
 interface SpoolFlags {
   spool?: string;
 }
 
-export interface EnqueueFlags extends SpoolFlags {
-  wait?: boolean;
+export interface WaitFlags extends SpoolFlags {
   timeout?: number;
+  follow?: boolean;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+export interface EnqueueFlags extends WaitFlags {
+  wait?: boolean;
+  runTimeout?: number;
   data?: string;
 }
 
 export async function enqueue(argv: string[], flags: EnqueueFlags): Promise<void> {
   const body = requestBody(argv, flags);
-  if (flags.timeout !== undefined && !flags.wait) throw new CliError('--timeout only makes sense with --wait', EXIT.usage);
+  for (const [flag, set] of [['--timeout', flags.timeout !== undefined], ['--follow', flags.follow]] as const) {
+    if (set && !flags.wait) throw new CliError(`${flag} only makes sense with --wait`, EXIT.usage);
+  }
+  checkFollowJson(flags);
   const spool = resolveSpool(flags.spool);
   const client = new WorkQueueClient({ spool });
-  const id = await client.enqueue(body);
-  warnIfNoServer(spool);
+  const id = await client.enqueue(body, { runTimeoutMs: flags.runTimeout });
+  if (!flags.quiet) warnIfNoServer(spool);
   if (!flags.wait) {
-    process.stdout.write(`${id}\n`);
+    process.stdout.write(flags.json ? `${JSON.stringify({ id })}\n` : `${id}\n`);
     return;
   }
-  await waitAndPrint(client, id, flags.timeout);
+  await waitAndReport(client, spool, id, flags);
 }
 
-export async function wait(id: string, flags: SpoolFlags & { timeout?: number }): Promise<void> {
+export async function wait(id: string, flags: WaitFlags): Promise<void> {
   checkId(id);
-  const client = new WorkQueueClient({ spool: resolveSpool(flags.spool) });
-  await waitAndPrint(client, id, flags.timeout);
+  checkFollowJson(flags);
+  const spool = resolveSpool(flags.spool);
+  await waitAndReport(new WorkQueueClient({ spool }), spool, id, flags);
 }
 
-export async function abort(id: string, flags: SpoolFlags): Promise<void> {
+export async function abort(id: string, flags: SpoolFlags & { quiet?: boolean }): Promise<void> {
   checkId(id);
   const client = new WorkQueueClient({ spool: resolveSpool(flags.spool) });
   const state = client.state(id);
   await client.abort(id, 'user');
-  if (state === undefined) printError(`no request ${id} in the spool; the abort is kept in case it is still being enqueued`);
+  if (state === undefined && !flags.quiet) printError(`no request ${id} in the spool; the abort is kept for 10 minutes in case it is still being enqueued`);
 }
 
 function requestBody(argv: string[], flags: EnqueueFlags): unknown {
@@ -57,6 +69,10 @@ function requestBody(argv: string[], flags: EnqueueFlags): unknown {
   return { argv, cwd: process.cwd() };
 }
 
+function checkFollowJson(flags: WaitFlags): void {
+  if (flags.follow && flags.json) throw new CliError('--follow streams the output as it comes; --json prints it once at the end: pick one', EXIT.usage);
+}
+
 function checkId(id: string): void {
   if (!isRequestId(id)) throw new CliError(`"${id}" is not a request id (they look like 1763830000000000-0123456789ab)`, EXIT.usage);
 }
@@ -68,66 +84,35 @@ function warnIfNoServer(spool: string): void {
   }
 }
 
-async function waitAndPrint(client: WorkQueueClient, id: string, timeoutMs: number | undefined): Promise<void> {
+/** Waits (with live status and --follow as asked), prints the outcome, sets the exit code. */
+async function waitAndReport(client: WorkQueueClient, spool: string, id: string, flags: WaitFlags): Promise<void> {
   const controller = new AbortController();
   const onInterrupt = (): void => controller.abort();
   process.once('SIGINT', onInterrupt);
-  let result: RequestResult;
+  const showLine = process.stderr.isTTY === true && !flags.quiet && !flags.json;
+  const line = showLine ? (await import('./progress.js')).startLiveLine(spool, id) : undefined;
+  const around = (write: () => void): void => (line ? line.around(write) : write());
+  const follower = flags.follow
+    ? (await import('./follow.js')).followLogs(spool, id, {
+        stdout: (chunk) => around(() => process.stdout.write(chunk)),
+        stderr: (chunk) => around(() => process.stderr.write(chunk)),
+      })
+    : undefined;
+  let outcome: Outcome;
   try {
-    result = await client.waitForResult(id, { timeoutMs, signal: controller.signal });
+    const result: RequestResult = await client.waitForResult(id, { timeoutMs: flags.timeout, signal: controller.signal, keepLogs: follower !== undefined });
+    outcome = { kind: 'result', id, result };
   } catch (err) {
-    if (err instanceof WorkQueueTimeoutError) throw new CliError(`timed out after ${err.timeoutMs / 1000} s waiting for ${id}; the request was aborted`, EXIT.timeout);
-    if (err instanceof WorkQueueCancelledError) throw new CliError(`interrupted; request ${id} was aborted`, EXIT.interrupted);
-    if (err instanceof UnknownRequestError) throw new CliError(err.message, EXIT.unknownId);
-    throw err;
+    if (err instanceof WorkQueueTimeoutError) outcome = { kind: 'timeout', id, deadline: err.deadline, timeoutMs: err.timeoutMs };
+    else if (err instanceof WorkQueueCancelledError) outcome = { kind: 'interrupted', id };
+    else if (err instanceof UnknownRequestError) outcome = { kind: 'unknown', id, message: err.message };
+    else throw err;
   } finally {
     process.off('SIGINT', onInterrupt);
+    await follower?.finish();
+    line?.stop();
     client.close();
   }
-  process.exitCode = printResult(result);
-}
-
-/** Prints a result the way a shell user expects; returns the exit code. */
-export function printResult(result: RequestResult): number {
-  if (!result.ok) {
-    const e = result.error!;
-    printError(`request ${result.id} failed: ${e.name}: ${e.message}`);
-    return EXIT.failure;
-  }
-  const value = result.value;
-  if (isCommandResult(value)) {
-    process.stdout.write(value.stdout);
-    process.stderr.write(value.stderr);
-    if (value.stdoutDropped) printError(`${value.stdoutDropped} bytes of stdout past the 1 MiB cap were dropped`);
-    if (value.stderrDropped) printError(`${value.stderrDropped} bytes of stderr past the 1 MiB cap were dropped`);
-    if (value.exitCode !== null) return value.exitCode;
-    return 128 + (signalNumber(value.signal) ?? 0);
-  }
-  if (value !== undefined) process.stdout.write(`${JSON.stringify(value, jsonBytes)}\n`);
-  return EXIT.ok;
-}
-
-interface PrintableCommandResult {
-  exitCode: number | null;
-  signal: string | null;
-  stdout: Uint8Array;
-  stderr: Uint8Array;
-  stdoutDropped?: number;
-  stderrDropped?: number;
-}
-
-function isCommandResult(value: unknown): value is PrintableCommandResult {
-  const v = value as PrintableCommandResult;
-  return typeof v === 'object' && v !== null && 'exitCode' in v && v.stdout instanceof Uint8Array && v.stderr instanceof Uint8Array;
-}
-
-function signalNumber(signal: string | null): number | undefined {
-  if (signal === null) return undefined;
-  const table: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
-  return table[signal];
-}
-
-/** Bytes in a handler's result print as base64 rather than a list of numbers. */
-function jsonBytes(_key: string, value: unknown): unknown {
-  return value instanceof Uint8Array ? { base64: Buffer.from(value).toString('base64') } : value;
+  if (follower !== undefined) client.removeRequestLogs(id);
+  process.exitCode = render(outcome, { json: flags.json === true, quiet: flags.quiet === true, streamed: follower?.sawLogs === true });
 }

@@ -1,5 +1,7 @@
 /** `wq serve`: builds a task manager from the flags and runs the server until a signal. */
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { openSpool } from '../spool/layout.js';
 import { createLineLogger, type LogLevel } from '../logger.js';
 import { WorkQueueServer } from '../server.js';
 import { CommandTaskManager } from '../task-manager/command.js';
@@ -16,13 +18,16 @@ export interface ServeFlags {
   grace: number;
   killGrace: number;
   rescanInterval: number;
+  resultTtl: number;
   logLevel: LogLevel;
+  logFile?: string;
 }
 
 export async function serve(flags: ServeFlags): Promise<void> {
   const spool = resolveSpool(flags.spool);
-  const logger = createLineLogger((line) => process.stderr.write(line), flags.logLevel);
-  const manager = await makeManager(flags);
+  const sink = openLogSink(flags.logFile);
+  const logger = createLineLogger(sink.write, flags.logLevel);
+  const manager = await makeManager(flags, spool);
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => {
     if (controller.signal.aborted) {
@@ -32,13 +37,19 @@ export async function serve(flags: ServeFlags): Promise<void> {
     logger.info('signal received: finishing running tasks (send it again to exit at once)', { signal, graceSeconds: flags.grace / 1000 });
     controller.abort();
   };
+  const onHangup = (): void => {
+    sink.reopen();
+    logger.info('log file reopened (SIGHUP)');
+  };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  process.on('SIGHUP', onHangup);
   const server = new WorkQueueServer({
     spool,
     interrupted: flags.failInterrupted ? 'fail' : 'rerun',
     shutdownGraceMs: flags.grace,
     rescanIntervalMs: Math.max(1, flags.rescanInterval),
+    resultTtlMs: flags.resultTtl,
     logger,
   });
   try {
@@ -49,10 +60,51 @@ export async function serve(flags: ServeFlags): Promise<void> {
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    process.off('SIGHUP', onHangup);
+    sink.close();
   }
 }
 
-async function makeManager(flags: ServeFlags): Promise<TaskManager> {
+interface LogSink {
+  write: (line: string) => void;
+  reopen: () => void;
+  close: () => void;
+}
+
+/** stderr, or a file opened for appending (and reopened on SIGHUP, after logrotate moved it). */
+function openLogSink(path: string | undefined): LogSink {
+  if (path === undefined) return { write: (line) => void process.stderr.write(line), reopen: () => {}, close: () => {} };
+  const open = (): number => {
+    try {
+      return openSync(path, 'a', 0o644);
+    } catch (err) {
+      throw new CliError(`cannot open --log-file ${path}: ${(err as Error).message}`, EXIT.usage);
+    }
+  };
+  let fd = open();
+  return {
+    write: (line) => {
+      try {
+        writeSync(fd, line);
+      } catch {
+        process.stderr.write(line); // the disk is full or the file went away: do not lose the line
+      }
+    },
+    reopen: () => {
+      const old = fd;
+      try {
+        fd = open();
+      } catch (err) {
+        process.stderr.write(`wq: ${(err as Error).message}; still writing to the old file\n`);
+        return;
+      }
+      closeSync(old);
+    },
+    close: () => closeSync(fd),
+  };
+}
+
+async function makeManager(flags: ServeFlags, spool: string): Promise<TaskManager> {
   if (flags.handler !== undefined) {
     const pool = new ProcessPoolTaskManager({ handler: resolve(flags.handler), size: flags.maxTasks, killGraceMs: flags.killGrace });
     try {
@@ -65,5 +117,5 @@ async function makeManager(flags: ServeFlags): Promise<TaskManager> {
   }
   const command = flags.exec === undefined ? [] : splitCommand(flags.exec);
   if (flags.exec !== undefined && command.length === 0) throw new CliError('--exec needs a command', EXIT.usage);
-  return new CommandTaskManager({ maxTasks: flags.maxTasks, command, killGraceMs: flags.killGrace });
+  return new CommandTaskManager({ maxTasks: flags.maxTasks, command, killGraceMs: flags.killGrace, logDir: openSpool(spool).dirs.logs });
 }

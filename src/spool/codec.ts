@@ -33,17 +33,24 @@ export interface RequestEnvelope {
   submittedAt: number;
   /** Who made it, for `wq status` and logs. */
   client: { pid: number; host: string; uid?: number };
+  /** The server terminates the task this long after it starts (status `timed_out`). */
+  runTimeoutMs?: number;
 }
 
-export type ResultStatus = 'normal' | 'error' | 'restarted' | 'rejected';
+export type ResultStatus = 'normal' | 'error' | 'timed_out' | 'restarted' | 'rejected';
 
 export interface ResultEnvelope {
   v: number;
   type: 'result';
   id: string;
   ok: boolean;
-  /** `normal`/`error`: the task ran; `restarted`: cut short by a server restart; `rejected`: the request was unreadable. */
+  /**
+   * `normal`/`error`: the task ran; `timed_out`: terminated at its run timeout;
+   * `restarted`: cut short by a server restart; `rejected`: the request was unreadable.
+   */
   status: ResultStatus;
+  /** With status `timed_out`: the run timeout that expired. */
+  runTimeoutMs?: number;
   value?: unknown;
   error?: SerializedError;
   /** Server wall clock (ms): when it saw the request, started it, finished it. */
@@ -64,6 +71,9 @@ export function decodeRequest(bytes: Uint8Array): RequestEnvelope {
   const value = decode(bytes, MAX_REQUEST_BYTES, 'request');
   if (typeof value.submittedAt !== 'number' || !isPlainObject(value.client)) {
     throw new ProtocolError('request envelope is missing submittedAt or client');
+  }
+  if (value.runTimeoutMs !== undefined && !(typeof value.runTimeoutMs === 'number' && value.runTimeoutMs >= 0 && Number.isFinite(value.runTimeoutMs))) {
+    throw new ProtocolError('request envelope has an invalid runTimeoutMs');
   }
   return value as unknown as RequestEnvelope;
 }

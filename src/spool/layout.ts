@@ -40,6 +40,20 @@ export function entryPath(paths: SpoolPaths, dir: SpoolDir, id: string): string 
   return join(paths.dirs[dir], id);
 }
 
+/** Files a command task leaves in logs/ while it runs: its output as it is written, and its pid. */
+export const LOG_SUFFIXES = ['stdout', 'stderr', 'pid'] as const;
+export type LogSuffix = (typeof LOG_SUFFIXES)[number];
+
+/** Path of a request's log file: `logs/<id>.<suffix>`. */
+export function logPath(paths: SpoolPaths, id: string, suffix: LogSuffix): string {
+  return join(paths.dirs.logs, `${id}.${suffix}`);
+}
+
+/** Removes every log file of a request (they go with its result). */
+export function removeLogs(paths: SpoolPaths, id: string): void {
+  for (const suffix of LOG_SUFFIXES) sfs.removeEntry(logPath(paths, id, suffix));
+}
+
 export interface OpenSpoolOptions {
   /** Create the spool and its directories if missing. @default true */
   create?: boolean;

@@ -5,7 +5,8 @@
  * is `{ exitCode, signal, stdout, stderr }` with each stream capped.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { createWriteStream, statSync, writeFileSync, type WriteStream } from 'node:fs';
+import { join } from 'node:path';
 import { InvalidOptionError, WorkQueueError } from '../errors.js';
 import { stripUndefined } from '../options.js';
 import { killGroup, signalGroup, type GroupKill } from './process-group.js';
@@ -42,6 +43,12 @@ export interface CommandTaskManagerOptions {
   maxOutputBytes?: number;
   /** Environment of the commands. @default process.env */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Write each command's output, as it comes, to `<logDir>/<id>.stdout` and
+   * `.stderr` (uncapped), and its pid to `<id>.pid`, for `wq wait --follow` and
+   * `wq status`. The spool's `logs/` directory. @default no log files
+   */
+  logDir?: string;
 }
 
 /** A command could not be started (not found, bad working directory, invalid request). */
@@ -71,7 +78,7 @@ export class CommandTaskManager implements TaskManager {
   #wake: () => void = () => {};
 
   constructor(options: CommandTaskManagerOptions = {}) {
-    this.#o = { maxTasks: 1, command: [], killGraceMs: 2000, maxOutputBytes: 1024 * 1024, env: process.env, ...stripUndefined(options) };
+    this.#o = { maxTasks: 1, command: [], killGraceMs: 2000, maxOutputBytes: 1024 * 1024, env: process.env, logDir: '', ...stripUndefined(options) };
     if (!(Number.isInteger(this.#o.maxTasks) && this.#o.maxTasks >= 0)) {
       throw new InvalidOptionError(`Expected \`maxTasks\` to be an integer >= 0, got \`${String(options.maxTasks)}\``);
     }
@@ -110,16 +117,26 @@ export class CommandTaskManager implements TaskManager {
     this.#running.set(id, task);
     const stdout = new CappedBuffer(this.#o.maxOutputBytes);
     const stderr = new CappedBuffer(this.#o.maxOutputBytes);
-    child.stdout!.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk));
+    const logs = this.#o.logDir === '' ? undefined : new TaskLogs(this.#o.logDir, id, child.pid);
+    child.stdout!.on('data', (chunk: Buffer) => {
+      stdout.push(chunk);
+      logs?.write('stdout', chunk);
+    });
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr.push(chunk);
+      logs?.write('stderr', chunk);
+    });
     let settled = false;
     const settle = (outcome: TaskOutcome): void => {
       if (settled) return;
       settled = true;
-      if (task.terminated) return;
-      this.#running.delete(id);
-      this.#finished.push([id, outcome]);
-      this.#wake();
+      // The logs are complete on disk before the result can appear.
+      void (logs?.close() ?? Promise.resolve()).then(() => {
+        if (task.terminated) return;
+        this.#running.delete(id);
+        this.#finished.push([id, outcome]);
+        this.#wake();
+      });
     };
     child.on('error', (err: NodeJS.ErrnoException) => {
       const reason = err.code === 'ENOENT' ? 'command not found' : err.message;
@@ -197,6 +214,36 @@ export class CommandTaskManager implements TaskManager {
       cwd = body.cwd;
     }
     return { argv, cwd };
+  }
+}
+
+/** A command's live output files. Write errors (disk full) only lose the live copy, never the result. */
+class TaskLogs {
+  readonly #streams: Record<'stdout' | 'stderr', WriteStream>;
+
+  constructor(dir: string, id: string, pid: number | undefined) {
+    const open = (suffix: string) => {
+      const stream = createWriteStream(join(dir, `${id}.${suffix}`), { flags: 'wx', mode: 0o644 });
+      stream.on('error', () => {}); // best effort: the capped copy still goes into the result
+      return stream;
+    };
+    this.#streams = { stdout: open('stdout'), stderr: open('stderr') };
+    if (pid !== undefined) {
+      try {
+        writeFileSync(join(dir, `${id}.pid`), `${pid}\n`, { flag: 'wx', mode: 0o644 });
+      } catch {
+        // best effort, like the output files
+      }
+    }
+  }
+
+  write(stream: 'stdout' | 'stderr', chunk: Buffer): void {
+    if (this.#streams[stream].writable) this.#streams[stream].write(chunk);
+  }
+
+  close(): Promise<void> {
+    const end = (s: WriteStream) => new Promise<void>((resolve) => (s.closed || s.destroyed ? resolve() : s.end(() => resolve())));
+    return Promise.all([end(this.#streams.stdout), end(this.#streams.stderr)]).then(() => {});
   }
 }
 

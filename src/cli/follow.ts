@@ -1,0 +1,64 @@
+/**
+ * `--follow`: streams a command task's output while it runs, like `tail -f`,
+ * from the logs the server writes to `logs/<id>.stdout` and `.stderr`.
+ * chokidar watches the two files (they may not exist yet), and each change is
+ * read from the last offset, so nothing is read twice or skipped.
+ */
+import { closeSync, fstatSync, openSync, readSync, constants } from 'node:fs';
+import { watch, type FSWatcher } from 'chokidar';
+import { logPath, openSpool } from '../spool/layout.js';
+import { isErrno } from '../errors.js';
+
+const CHUNK_BYTES = 64 * 1024;
+
+export interface Follower {
+  /** Whether any log file was found (if not, the result carries the output). */
+  readonly sawLogs: boolean;
+  /** Reads what is left, stops watching. */
+  finish(): Promise<void>;
+}
+
+export function followLogs(spool: string, id: string, sinks: Record<'stdout' | 'stderr', (chunk: Buffer) => void>): Follower {
+  const paths = openSpool(spool, { create: false });
+  const files = { stdout: logPath(paths, id, 'stdout'), stderr: logPath(paths, id, 'stderr') } as const;
+  const offsets = { stdout: 0, stderr: 0 };
+  let sawLogs = false;
+  const drain = (stream: 'stdout' | 'stderr'): void => {
+    let fd: number;
+    try {
+      fd = openSync(files[stream], constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return;
+      throw err;
+    }
+    try {
+      if (!fstatSync(fd).isFile()) return;
+      sawLogs = true;
+      const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+      for (;;) {
+        const n = readSync(fd, buffer, 0, CHUNK_BYTES, offsets[stream]);
+        if (n === 0) break;
+        offsets[stream] += n;
+        sinks[stream](Buffer.from(buffer.subarray(0, n)));
+      }
+    } finally {
+      closeSync(fd);
+    }
+  };
+  const drainAll = (): void => {
+    drain('stdout');
+    drain('stderr');
+  };
+  const watcher: FSWatcher = watch([files.stdout, files.stderr], { persistent: true, ignoreInitial: false });
+  watcher.on('add', drainAll).on('change', drainAll).on('error', () => {});
+  drainAll();
+  return {
+    get sawLogs() {
+      return sawLogs;
+    },
+    async finish() {
+      drainAll();
+      await watcher.close();
+    },
+  };
+}

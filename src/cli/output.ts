@@ -1,0 +1,153 @@
+/**
+ * How `wq enqueue --wait` and `wq wait` report an outcome: the task's own
+ * output and exit code for people and shell scripts, or one JSON object with
+ * `--json`. Every outcome maps to one documented exit code.
+ */
+import type { RequestResult } from '../client.js';
+import { EXIT } from './common.js';
+
+export type Outcome =
+  | { kind: 'result'; id: string; result: RequestResult }
+  | { kind: 'timeout'; id: string; deadline: 'total' | 'run'; timeoutMs: number }
+  | { kind: 'unknown'; id: string; message: string }
+  | { kind: 'interrupted'; id: string };
+
+export interface RenderOptions {
+  json: boolean;
+  quiet: boolean;
+  /** The command's output was already streamed (--follow): do not print it again. */
+  streamed: boolean;
+}
+
+export interface CommandValue {
+  exitCode: number | null;
+  signal: string | null;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+  stdoutDropped?: number;
+  stderrDropped?: number;
+}
+
+export function isCommandValue(value: unknown): value is CommandValue {
+  const v = value as CommandValue;
+  return typeof v === 'object' && v !== null && 'exitCode' in v && v.stdout instanceof Uint8Array && v.stderr instanceof Uint8Array;
+}
+
+const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
+
+/** The exit code a shell would give: the command's own, 128+n for a signal, or wq's. */
+export function exitCodeOf(outcome: Outcome): number {
+  switch (outcome.kind) {
+    case 'timeout':
+      return EXIT.timeout;
+    case 'unknown':
+      return EXIT.unknownId;
+    case 'interrupted':
+      return EXIT.interrupted;
+    case 'result': {
+      const { result } = outcome;
+      if (result.status === 'timed_out') return EXIT.timeout;
+      if (!result.ok) return EXIT.failure;
+      if (!isCommandValue(result.value)) return EXIT.ok;
+      if (result.value.exitCode !== null) return result.value.exitCode;
+      return 128 + (SIGNALS[result.value.signal ?? ''] ?? 0);
+    }
+  }
+}
+
+/** Writes the outcome; returns the exit code. */
+export function render(outcome: Outcome, options: RenderOptions, out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): number {
+  const code = exitCodeOf(outcome);
+  if (options.json) {
+    out.write(`${JSON.stringify(toJson(outcome, code), jsonBytes)}\n`);
+    return code;
+  }
+  const say = (message: string): void => {
+    if (!options.quiet) err.write(`wq: ${message}\n`);
+  };
+  switch (outcome.kind) {
+    case 'timeout':
+      say(
+        outcome.deadline === 'run'
+          ? `request ${outcome.id} ran longer than its run timeout (--run-timeout ${outcome.timeoutMs / 1000} s); it was terminated`
+          : `timed out after ${outcome.timeoutMs / 1000} s (--timeout) waiting for ${outcome.id}; the request was aborted`,
+      );
+      return code;
+    case 'unknown':
+      say(outcome.message);
+      return code;
+    case 'interrupted':
+      say(`interrupted; request ${outcome.id} was aborted`);
+      return code;
+    case 'result':
+      break;
+  }
+  const { result } = outcome;
+  if (result.status === 'timed_out') {
+    writeCommandOutput(result.value, options, out, err);
+    say(`request ${result.id} ran longer than its run timeout (--run-timeout ${(result.runTimeoutMs ?? 0) / 1000} s); it was terminated`);
+    return code;
+  }
+  if (!result.ok) {
+    say(`request ${result.id} failed: ${result.error!.name}: ${result.error!.message}`);
+    return code;
+  }
+  if (isCommandValue(result.value)) {
+    writeCommandOutput(result.value, options, out, err);
+    if (!options.streamed) {
+      if (result.value.stdoutDropped) say(`${result.value.stdoutDropped} bytes of stdout past the result's cap were dropped (--follow streams all of it)`);
+      if (result.value.stderrDropped) say(`${result.value.stderrDropped} bytes of stderr past the result's cap were dropped (--follow streams all of it)`);
+    }
+    if (result.value.signal !== null) say(`the command was killed by ${result.value.signal}`);
+  } else if (result.value !== undefined) {
+    out.write(`${JSON.stringify(result.value, jsonBytes)}\n`);
+  }
+  return code;
+}
+
+function writeCommandOutput(value: unknown, options: RenderOptions, out: NodeJS.WritableStream, err: NodeJS.WritableStream): void {
+  if (options.streamed || !isCommandValue(value)) return;
+  out.write(value.stdout);
+  err.write(value.stderr);
+}
+
+/** The `--json` object: one per outcome, stable keys. */
+export function toJson(outcome: Outcome, exitCode: number): Record<string, unknown> {
+  const base = { id: outcome.id, exitCode };
+  switch (outcome.kind) {
+    case 'timeout':
+      return { ...base, ok: false, status: 'timed_out', deadline: outcome.deadline, error: { name: 'WorkQueueTimeoutError', message: `${outcome.deadline} timeout of ${outcome.timeoutMs / 1000} s expired`, code: 'ERR_TIMEOUT' } };
+    case 'unknown':
+      return { ...base, ok: false, status: 'unknown', error: { name: 'UnknownRequestError', message: outcome.message, code: 'ERR_UNKNOWN_REQUEST' } };
+    case 'interrupted':
+      return { ...base, ok: false, status: 'interrupted', error: { name: 'WorkQueueCancelledError', message: 'interrupted; the request was aborted', code: 'ERR_CANCELLED' } };
+    case 'result': {
+      const { result } = outcome;
+      const json: Record<string, unknown> = { ...base, ok: result.ok, status: result.status };
+      if (result.status === 'timed_out') json.deadline = 'run';
+      if (result.error !== undefined) json.error = { name: result.error.name, message: result.error.message, ...(result.error.code === undefined ? {} : { code: result.error.code }) };
+      if (isCommandValue(result.value)) {
+        const v = result.value;
+        Object.assign(json, { signal: v.signal, stdout: text(v.stdout), stderr: text(v.stderr) });
+        if (v.stdoutDropped) json.stdoutDropped = v.stdoutDropped;
+        if (v.stderrDropped) json.stderrDropped = v.stderrDropped;
+      } else if (result.ok) {
+        json.result = result.value ?? null;
+      }
+      for (const key of ['queuedAt', 'startedAt', 'finishedAt'] as const) if (result[key] !== undefined) json[key] = new Date(result[key]).toISOString();
+      return json;
+    }
+  }
+}
+
+/** Output as UTF-8 text when it is valid UTF-8, else base64 in an object. */
+function text(bytes: Uint8Array): string | { base64: string } {
+  const buffer = Buffer.from(bytes);
+  const decoded = buffer.toString('utf8');
+  return Buffer.from(decoded, 'utf8').equals(buffer) ? decoded : { base64: buffer.toString('base64') };
+}
+
+/** Bytes in a handler's result print as base64 rather than a list of numbers. */
+export function jsonBytes(_key: string, value: unknown): unknown {
+  return value instanceof Uint8Array ? { base64: Buffer.from(value).toString('base64') } : value;
+}

@@ -1,0 +1,68 @@
+/**
+ * The one-line live status on a terminal while waiting: "queued #3 of 7",
+ * then "running for 12s". Redrawn once a second from a cheap spool snapshot
+ * (directory listings only); erased cleanly when the wait ends. Never drawn
+ * when stderr is not a TTY.
+ */
+import { entryPath, openSpool, REQUEST_STATES } from '../spool/layout.js';
+import { isRequestId } from '../spool/request-id.js';
+import * as sfs from '../spool/fs.js';
+
+const REDRAW_MS = 1000;
+const CLEAR_LINE = '\r\x1b[2K';
+
+export interface LiveLine {
+  /** Erase the line, run `write` (output that must not mix with the line), redraw. */
+  around(write: () => void): void;
+  stop(): void;
+}
+
+export function startLiveLine(spool: string, id: string, stream: NodeJS.WriteStream = process.stderr): LiveLine {
+  const paths = openSpool(spool, { create: false });
+  let shown = '';
+  const draw = (): void => {
+    const text = describe(paths, id);
+    if (text === shown) return;
+    stream.write(`${CLEAR_LINE}${text}`);
+    shown = text;
+  };
+  const erase = (): void => {
+    if (shown !== '') stream.write(CLEAR_LINE);
+    shown = '';
+  };
+  draw();
+  const timer = setInterval(draw, REDRAW_MS);
+  timer.unref();
+  return {
+    around(write) {
+      erase();
+      write();
+      draw();
+    },
+    stop() {
+      clearInterval(timer);
+      erase();
+    },
+  };
+}
+
+function describe(paths: ReturnType<typeof openSpool>, id: string): string {
+  const state = REQUEST_STATES.find((s) => sfs.entryExists(entryPath(paths, s, id)));
+  if (state === 'requested' || state === 'pending') {
+    const waiting = [...sfs.listEntries(paths.dirs.requested), ...sfs.listEntries(paths.dirs.pending)].filter(isRequestId);
+    const ahead = waiting.filter((other) => other < id).length;
+    return `wq: ${id} queued #${ahead + 1} of ${waiting.length}`;
+  }
+  if (state === 'running') {
+    const since = sfs.entryStat(entryPath(paths, 'running', id))?.ctimeMs ?? Date.now();
+    return `wq: ${id} running for ${formatSeconds((Date.now() - since) / 1000)}`;
+  }
+  return `wq: ${id} finishing`;
+}
+
+export function formatSeconds(seconds: number): string {
+  const s = Math.floor(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}

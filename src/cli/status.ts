@@ -1,0 +1,65 @@
+/** `wq status [ID] [--json]`: the queue at a glance, or one request's state. */
+import { readSpoolStatus, type RequestStatus, type SpoolStatus } from '../status.js';
+import { isRequestId } from '../spool/request-id.js';
+import { CliError, EXIT, resolveSpool } from './common.js';
+import { formatSeconds } from './progress.js';
+
+export interface StatusFlags {
+  spool?: string;
+  json?: boolean;
+  all?: boolean;
+}
+
+/** Waiting requests and results listed by default in the text view (all of them with --all). */
+const TEXT_LIMIT = 20;
+
+export async function status(id: string | undefined, flags: StatusFlags): Promise<void> {
+  if (id !== undefined && !isRequestId(id)) throw new CliError(`"${id}" is not a request id (they look like 1763830000000000-0123456789ab)`, EXIT.usage);
+  const snapshot = readSpoolStatus(resolveSpool(flags.spool));
+  if (id !== undefined) {
+    const request = snapshot.requests.find((r) => r.id === id);
+    if (request === undefined) {
+      if (flags.json) process.stdout.write(`${JSON.stringify({ id, state: 'unknown' })}\n`);
+      throw new CliError(`unknown request id ${id}: it is in no state of the spool`, EXIT.unknownId);
+    }
+    process.stdout.write(flags.json ? `${JSON.stringify(request)}\n` : `${describeRequest(request, snapshot)}\n`);
+    return;
+  }
+  process.stdout.write(flags.json ? `${JSON.stringify(snapshot, null, 2)}\n` : renderText(snapshot, flags.all === true));
+}
+
+function describeRequest(r: RequestStatus, s: SpoolStatus): string {
+  const waiting = s.counts.requested + s.counts.pending;
+  switch (r.state) {
+    case 'requested':
+    case 'pending':
+      return `${r.id} queued #${r.position} of ${waiting}${r.aborting ? ' (aborting)' : ''}`;
+    case 'running':
+      return `${r.id} running for ${formatSeconds(r.runningSeconds ?? 0)}${r.pid === undefined ? '' : ` (pid ${r.pid})`}${r.aborting ? ' (aborting)' : ''}`;
+    case 'complete':
+      return `${r.id} complete; result waiting to be claimed for ${formatSeconds(r.waitingSeconds ?? 0)}`;
+  }
+}
+
+export function renderText(s: SpoolStatus, all: boolean): string {
+  const lines: string[] = [`spool:   ${s.spool}`];
+  if (s.server === null) lines.push('server:  none running (requests wait until `wq serve` starts)');
+  else if (!s.server.alive) lines.push(`server:  none running (stale lock of pid ${s.server.pid}, which is gone; the next \`wq serve\` takes over)`);
+  else {
+    const max = s.server.maxTasks === null ? '' : `, max tasks ${s.server.maxTasks}`;
+    lines.push(`server:  pid ${s.server.pid} on ${s.server.host}, up ${formatSeconds(s.server.uptimeSeconds)}${max}`);
+  }
+  const c = s.counts;
+  lines.push(`queue:   ${c.requested + c.pending} waiting, ${c.running} running, ${c.complete} results to claim${c.aborting ? `, ${c.aborting} aborts pending` : ''}`);
+  const section = (title: string, rows: RequestStatus[]): void => {
+    if (rows.length === 0) return;
+    lines.push('', `${title}:`);
+    const shown = all ? rows : rows.slice(0, TEXT_LIMIT);
+    for (const r of shown) lines.push(`  ${describeRequest(r, s)}`);
+    if (shown.length < rows.length) lines.push(`  … and ${rows.length - shown.length} more (--all lists them)`);
+  };
+  section('running', s.requests.filter((r) => r.state === 'running'));
+  section('waiting', s.requests.filter((r) => r.state === 'requested' || r.state === 'pending'));
+  section('results', s.requests.filter((r) => r.state === 'complete'));
+  return `${lines.join('\n')}\n`;
+}
