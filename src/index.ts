@@ -3,7 +3,7 @@ export { WorkQueueClient, resolveClientOptions, resultValue } from './client.js'
 export type { WorkQueueClientOptions, WaitOptions, RequestResult } from './client.js';
 export { WorkQueueServer, resolveServerOptions } from './server.js';
 export type { WorkQueueServerOptions, ProcessRequestsOptions } from './server.js';
-export type { TaskManager, TaskOutcome } from './task-manager/types.js';
+export type { TaskManager, TaskManagerEvent, TaskOutcome } from './task-manager/types.js';
 export { InProcessTaskManager } from './task-manager/in-process.js';
 export type { InProcessTaskManagerOptions, TaskHandler, TaskContext } from './task-manager/in-process.js';
 export { ProcessPoolTaskManager, WorkerCrashedError, HandlerLoadError } from './task-manager/process-pool.js';
@@ -28,4 +28,5 @@ export { isRequestId, RequestIdGenerator } from './spool/request-id.js';
 export type { IdSource } from './spool/request-id.js';
 export { createLineLogger, silentLogger } from './logger.js';
 export type { Logger, LogLevel, LogFields } from './logger.js';
-export { METRIC_NAMES, ServerMetrics } from './metrics.js';
+export { DURATION_BUCKETS_S, METER_NAME, METRIC_ATTRIBUTES, METRIC_NAMES, ServerMetrics } from './metrics.js';
+export type { FinishStatus, KillReason, QueueSnapshot } from './metrics.js';

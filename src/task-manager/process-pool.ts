@@ -15,7 +15,7 @@ import { InvalidOptionError, WorkQueueError, type SerializedError } from '../err
 import { stripUndefined } from '../options.js';
 import type { ChildMessage, ParentMessage } from './process-pool-messages.js';
 import { killGroup, signalGroup, type GroupKill } from './process-group.js';
-import type { TaskManager, TaskOutcome } from './types.js';
+import type { TaskManager, TaskManagerEvent, TaskOutcome } from './types.js';
 
 export interface ProcessPoolTaskManagerOptions {
   /** Path or URL of the handler module. */
@@ -64,6 +64,7 @@ export class ProcessPoolTaskManager implements TaskManager {
   readonly #slots = new Set<Slot>();
   #finished: Array<[string, TaskOutcome]> = [];
   #wake: () => void = () => {};
+  #onEvent: (event: TaskManagerEvent) => void = () => {};
   #closing = false;
   #loadError: SerializedError | undefined;
   #crashes = 0;
@@ -137,6 +138,10 @@ export class ProcessPoolTaskManager implements TaskManager {
     this.#wake = wake;
   }
 
+  setEventHandler(onEvent: (event: TaskManagerEvent) => void): void {
+    this.#onEvent = onEvent;
+  }
+
   async close(): Promise<void> {
     this.#closing = true;
     const exits = [...this.#slots].map(
@@ -195,8 +200,12 @@ export class ProcessPoolTaskManager implements TaskManager {
     this.#slots.delete(slot);
     if (slot.killing !== undefined) slot.killing.leaderExited();
     else signalGroup(slot.child.pid!, 'SIGKILL'); // sweep anything the dead child left in its group
-    if (slot.taskId !== undefined) {
+    if (slot.killing === undefined && !this.#closing && this.#loadError === undefined) {
+      // Died on its own, busy or idle: a crash (a kill or a failed handler load is not).
       this.#crashes++;
+      this.#onEvent({ type: 'worker-crashed', pid: slot.child.pid, taskId: slot.taskId, exitCode: code, signal });
+    }
+    if (slot.taskId !== undefined) {
       const how = signal !== null ? `was killed by ${signal}` : `exited with code ${code}`;
       const error = new WorkerCrashedError(`the handler process (pid ${slot.child.pid}) ${how} while running request ${slot.taskId}`);
       this.#finished.push([slot.taskId, { ok: false, error: { name: error.name, message: error.message, code: error.code } }]);

@@ -6,7 +6,24 @@
 import type { SerializedError } from '../errors.js';
 
 /** How a task ended. `error` is a task failure, carried to the waiting client. */
-export type TaskOutcome = { ok: true; value: unknown } | { ok: false; error: SerializedError };
+export type TaskOutcome = ({ ok: true; value: unknown } | { ok: false; error: SerializedError }) & {
+  /** The task wrote logs/<id>.* (command output); they go with the result. */
+  logs?: boolean;
+};
+
+/**
+ * Something a manager reports besides outcomes, for logs and metrics; it needs
+ * no answer. `worker-crashed`: a worker process died on its own (not killed by
+ * terminateTask or close); `taskId` is the request it was running, if any,
+ * which also gets an error outcome through reap().
+ */
+export type TaskManagerEvent = {
+  type: 'worker-crashed';
+  pid: number | undefined;
+  taskId: string | undefined;
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+};
 
 export interface TaskManager {
   /** Tasks started and neither reaped nor terminated yet (the ancestor's `len(manager)`). */
@@ -28,6 +45,8 @@ export interface TaskManager {
   reap(): Iterable<[id: string, outcome: TaskOutcome]>;
   /** Registers the callback the manager calls when it has something to reap or capacity freed. */
   setWakeHandler(wake: () => void): void;
+  /** Optional: registers the callback the manager calls with TaskManagerEvents. */
+  setEventHandler?(onEvent: (event: TaskManagerEvent) => void): void;
   /** Stops everything and frees resources (children, timers). */
   close(): Promise<void>;
 }
