@@ -9,7 +9,6 @@
  */
 import type { FSWatcher } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import {
   isErrno,
   InvalidOptionError,
@@ -28,6 +27,8 @@ import { stripUndefined } from './options.js';
 
 /** How many fresh ids enqueue() tries before it gives up (each try only fails on an exact collision). */
 export const MAX_ID_ATTEMPTS = 100;
+/** States after requested/, checked (in flow order) for an id that is already taken. */
+const LATER_STATES = ['pending', 'running', 'complete'] as const;
 /** Consecutive re-checks that must find a request nowhere before wait() calls it unknown. */
 const MISSING_CHECKS_BEFORE_UNKNOWN = 2;
 
@@ -87,10 +88,10 @@ export function resolveClientOptions(options: WorkQueueClientOptions): ResolvedC
     idSource: options.idSource,
   };
   if (typeof resolved.spool !== 'string' || resolved.spool === '') {
-    throw new InvalidOptionError(`Expected \`spool\` to be a non-empty string, got \`${String(resolved.spool)}\``);
+    throw new InvalidOptionError(`Expected \`spool\` to be a non-empty string, got \`${String(resolved.spool)}\` (${typeof resolved.spool})`);
   }
   if (!(Number.isFinite(resolved.recheckIntervalMs) && resolved.recheckIntervalMs > 0)) {
-    throw new InvalidOptionError(`Expected \`recheckIntervalMs\` to be a finite number > 0, got \`${String(resolved.recheckIntervalMs)}\``);
+    throw new InvalidOptionError(`Expected \`recheckIntervalMs\` to be a finite number > 0, got \`${String(resolved.recheckIntervalMs)}\` (${typeof resolved.recheckIntervalMs})`);
   }
   return resolved;
 }
@@ -122,24 +123,26 @@ export class WorkQueueClient {
   async enqueue(request: unknown, options: EnqueueOptions = {}): Promise<string> {
     const { runTimeoutMs } = options;
     if (runTimeoutMs !== undefined && !(Number.isFinite(runTimeoutMs) && runTimeoutMs >= 0)) {
-      throw new InvalidOptionError(`Expected \`runTimeoutMs\` to be a finite number >= 0, got \`${String(runTimeoutMs)}\``);
+      throw new InvalidOptionError(`Expected \`runTimeoutMs\` to be a finite number >= 0, got \`${String(runTimeoutMs)}\` (${typeof runTimeoutMs})`);
     }
     const paths = this.#spoolPaths();
-    const uid = process.getuid?.();
     const bytes = encodeRequest({
       body: request,
       submittedAt: Date.now(),
-      client: { pid: process.pid, host: hostname(), ...(uid === undefined ? {} : { uid }) },
+      client: this.#identity(),
       ...(runTimeoutMs === undefined ? {} : { runTimeoutMs }),
     });
     const temp = sfs.writeTemp(paths.dirs.tmp, 'request', bytes, { durable: this.#o.durable });
     try {
       for (let attempt = 0; attempt < MAX_ID_ATTEMPTS; attempt++) {
         const id = this.#ids.next();
-        if (sfs.linkExclusive(temp, entryPath(paths, 'requested', id))) {
-          if (this.#o.durable) sfs.syncDirectory(paths.dirs.requested);
-          return id;
-        }
+        const published = entryPath(paths, 'requested', id);
+        if (!sfs.linkExclusive(temp, published)) continue;
+        // link(2) only guards requested/: make sure no older request with this id
+        // is further along (a clock and random source that both repeat).
+        if (LATER_STATES.some((state) => sfs.entryExists(entryPath(paths, state, id))) && sfs.removeEntry(published)) continue;
+        if (this.#o.durable) sfs.syncDirectory(paths.dirs.requested);
+        return id;
       }
     } finally {
       sfs.removeEntry(temp);
@@ -172,11 +175,11 @@ export class WorkQueueClient {
   }
 
   /** Like wait(), but resolves with the whole result envelope (status, timings), even for a failed task. */
-  waitForResult(id: string, options: WaitOptions = {}): Promise<RequestResult> {
+  async waitForResult(id: string, options: WaitOptions = {}): Promise<RequestResult> {
     assertRequestId(id);
     const { timeoutMs, signal } = options;
     if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs >= 0)) {
-      throw new InvalidOptionError(`Expected \`timeoutMs\` to be a finite number >= 0, got \`${String(timeoutMs)}\``);
+      throw new InvalidOptionError(`Expected \`timeoutMs\` to be a finite number >= 0, got \`${String(timeoutMs)}\` (${typeof timeoutMs})`);
     }
     const paths = this.#spoolPaths();
     return new Promise<RequestResult>((resolve, reject) => {
@@ -242,6 +245,15 @@ export class WorkQueueClient {
     this.#recheckTimer = undefined;
   }
 
+  #clientIdentity: { pid: number; host: string; uid?: number } | undefined;
+  #identity(): { pid: number; host: string; uid?: number } {
+    if (this.#clientIdentity === undefined) {
+      const uid = process.getuid?.();
+      this.#clientIdentity = { pid: process.pid, host: hostname(), ...(uid === undefined ? {} : { uid }) };
+    }
+    return this.#clientIdentity;
+  }
+
   #spoolPaths(): SpoolPaths {
     this.#paths ??= openSpool(this.#o.spool);
     return this.#paths;
@@ -298,37 +310,33 @@ function assertRequestId(id: string): void {
 }
 
 /**
- * Claims complete/<id> by renaming it into tmp/ (one waiter wins; the others
- * see ENOENT), then reads and removes it. Undefined if there is no result yet.
+ * Claims complete/<id>: reads it, then removes it. Only one remover can
+ * succeed, and only the one that did returns the result, so a result is
+ * delivered to at most one waiter. Undefined if there is no result (yet), or
+ * another waiter took it. In a shared spool, where the sticky complete/ only
+ * lets the server remove files, the client files an abort instead and the server
+ * removes the result (the ancestor's hand-off).
  */
 function claimResult(paths: SpoolPaths, id: string, keepLogs: boolean): RequestResult | undefined {
-  const claimed = join(paths.dirs.tmp, `claim.${id}.${process.pid}`);
+  const path = entryPath(paths, 'complete', id);
+  if (!sfs.entryExists(path)) return undefined; // the common miss, without an exception
+  const bytes = sfs.readEntry(path, MAX_RESULT_BYTES);
+  if (bytes === undefined) return undefined;
+  let result: RequestResult;
   try {
-    if (!sfs.moveEntry(entryPath(paths, 'complete', id), claimed)) return undefined;
+    result = decodeResult(bytes);
   } catch (err) {
-    // A shared spool's complete/ is sticky: only the server may move its files.
-    if (isErrno(err, 'EACCES') || isErrno(err, 'EPERM')) return readInPlace(paths, id);
+    sfs.removeEntry(path); // unreadable: nobody can use it
     throw err;
   }
   try {
-    const bytes = sfs.readEntry(claimed, MAX_RESULT_BYTES);
-    if (bytes === undefined) return undefined;
-    return decodeResult(bytes);
-  } finally {
-    sfs.removeEntry(claimed);
-    if (!keepLogs) removeLogs(paths, id);
+    if (!sfs.removeEntry(path)) return undefined; // another waiter claimed it first
+  } catch (err) {
+    if (!isErrno(err, 'EACCES') && !isErrno(err, 'EPERM')) throw err;
+    sfs.publish(sfs.writeTemp(paths.dirs.tmp, 'abort', encodeAbortReason('user')), entryPath(paths, 'aborting', id));
+    return result;
   }
-}
-
-/**
- * The shared-spool hand-off (the ancestor's rule): read the result where it is,
- * then file an abort so the server, which owns the file, removes it with its logs.
- */
-function readInPlace(paths: SpoolPaths, id: string): RequestResult | undefined {
-  const bytes = sfs.readEntry(entryPath(paths, 'complete', id), MAX_RESULT_BYTES);
-  if (bytes === undefined) return undefined;
-  const result = decodeResult(bytes);
-  sfs.publish(sfs.writeTemp(paths.dirs.tmp, 'abort', encodeAbortReason('user')), entryPath(paths, 'aborting', id));
+  if (result.logs === true && !keepLogs) removeLogs(paths, id);
   return result;
 }
 

@@ -8,6 +8,8 @@ export class PendingQueue {
   #items: string[] = [];
   #head = 0;
   readonly #members = new Set<string>();
+  /** Removed ids whose entry is still in #items (lazy removal), so a re-insert reuses it. */
+  readonly #removed = new Set<string>();
 
   get size(): number {
     return this.#members.size;
@@ -21,6 +23,7 @@ export class PendingQueue {
   insert(id: string): boolean {
     if (this.#members.has(id)) return false;
     this.#members.add(id);
+    if (this.#removed.delete(id)) return true; // its old entry is still in place, in order
     const items = this.#items;
     if (items.length === this.#head || items[items.length - 1]! < id) {
       items.push(id);
@@ -39,7 +42,9 @@ export class PendingQueue {
 
   /** Forgets an id; false if it was not queued. */
   remove(id: string): boolean {
-    return this.#members.delete(id);
+    if (!this.#members.delete(id)) return false;
+    this.#removed.add(id);
+    return true;
   }
 
   /** The oldest queued id, without removing it. */
@@ -80,7 +85,10 @@ export class PendingQueue {
   }
 
   #skipRemoved(): void {
-    while (this.#head < this.#items.length && !this.#members.has(this.#items[this.#head]!)) this.#head++;
+    while (this.#head < this.#items.length && !this.#members.has(this.#items[this.#head]!)) {
+      this.#removed.delete(this.#items[this.#head]!);
+      this.#head++;
+    }
   }
 
   #compact(): void {

@@ -7,7 +7,7 @@
  * order: reapCompleted → admitNew → processAborts → startPending → housekeep.
  */
 import type { FSWatcher } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Meter } from '@opentelemetry/api';
 import { InvalidOptionError, ProtocolError, serializeError, type SerializedError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
@@ -16,13 +16,13 @@ import { ServerMetrics, type FinishStatus } from './metrics.js';
 import { PendingQueue } from './pending-queue.js';
 import { planAbort, planRecovery, tombstoneExpired, type AbortTarget, type InterruptedPolicy } from './protocol.js';
 import { decodeRequest, encodeResult, MAX_REQUEST_BYTES, type ResultEnvelope, type ResultStatus } from './spool/codec.js';
-import { entryPath, openSpool, removeLogs, type SpoolPaths } from './spool/layout.js';
+import { entryPath, logPath, openSpool, removeLogs, type SpoolPaths } from './spool/layout.js';
 import { planHousekeeping, type AgedEntry } from './housekeeping.js';
 import { acquireLock, type HeldLock } from './spool/lock.js';
 import { isRequestId } from './spool/request-id.js';
 import { readAbortReason } from './spool/abort-reason.js';
 import * as sfs from './spool/fs.js';
-import type { TaskManager, TaskOutcome } from './task-manager/types.js';
+import type { TaskManager, TaskManagerEvent, TaskOutcome } from './task-manager/types.js';
 
 export interface WorkQueueServerOptions {
   /** The spool directory; created if missing. */
@@ -64,7 +64,10 @@ export interface WorkQueueServerOptions {
   logger?: Logger;
   /** OpenTelemetry Meter for the server's instruments. @default the global meter */
   meter?: Meter;
-  /** Wall clock in ms, injectable for tests. @default Date.now */
+  /**
+   * Wall clock in ms, injectable for tests. When injected, metric durations are
+   * measured with it too. @default Date.now (durations: performance.now, monotonic)
+   */
   now?: () => number;
   /** Interval of the "still alive" info log line. @default 300000 (5 minutes) */
   heartbeatIntervalMs?: number;
@@ -155,6 +158,8 @@ export class WorkQueueServer {
   readonly #tombstones = new Map<string, number>();
   /** Invalid names already logged, so each is logged once. */
   readonly #warnedNames = new Set<string>();
+  /** Entries a periodic rescan found before the watcher reported them (see #rescan). */
+  readonly #unreported = new Set<string>();
   #tickScheduled = false;
   #draining = false;
   #ticks = 0;
@@ -189,20 +194,33 @@ export class WorkQueueServer {
     const lock = acquireLock(this.#paths, { maxTasks: manager.maxTasks });
     const stops: Array<() => void> = [];
     try {
-      this.#metrics = new ServerMetrics(this.#o.meter, () => ({
+      const snapshot = () => ({
         pending: this.#queue.size,
         running: this.#running.size,
-        maxTasks: manager.maxTasks,
+        capacityUsage: manager.size,
+        capacityLimit: manager.maxTasks,
         unclaimedResults: this.#unclaimedResults,
-      }));
+      });
+      // A test that fakes the wall clock fakes metric durations too; otherwise they use a monotonic clock.
+      this.#metrics = new ServerMetrics(this.#o.meter, snapshot, this.#o.now === Date.now ? undefined : this.#o.now);
       this.#log.info('server started', { spool: this.#paths.root, pid: process.pid, maxTasks: manager.maxTasks });
       this.#recover();
       manager.setWakeHandler(() => this.#schedule());
+      manager.setEventHandler?.((event) => this.#onManagerEvent(event));
       if (this.#o.watch) stops.push(...this.#startWatchers());
       await this.#runUntilStopped(lock, stops, signal);
     } finally {
       for (const stop of stops) stop();
+      this.#metrics?.close();
       lock.release();
+    }
+  }
+
+  /** What a task manager reports besides outcomes: counted and logged. */
+  #onManagerEvent(event: TaskManagerEvent): void {
+    if (event.type === 'worker-crashed') {
+      this.#metrics.workerCrashed();
+      this.#log.warn('worker process crashed', { pid: event.pid, id: event.taskId, exitCode: event.exitCode, signal: event.signal });
     }
   }
 
@@ -216,14 +234,13 @@ export class WorkQueueServer {
         finish(new Error(`lost the lock of spool ${this.#paths.root}: another process replaced it; stopping`));
         return;
       }
-      this.#rescan();
+      this.#safely('rescan', () => this.#rescan(true));
       if (this.#o.now() >= this.#nextHousekeeping) {
         this.#nextHousekeeping = this.#o.now() + this.#o.housekeepingIntervalMs;
         this.#housekeep();
       }
     }, this.#o.rescanIntervalMs);
     stops.push(() => clearInterval(rescan));
-    this.#onFatal = finish;
     this.#tick();
     const onAbort = (): void => void this.#drain().then(() => finish(), finish);
     if (signal?.aborted) onAbort();
@@ -235,7 +252,6 @@ export class WorkQueueServer {
     }
   }
 
-  #onFatal: (err: unknown) => void = () => {};
 
   /** Stops starting work, lets tasks finish within the grace period, then terminates the rest. */
   async #drain(): Promise<void> {
@@ -251,11 +267,22 @@ export class WorkQueueServer {
       // Left in running/: the next server re-runs it (or fails it with `interrupted: 'fail'`).
       this.#manager.terminateTask(id);
       this.#forgetRunning(id);
-      this.#metrics.count('tasksKilled');
+      this.#metrics.killed('shutdown');
+      this.#metrics.forget(id);
+      removeLogs(this.#paths, id); // the next run writes its own
       this.#log.info('terminated at shutdown; will run again at next start', { id });
     }
     await this.#manager.close();
     this.#log.info('server stopped', { pending: this.#queue.size });
+  }
+
+  /** Runs a step outside a tick (timers, watcher callbacks): a fault is logged and retried later, never thrown into the event loop. */
+  #safely(step: string, run: () => void): void {
+    try {
+      run();
+    } catch (err) {
+      this.#log.error(`${step} failed; will retry`, { error: serializeError(err).message });
+    }
   }
 
   #schedule(): void {
@@ -276,12 +303,13 @@ export class WorkQueueServer {
       counts.completed = this.#reapCompleted();
       counts.aborted += this.#expireRunTimeouts();
       counts.added = this.#admitNew();
-      counts.aborted = this.#processAborts();
+      counts.aborted += this.#processAborts();
       if (!this.#draining) counts.started = this.#startPending();
       this.#logTick(counts);
-      this.#metrics.count('ticks');
+      this.#metrics.tick();
     } catch (err) {
       // An unexpected fault (EACCES, ENOSPC …): log it; the next event or rescan retries.
+      this.#metrics.tick(err);
       this.#log.error('tick failed; will retry at the next event or rescan', { error: serializeError(err).message });
     }
   }
@@ -297,17 +325,17 @@ export class WorkQueueServer {
       if (info?.runTimeoutMs === undefined) continue; // finished or aborted meanwhile
       this.#manager.terminateTask(id);
       this.#forgetRunning(id);
-      this.#metrics.count('tasksKilled');
+      this.#metrics.killed('run_timeout');
       const finishedAt = this.#o.now();
-      this.#metrics.seconds('runDuration', finishedAt - info.startedAt);
       const error: SerializedError = {
         name: 'RunTimeoutError',
         code: 'ERR_RUN_TIMEOUT',
         message: `the task ran longer than its run timeout of ${info.runTimeoutMs / 1000} s and was terminated`,
       };
-      const result = outcomeToResult(id, { ok: false, error }, info, finishedAt);
+      const logs = sfs.entryExists(logPath(this.#paths, id, 'stdout'));
+      const result = outcomeToResult(id, { ok: false, error, logs }, info, finishedAt);
       this.#publishResult(id, 'running', { ...result, status: 'timed_out', runTimeoutMs: info.runTimeoutMs });
-      this.#metrics.finished('timed_out');
+      this.#metrics.finished(id, 'timed_out');
       this.#log.info('run timeout: terminated', { id, runTimeoutSeconds: info.runTimeoutMs / 1000 });
       n++;
     }
@@ -343,9 +371,8 @@ export class WorkQueueServer {
       const info = this.#forgetRunning(id);
       if (info === undefined) continue; // terminated: its outcome is discarded
       const finishedAt = this.#o.now();
-      this.#metrics.seconds('runDuration', finishedAt - info.startedAt);
       this.#publishResult(id, 'running', outcomeToResult(id, outcome, info, finishedAt));
-      this.#metrics.finished(outcome.ok ? 'normal' : 'error');
+      this.#metrics.finished(id, outcome.ok ? 'normal' : 'error');
       this.#log.debug('completed', { id, ok: outcome.ok });
       n++;
     }
@@ -363,13 +390,13 @@ export class WorkQueueServer {
       if (this.#queue.has(id) || this.#running.has(id)) continue;
       if (this.#tombstones.has(id)) {
         // The abort came first and wins: the request never starts.
-        if (sfs.removeEntry(entryPath(this.#paths, 'requested', id))) this.#finishAbort(id, 'requested', this.#tombstones.get(id)!);
+        if (sfs.removeEntry(entryPath(this.#paths, 'requested', id))) this.#finishAbort(id, 'requested');
         continue;
       }
       if (!sfs.moveEntry(entryPath(this.#paths, 'requested', id), entryPath(this.#paths, 'pending', id))) continue;
       this.#queue.insert(id);
       this.#queuedAt.set(id, this.#o.now());
-      this.#metrics.count('received');
+      this.#metrics.received(id);
       this.#log.debug('admitted', { id });
       n++;
     }
@@ -390,7 +417,6 @@ export class WorkQueueServer {
         continue;
       }
       const action = planAbort(this.#locate(id));
-      const since = this.#running.get(id)?.startedAt ?? this.#queuedAt.get(id);
       switch (action.kind) {
         case 'drop':
           this.#queue.remove(id);
@@ -400,7 +426,7 @@ export class WorkQueueServer {
           this.#manager.terminateTask(id);
           this.#forgetRunning(id);
           removeLogs(this.#paths, id);
-          this.#metrics.count('tasksKilled');
+          this.#metrics.killed('abort');
           sfs.removeEntry(entryPath(this.#paths, 'running', id));
           break;
         case 'remove-result':
@@ -420,21 +446,20 @@ export class WorkQueueServer {
           continue;
         }
       }
-      this.#finishAbort(id, action.kind === 'terminate' ? 'running' : action.state, since);
+      this.#finishAbort(id, action.kind === 'terminate' ? 'running' : action.state);
       n++;
     }
     return n;
   }
 
-  #finishAbort(id: string, state: string, since: number | undefined): void {
+  #finishAbort(id: string, state: string): void {
     const abortFile = entryPath(this.#paths, 'aborting', id);
     const reason = readAbortReason(abortFile);
     const uid = sfs.entryStat(abortFile)?.uid;
     sfs.removeEntry(abortFile);
     this.#tombstones.delete(id);
     this.#queuedAt.delete(id);
-    if (since !== undefined) this.#metrics.seconds('abortDuration', this.#o.now() - since, { 'wq.request.state': state });
-    this.#metrics.finished(reason === 'timeout' || reason === 'run-timeout' ? 'timed_out' : 'aborted');
+    this.#metrics.aborted(id, reason === 'timeout' || reason === 'run-timeout' ? 'timed_out' : 'aborted');
     this.#log.debug('aborted', { id, state, reason, uid });
   }
 
@@ -452,6 +477,7 @@ export class WorkQueueServer {
         const bytes = sfs.readEntry(pendingFile, MAX_REQUEST_BYTES);
         if (bytes === undefined) {
           this.#log.warn('pending request vanished before it started', { id });
+          this.#metrics.forget(id);
           continue;
         }
         const envelope = decodeRequest(bytes);
@@ -462,9 +488,12 @@ export class WorkQueueServer {
         this.#rejectRequest(id, 'pending', err, queuedAt);
         continue;
       }
-      if (!sfs.moveEntry(pendingFile, entryPath(this.#paths, 'running', id))) continue;
+      if (!sfs.moveEntry(pendingFile, entryPath(this.#paths, 'running', id))) {
+        this.#metrics.forget(id);
+        continue;
+      }
       const startedAt = this.#o.now();
-      if (queuedAt !== undefined) this.#metrics.seconds('waitDuration', startedAt - queuedAt);
+      this.#metrics.started(id);
       const info: RunningInfo = { startedAt, queuedAt };
       if (runTimeoutMs !== undefined) {
         info.runTimeoutMs = runTimeoutMs;
@@ -480,7 +509,7 @@ export class WorkQueueServer {
       } catch (err) {
         this.#forgetRunning(id);
         this.#publishResult(id, 'running', outcomeToResult(id, { ok: false, error: serializeError(err) }, { startedAt, queuedAt }, this.#o.now()));
-        this.#metrics.finished('error');
+        this.#metrics.finished(id, 'error');
       }
       n++;
     }
@@ -510,7 +539,7 @@ export class WorkQueueServer {
     };
     if (queuedAt !== undefined) result.queuedAt = queuedAt;
     this.#publishResult(id, state, result);
-    this.#metrics.finished('rejected');
+    this.#metrics.finished(id, 'rejected');
   }
 
   /**
@@ -585,11 +614,14 @@ export class WorkQueueServer {
     for (const step of planRecovery(runningIds, completeIds, this.#o.interrupted)) {
       const runningFile = entryPath(this.#paths, 'running', step.id);
       if (step.kind === 'drop-leftover') sfs.removeEntry(runningFile);
-      else if (step.kind === 'requeue') sfs.moveEntry(runningFile, entryPath(this.#paths, 'pending', step.id));
+      else if (step.kind === 'requeue') {
+        removeLogs(this.#paths, step.id); // the interrupted run's output; the re-run writes its own
+        sfs.moveEntry(runningFile, entryPath(this.#paths, 'pending', step.id));
+      }
       else {
         const error: SerializedError = { name: 'ServerRestartedError', code: 'ERR_SERVER_RESTARTED', message: 'the server restarted while this request was running; it was not run again (interrupted: fail)' };
         this.#publishResult(step.id, 'running', { id: step.id, ok: false, status: 'restarted', error, finishedAt: this.#o.now() });
-        this.#metrics.finished('restarted');
+        this.#metrics.finished(step.id, 'restarted');
       }
     }
     const now = this.#o.now();
@@ -597,25 +629,44 @@ export class WorkQueueServer {
       if (!this.#checkName('pending', id)) continue;
       this.#queue.insert(id);
       this.#queuedAt.set(id, now);
+      this.#metrics.queued(id);
     }
     this.#rescan();
     this.#log.info('recovered spool', { pending: this.#queue.size, interrupted: runningIds.length, policy: this.#o.interrupted });
   }
 
-  /** The safety net: re-reads requested/ and aborting/ for anything the watcher missed. */
-  #rescan(): void {
-    let found = 0;
-    for (const name of sfs.listEntries(this.#paths.dirs.requested)) {
-      if (!this.#seenRequested.has(name) && isRequestId(name) && !this.#queue.has(name)) found++;
+  /**
+   * The safety net: re-reads requested/ and aborting/ for anything the watcher
+   * missed. A periodic rescan also judges the watcher: an entry it finds
+   * unreported is only a suspect (its event may still be queued), counted as
+   * missed at the next periodic rescan unless the watcher reports it meanwhile.
+   */
+  #rescan(periodic = false): void {
+    const judge = periodic && this.#o.watch;
+    if (judge) this.#countMissed();
+    const { requested, aborting, complete } = this.#paths.dirs;
+    for (const name of sfs.listEntries(requested)) {
+      if (judge && !this.#seenRequested.has(name) && isRequestId(name) && !this.#queue.has(name)) this.#unreported.add(join(requested, name));
       this.#seenRequested.add(name);
     }
-    for (const name of sfs.listEntries(this.#paths.dirs.aborting)) this.#seenAborts.add(name);
-    if (found > 0 && this.#o.watch) {
-      this.#metrics.count('rescanFound', found);
-      this.#log.info('rescan found requests the watcher had not reported', { found });
+    for (const name of sfs.listEntries(aborting)) {
+      if (judge && !this.#seenAborts.has(name) && isRequestId(name) && !this.#tombstones.has(name)) this.#unreported.add(join(aborting, name));
+      this.#seenAborts.add(name);
     }
-    this.#unclaimedResults = sfs.listEntries(this.#paths.dirs.complete).length;
+    this.#unclaimedResults = sfs.listEntries(complete).filter(isRequestId).length;
     this.#schedule();
+  }
+
+  /** Counts and logs the suspects of the last periodic rescan that the watcher never reported. */
+  #countMissed(): void {
+    if (this.#unreported.size === 0) return;
+    let requested = 0;
+    for (const path of this.#unreported) if (dirname(path) === this.#paths.dirs.requested) requested++;
+    const aborting = this.#unreported.size - requested;
+    this.#unreported.clear();
+    this.#metrics.watcherMissed('requested', requested);
+    this.#metrics.watcherMissed('aborting', aborting);
+    this.#log.warn('the file watcher missed entries; the rescan found them', { requested, aborting });
   }
 
   #startWatchers(): Array<() => void> {
@@ -625,8 +676,12 @@ export class WorkQueueServer {
         sfs.watchDirectory(
           dir,
           (name) => {
-            if (name === null) this.#rescan();
-            else seen().add(name);
+            if (name === null) this.#safely('rescan', () => this.#rescan());
+            else {
+              seen().add(name);
+              // A late event clears a suspect; the one for the server's own move out of dir does not.
+              if (this.#unreported.size > 0 && this.#unreported.has(join(dir, name)) && sfs.entryExists(join(dir, name))) this.#unreported.delete(join(dir, name));
+            }
             this.#schedule();
           },
           (err) => this.#log.error('watcher failed; relying on rescans', { dir, error: err.message }),
@@ -645,6 +700,7 @@ function outcomeToResult(id: string, outcome: TaskOutcome, info: { startedAt: nu
   if (info.queuedAt !== undefined) result.queuedAt = info.queuedAt;
   if (outcome.ok) result.value = outcome.value;
   else result.error = outcome.error;
+  if (outcome.logs === true) result.logs = true;
   return result;
 }
 

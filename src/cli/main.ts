@@ -2,10 +2,17 @@
  * `wq`: commander wiring only. Each command's code is imported when it runs,
  * so `wq enqueue` never loads the server, the task managers or metrics.
  */
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { CliError, EXIT, parseCount, parseSeconds, printError, SPOOL_HELP } from './common.js';
 
 const VERSION = '0.1.0';
+
+/** A TCP port; 0 lets the system pick a free one. */
+function parsePort(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || n > 65535) throw new InvalidArgumentError(`expected a port number from 0 to 65535, got "${value}"`);
+  return n;
+}
 
 export function buildProgram(): Command {
   const program = new Command('wq')
@@ -27,7 +34,8 @@ Examples:
   wq status                            # what is queued, running, waiting to be claimed
 
 Exit codes: 0 ok (or the command's own code), 1 task failed, 2 usage, 3 spool unusable or
-already served, 4 unknown request id, 124 timed out (request aborted), 130 interrupted.`,
+already served (or the --metrics-port address unusable), 4 unknown request id, 124 timed out
+(request aborted), 130 interrupted.`,
     );
 
   program
@@ -44,6 +52,8 @@ already served, 4 unknown request id, 124 timed out (request aborted), 130 inter
     .addOption(new Option('--result-ttl <seconds>', 'remove results nobody claimed (their client died) after this long').argParser(parseSeconds).default(7 * 24 * 3600_000, '604800, 7 days'))
     .addOption(new Option('--log-level <level>', 'least severe log lines to write: debug logs every transition, info a line per busy tick and a heartbeat').choices(['debug', 'info', 'warn', 'error']).default('info'))
     .option('--log-file <path>', 'append log lines to this file instead of stderr (reopened on SIGHUP, for logrotate)')
+    .addOption(new Option('--metrics-port <port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port; see docs/metrics.md)').argParser(parsePort))
+    .option('--metrics-host <host>', 'address to serve --metrics-port on (default: 127.0.0.1, this machine only)')
     .addHelpText(
       'after',
       `
@@ -53,7 +63,8 @@ client's working directory (like nq or task-spooler), as the server's user.
 Examples:
   wq serve --max-tasks 4
   wq serve --handler ./examples/copy-payload.js --max-tasks 2
-  wq serve --exec "rsync -a" --spool /var/spool/wq`,
+  wq serve --exec "rsync -a" --spool /var/spool/wq
+  wq serve --metrics-port 9464         # Prometheus scrapes http://127.0.0.1:9464/metrics`,
     )
     .action(async (opts) => (await import('./serve.js')).serve(opts));
 
@@ -118,8 +129,11 @@ On a terminal, a live line on stderr shows the request's place in line, then how
 /** Runs the CLI; resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
-  program.exitOverride();
-  program.configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `wq: ${s}` : s) });
+  // Subcommands copied their settings when created: set these on each, or their errors exit 1 unprefixed.
+  for (const command of [program, ...program.commands]) {
+    command.exitOverride();
+    command.configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `wq: ${s}` : s) });
+  }
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;

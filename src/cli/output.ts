@@ -3,6 +3,7 @@
  * output and exit code for people and shell scripts, or one JSON object with
  * `--json`. Every outcome maps to one documented exit code.
  */
+import { constants as osConstants } from 'node:os';
 import type { RequestResult } from '../client.js';
 import { EXIT } from './common.js';
 
@@ -33,7 +34,6 @@ export function isCommandValue(value: unknown): value is CommandValue {
   return typeof v === 'object' && v !== null && 'exitCode' in v && v.stdout instanceof Uint8Array && v.stderr instanceof Uint8Array;
 }
 
-const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
 
 /** The exit code a shell would give: the command's own, 128+n for a signal, or wq's. */
 export function exitCodeOf(outcome: Outcome): number {
@@ -50,7 +50,7 @@ export function exitCodeOf(outcome: Outcome): number {
       if (!result.ok) return EXIT.failure;
       if (!isCommandValue(result.value)) return EXIT.ok;
       if (result.value.exitCode !== null) return result.value.exitCode;
-      return 128 + (SIGNALS[result.value.signal ?? ''] ?? 0);
+      return 128 + ((osConstants.signals as Record<string, number>)[result.value.signal ?? ''] ?? 0);
     }
   }
 }

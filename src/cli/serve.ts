@@ -2,12 +2,13 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { openSpool } from '../spool/layout.js';
-import { createLineLogger, type LogLevel } from '../logger.js';
+import { createLineLogger, type Logger, type LogLevel } from '../logger.js';
 import { WorkQueueServer } from '../server.js';
 import { CommandTaskManager } from '../task-manager/command.js';
 import { ProcessPoolTaskManager } from '../task-manager/process-pool.js';
 import type { TaskManager } from '../task-manager/types.js';
 import { CliError, EXIT, resolveSpool, splitCommand } from './common.js';
+import type { MetricsEndpoint } from './metrics-exporter.js';
 
 export interface ServeFlags {
   spool?: string;
@@ -21,12 +22,15 @@ export interface ServeFlags {
   resultTtl: number;
   logLevel: LogLevel;
   logFile?: string;
+  metricsPort?: number;
+  metricsHost?: string;
 }
 
 export async function serve(flags: ServeFlags): Promise<void> {
   const spool = resolveSpool(flags.spool);
   const sink = openLogSink(flags.logFile);
   const logger = createLineLogger(sink.write, flags.logLevel);
+  const metrics = await startMetrics(flags, logger); // before the manager: a taken port fails before any worker starts
   const manager = await makeManager(flags, spool);
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -51,6 +55,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
     rescanIntervalMs: Math.max(1, flags.rescanInterval),
     resultTtlMs: flags.resultTtl,
     logger,
+    meter: metrics?.meter,
   });
   try {
     await server.processRequests(manager, { signal: controller.signal });
@@ -61,6 +66,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     process.off('SIGHUP', onHangup);
+    await metrics?.close();
     sink.close();
   }
 }
@@ -102,6 +108,18 @@ function openLogSink(path: string | undefined): LogSink {
     },
     close: () => closeSync(fd),
   };
+}
+
+/** The Prometheus endpoint, if asked for: only then is the OpenTelemetry SDK loaded. */
+async function startMetrics(flags: ServeFlags, logger: Logger): Promise<MetricsEndpoint | undefined> {
+  if (flags.metricsPort === undefined) {
+    if (flags.metricsHost !== undefined) throw new CliError('--metrics-host needs --metrics-port', EXIT.usage);
+    return undefined;
+  }
+  const { startMetricsEndpoint } = await import('./metrics-exporter.js');
+  const endpoint = await startMetricsEndpoint({ port: flags.metricsPort, host: flags.metricsHost });
+  logger.info('serving metrics', { url: endpoint.url });
+  return endpoint;
 }
 
 async function makeManager(flags: ServeFlags, spool: string): Promise<TaskManager> {

@@ -51,6 +51,8 @@ export interface ResultEnvelope {
   status: ResultStatus;
   /** With status `timed_out`: the run timeout that expired. */
   runTimeoutMs?: number;
+  /** The task wrote logs/<id>.*; whoever claims the result removes them. */
+  logs?: boolean;
   value?: unknown;
   error?: SerializedError;
   /** Server wall clock (ms): when it saw the request, started it, finished it. */

@@ -6,8 +6,6 @@
  * Every helper names the race it tolerates; anything else is thrown.
  */
 import * as fs from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { isErrno, ProtocolError } from '../errors.js';
 
 const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_WRONLY, O_CREAT, O_EXCL } = fs.constants;
@@ -48,13 +46,25 @@ export interface WriteOptions {
   mode?: number;
 }
 
+let tempCounter = 0;
+
 /**
  * Writes bytes to a new, uniquely named file in `tmpDir` and returns its path.
- * The name starts with `tag` and the writer's pid so housekeeping can tell whose it is.
+ * The name is `<tag>.<pid>.<counter>`: unique among live processes; a name left
+ * by a dead process with the same pid is skipped (EEXIST) and housekeeping removes it.
  */
 export function writeTemp(tmpDir: string, tag: string, bytes: Uint8Array, options: WriteOptions = {}): string {
-  const path = join(tmpDir, `${tag}.${process.pid}.${randomBytes(6).toString('hex')}`);
-  const fd = fs.openSync(path, CREATE_FLAGS, options.mode ?? 0o644);
+  let path: string;
+  let fd: number;
+  for (;;) {
+    path = `${tmpDir}/${tag}.${process.pid}.${++tempCounter}`;
+    try {
+      fd = fs.openSync(path, CREATE_FLAGS, options.mode ?? 0o644);
+      break;
+    } catch (err) {
+      if (!isErrno(err, 'EEXIST')) throw err; // a dead namesake's leftover: take the next number
+    }
+  }
   try {
     let offset = 0;
     while (offset < bytes.length) offset += fs.writeSync(fd, bytes, offset, bytes.length - offset);
@@ -163,25 +173,14 @@ export function removeEntry(path: string): boolean {
   }
 }
 
-/** Whether a name exists in a directory, without following symlinks. */
+/** Whether a name exists in a directory, without following symlinks (no exception on ENOENT: this is a hot path). */
 export function entryExists(path: string): boolean {
-  try {
-    fs.lstatSync(path);
-    return true;
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) return false;
-    throw err;
-  }
+  return fs.lstatSync(path, { throwIfNoEntry: false }) !== undefined;
 }
 
 /** Status of an entry without following symlinks; undefined if it does not exist. */
 export function entryStat(path: string): fs.Stats | undefined {
-  try {
-    return fs.lstatSync(path);
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) return undefined;
-    throw err;
-  }
+  return fs.lstatSync(path, { throwIfNoEntry: false });
 }
 
 /** Names in a directory, unsorted. */

@@ -35,9 +35,9 @@ export function spoolPaths(root: string): SpoolPaths {
   return { root, formatFile: join(root, FORMAT_FILE), lockFile: join(root, LOCK_FILE), dirs };
 }
 
-/** Path of a request (or abort marker) in a given directory. The id must already be validated. */
+/** Path of a request (or abort marker) in a given directory. The id must already be validated (no slashes). */
 export function entryPath(paths: SpoolPaths, dir: SpoolDir, id: string): string {
-  return join(paths.dirs[dir], id);
+  return `${paths.dirs[dir]}/${id}`;
 }
 
 /** Files a command task leaves in logs/ while it runs: its output as it is written, and its pid. */
@@ -46,7 +46,7 @@ export type LogSuffix = (typeof LOG_SUFFIXES)[number];
 
 /** Path of a request's log file: `logs/<id>.<suffix>`. */
 export function logPath(paths: SpoolPaths, id: string, suffix: LogSuffix): string {
-  return join(paths.dirs.logs, `${id}.${suffix}`);
+  return `${paths.dirs.logs}/${id}.${suffix}`;
 }
 
 /** Removes every log file of a request (they go with its result). */
@@ -102,6 +102,7 @@ function checkFormat(paths: SpoolPaths, create: boolean): void {
 /** Parses the format marker; undefined when it is not ours. */
 export function parseFormat(text: string): number | undefined {
   if (!text.startsWith(FORMAT_PREFIX)) return undefined;
-  const version = Number(text.slice(FORMAT_PREFIX.length).trim());
-  return Number.isSafeInteger(version) && version > 0 ? version : undefined;
+  const digits = text.slice(FORMAT_PREFIX.length).trim();
+  if (!/^[1-9]\d{0,8}$/.test(digits)) return undefined;
+  return Number(digits);
 }

@@ -48,10 +48,16 @@ export function readLockOwner(paths: SpoolPaths): LockOwner | undefined {
   if (bytes === undefined) return undefined;
   try {
     const owner = JSON.parse(bytes.toString('utf8')) as LockOwner;
-    return Number.isSafeInteger(owner.pid) && typeof owner.host === 'string' ? owner : undefined;
+    return isPid(owner.pid) && typeof owner.host === 'string' ? owner : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** Linux pids are 1 … 2^22; anything else (0 or -1 would signal a process group) is garbage. */
+const MAX_PID = 4_194_304;
+function isPid(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) > 0 && (value as number) <= MAX_PID;
 }
 
 /** Whether the owner is certainly gone. A lock from another host is never judged stale. */

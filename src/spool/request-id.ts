@@ -28,11 +28,25 @@ export interface IdSource {
   suffix(): string;
 }
 
+/** Random bytes drawn in blocks: one call to the CSPRNG per 680 ids instead of one per id. */
+const RANDOM_BLOCK = 4080;
+let randomPool = Buffer.alloc(0);
+let randomOffset = 0;
+function randomHex(bytes: number): string {
+  if (randomOffset + bytes > randomPool.length) {
+    randomPool = randomBytes(RANDOM_BLOCK);
+    randomOffset = 0;
+  }
+  const hex = randomPool.toString('hex', randomOffset, randomOffset + bytes);
+  randomOffset += bytes;
+  return hex;
+}
+
 export const systemIdSource: IdSource = {
   // Wall-clock milliseconds (so ids from different processes interleave by time)
   // plus a sub-millisecond part from the monotonic clock.
   nowMicros: () => Date.now() * 1000 + (Math.floor(performance.now() * 1000) % 1000),
-  suffix: () => randomBytes(SUFFIX_BYTES).toString('hex'),
+  suffix: () => randomHex(SUFFIX_BYTES),
 };
 
 /** Makes ids that sort in the order this generator made them. */

@@ -5,7 +5,7 @@
  * is `{ exitCode, signal, stdout, stderr }` with each stream capped.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, statSync, writeFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, rmSync, statSync, writeFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidOptionError, WorkQueueError } from '../errors.js';
 import { stripUndefined } from '../options.js';
@@ -130,6 +130,7 @@ export class CommandTaskManager implements TaskManager {
     const settle = (outcome: TaskOutcome): void => {
       if (settled) return;
       settled = true;
+      if (logs !== undefined) outcome.logs = true;
       // The logs are complete on disk before the result can appear.
       void (logs?.close() ?? Promise.resolve()).then(() => {
         if (task.terminated) return;
@@ -192,9 +193,14 @@ export class CommandTaskManager implements TaskManager {
     );
   }
 
+  /**
+   * The command's own process is gone: sweep its process group, so nothing it
+   * left in the background keeps working outside the queue's capacity. (A
+   * command that must leave a daemon behind starts it in a new session: setsid.)
+   */
   #onGone(task: Running): void {
     if (task.killing !== undefined) task.killing.leaderExited();
-    else if (task.child.pid !== undefined && task.terminated) signalGroup(task.child.pid, 'SIGKILL');
+    else if (task.child.pid !== undefined) signalGroup(task.child.pid, 'SIGKILL');
     if (this.#dying.delete(task)) this.#wake();
   }
 
@@ -223,13 +229,16 @@ class TaskLogs {
 
   constructor(dir: string, id: string, pid: number | undefined) {
     const open = (suffix: string) => {
-      const stream = createWriteStream(join(dir, `${id}.${suffix}`), { flags: 'wx', mode: 0o644 });
+      const path = join(dir, `${id}.${suffix}`);
+      rmSync(path, { force: true }); // a leftover of an interrupted run; never written through (it may be a planted symlink)
+      const stream = createWriteStream(path, { flags: 'wx', mode: 0o644 });
       stream.on('error', () => {}); // best effort: the capped copy still goes into the result
       return stream;
     };
     this.#streams = { stdout: open('stdout'), stderr: open('stderr') };
     if (pid !== undefined) {
       try {
+        rmSync(join(dir, `${id}.pid`), { force: true });
         writeFileSync(join(dir, `${id}.pid`), `${pid}\n`, { flag: 'wx', mode: 0o644 });
       } catch {
         // best effort, like the output files
