@@ -1,0 +1,48 @@
+/**
+ * A benchmark client in its own process: waits for "go" on stdin (so several
+ * clients start together), runs its round trips, prints one JSON line with the
+ * latencies and the wall time.
+ */
+import { createInterface } from 'node:readline';
+import { WorkQueueClient } from '../src/client.js';
+
+export interface ClientConfig {
+  spool: string;
+  /** Round trips to time, shared by `concurrency` async loops. */
+  count: number;
+  concurrency: number;
+  /** Untimed round trips first. */
+  warmup: number;
+  watch: boolean;
+  recheckIntervalMs: number;
+  durable: boolean;
+}
+
+export interface ClientReport {
+  latenciesMs: number[];
+  wallMs: number;
+}
+
+const config = JSON.parse(process.argv[2]!) as ClientConfig;
+const client = new WorkQueueClient({ spool: config.spool, watch: config.watch, recheckIntervalMs: config.recheckIntervalMs, durable: config.durable });
+for (let i = 0; i < config.warmup; i++) await client.run(i);
+process.stdout.write('ready\n');
+const lines = createInterface({ input: process.stdin });
+await new Promise<void>((resolve) => lines.once('line', () => resolve()));
+lines.close();
+
+const latenciesMs: number[] = [];
+let started = 0;
+const t0 = performance.now();
+async function loop(): Promise<void> {
+  while (started < config.count) {
+    started++;
+    const t = performance.now();
+    await client.run(started);
+    latenciesMs.push(performance.now() - t);
+  }
+}
+await Promise.all(Array.from({ length: config.concurrency }, loop));
+const report: ClientReport = { latenciesMs, wallMs: performance.now() - t0 };
+process.stdout.write(`${JSON.stringify(report)}\n`);
+client.close();

@@ -1,0 +1,357 @@
+/**
+ * `npm run bench`: every figure in docs/benchmarks.md, measured in one run.
+ * Scenarios run in separate processes (server and clients apart, as in use),
+ * repeated and interleaved; the table shows medians and each row's ratio to the
+ * raw file-call loop (the limit). `--quick` runs fewer requests and repeats.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync, mkdirSync, constants } from 'node:fs';
+import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { WorkQueueClient } from '../src/client.js';
+import type { ClientConfig, ClientReport } from './client-process.js';
+import type { ServerConfig } from './server-process.js';
+import { median, medianSummary, percentile, summarize, type LatencySummary } from './stats.js';
+
+const HERE = fileURLToPath(new URL('.', import.meta.url));
+const ROOT = resolve(HERE, '..', '..');
+const WQ = join(ROOT, 'bin', 'wq');
+const QUICK = process.argv.includes('--quick');
+const REPEATS = QUICK ? 1 : 3;
+const N = {
+  sequential: QUICK ? 500 : 2000,
+  concurrent: QUICK ? 2000 : 10000,
+  raw: QUICK ? 5000 : 20000,
+  ancestor: 3,
+  depths: QUICK ? [2000, 10000] : [2000, 10000, 100000],
+  durable: QUICK ? 1000 : 5000,
+  cli: QUICK ? 10 : 30,
+};
+
+interface Row {
+  name: string;
+  summary: LatencySummary;
+  note?: string;
+}
+
+const work = mkdtempSync(join(tmpdir(), 'wq-bench-'));
+let spoolCounter = 0;
+const freshSpool = (): string => join(work, `spool-${++spoolCounter}`);
+
+// ---- processes ---------------------------------------------------------------
+
+function lines(child: ChildProcess): AsyncIterator<string> {
+  return createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+}
+
+interface BenchServer {
+  stop(): Promise<{ cpuMs: number }>;
+}
+
+async function startServer(config: Partial<ServerConfig> & { spool: string }): Promise<BenchServer> {
+  const full: ServerConfig = { manager: 'inproc', maxTasks: 64, watch: true, rescanIntervalMs: 2000, durable: false, ...config };
+  const child = spawn(process.execPath, [join(HERE, 'server-process.js'), JSON.stringify(full)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const out = lines(child);
+  const first = await out.next();
+  if (first.value !== 'ready') throw new Error(`bench server did not start: ${String(first.value)}`);
+  return {
+    async stop() {
+      child.kill('SIGTERM');
+      const report = await out.next();
+      await new Promise((r) => child.once('exit', r));
+      return JSON.parse(String(report.value)) as { cpuMs: number };
+    },
+  };
+}
+
+/** Starts client processes, lets them warm up, starts them together, merges their latencies. */
+async function runClients(configs: ClientConfig[]): Promise<LatencySummary> {
+  const children = configs.map((c) => spawn(process.execPath, [join(HERE, 'client-process.js'), JSON.stringify(c)], { stdio: ['pipe', 'pipe', 'inherit'] }));
+  const outs = children.map(lines);
+  for (const out of outs) if ((await out.next()).value !== 'ready') throw new Error('bench client did not start');
+  for (const child of children) child.stdin!.write('go\n');
+  const reports = await Promise.all(outs.map(async (out) => JSON.parse(String((await out.next()).value)) as ClientReport));
+  for (const child of children) child.stdin!.end();
+  return summarize(reports.flatMap((r) => r.latenciesMs), Math.max(...reports.map((r) => r.wallMs)));
+}
+
+const clientConfig = (spool: string, over: Partial<ClientConfig> = {}): ClientConfig => ({
+  spool,
+  count: N.sequential,
+  concurrency: 1,
+  warmup: 200,
+  watch: true,
+  recheckIntervalMs: 1000,
+  durable: false,
+  ...over,
+});
+
+/** Splits `total` requests and `concurrency` loops over `processes` client processes. */
+function split(spool: string, total: number, concurrency: number, processes: number, over: Partial<ClientConfig> = {}): ClientConfig[] {
+  return Array.from({ length: processes }, (_, i) => {
+    const share = (n: number) => Math.floor(n / processes) + (i < n % processes ? 1 : 0);
+    return clientConfig(spool, { count: share(total), concurrency: share(concurrency), warmup: 50, ...over });
+  });
+}
+
+// ---- scenarios ---------------------------------------------------------------
+
+/** The protocol's file calls alone, synchronous, in one loop: the limit. */
+function rawLoop(): LatencySummary {
+  const root = freshSpool();
+  for (const d of ['requested', 'pending', 'running', 'complete', 'tmp']) mkdirSync(join(root, d), { recursive: true });
+  const payload = Buffer.alloc(64, 1);
+  const buffer = Buffer.alloc(4096);
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
+  const latencies: number[] = [];
+  const t0 = performance.now();
+  for (let i = 0; i < N.raw; i++) {
+    const t = performance.now();
+    const id = String(i).padStart(16, '0');
+    let fd = openSync(`${root}/requested/${id}`, flags, 0o644);
+    writeSync(fd, payload);
+    closeSync(fd);
+    renameSync(`${root}/requested/${id}`, `${root}/pending/${id}`);
+    renameSync(`${root}/pending/${id}`, `${root}/running/${id}`);
+    fd = openSync(`${root}/running/${id}`, constants.O_RDONLY);
+    readSync(fd, buffer, 0, buffer.length, 0);
+    closeSync(fd);
+    fd = openSync(`${root}/tmp/${id}`, flags, 0o644);
+    writeSync(fd, payload);
+    closeSync(fd);
+    renameSync(`${root}/tmp/${id}`, `${root}/complete/${id}`);
+    fd = openSync(`${root}/complete/${id}`, constants.O_RDONLY);
+    readSync(fd, buffer, 0, buffer.length, 0);
+    closeSync(fd);
+    unlinkSync(`${root}/complete/${id}`);
+    unlinkSync(`${root}/running/${id}`);
+    latencies.push(performance.now() - t);
+  }
+  return summarize(latencies, performance.now() - t0);
+}
+
+async function withServer<T>(config: Partial<ServerConfig> & { spool: string }, run: () => Promise<T>): Promise<{ result: T; cpuMs: number }> {
+  const server = await startServer(config);
+  try {
+    const result = await run();
+    return { result, cpuMs: (await server.stop()).cpuMs };
+  } catch (err) {
+    await server.stop().catch(() => {});
+    throw err;
+  }
+}
+
+async function sequential(manager: 'inproc' | 'pool', extra: Partial<ServerConfig> = {}): Promise<LatencySummary> {
+  const spool = freshSpool();
+  const { result } = await withServer({ spool, manager, maxTasks: manager === 'pool' ? 1 : 64, ...extra }, () => runClients([clientConfig(spool)]));
+  return result;
+}
+
+async function concurrent(manager: 'inproc' | 'pool', processes: number, extra: Partial<ServerConfig> & { clientDurable?: boolean } = {}, total = N.concurrent): Promise<LatencySummary> {
+  const spool = freshSpool();
+  const { clientDurable, ...serverExtra } = extra;
+  const { result } = await withServer({ spool, manager, maxTasks: manager === 'pool' ? 2 : 64, ...serverExtra }, () =>
+    runClients(split(spool, total, 50, processes, { durable: clientDurable === true })),
+  );
+  return result;
+}
+
+async function ancestorLike(): Promise<LatencySummary> {
+  const spool = freshSpool();
+  const { result } = await withServer({ spool, manager: 'inproc', watch: false, rescanIntervalMs: 2000 }, () =>
+    runClients([clientConfig(spool, { count: N.ancestor, warmup: 0, watch: false, recheckIntervalMs: 1000 })]),
+  );
+  return result;
+}
+
+interface DepthFigures {
+  depth: number;
+  enqueueFirstUs: number;
+  enqueueLastUs: number;
+  drainRps: number;
+  cpuUsPerRequest: number;
+  headToClientP50Ms: number;
+}
+
+/**
+ * Depth scaling: D requests are queued with no server running (timing each
+ * enqueue), then a server starts and drains them while one client waits for
+ * all. Reports the enqueue cost near empty and near D, the drain rate, the
+ * server's CPU per request, and the p50 time from a request's start (it has
+ * reached the head) to its result being in the client's hands.
+ */
+async function depth(d: number): Promise<DepthFigures> {
+  const spool = freshSpool();
+  const client = new WorkQueueClient({ spool, recheckIntervalMs: 600_000 });
+  const enqueueUs: number[] = [];
+  const ids: string[] = [];
+  for (let i = 0; i < d; i++) {
+    const t = performance.now();
+    ids.push(await client.enqueue(i));
+    enqueueUs.push((performance.now() - t) * 1000);
+  }
+  const window = Math.min(1000, Math.floor(d / 2));
+  const headToClient: number[] = [];
+  const { result: drainMs, cpuMs } = await withServer({ spool, manager: 'inproc', maxTasks: 4 }, async () => {
+    const t0 = performance.now();
+    await Promise.all(
+      ids.map(async (id) => {
+        const result = await client.waitForResult(id);
+        headToClient.push(performance.timeOrigin + performance.now() - (result.startedAt ?? 0));
+      }),
+    );
+    return performance.now() - t0;
+  });
+  client.close();
+  return {
+    depth: d,
+    enqueueFirstUs: median(enqueueUs.slice(0, window)),
+    enqueueLastUs: median(enqueueUs.slice(-window)),
+    drainRps: (d / drainMs) * 1000,
+    cpuUsPerRequest: (cpuMs * 1000) / d,
+    headToClientP50Ms: percentile([...headToClient].sort((a, b) => a - b), 50),
+  };
+}
+
+/** `wq enqueue --wait -- true` against a running server, over `node -e 0`, interleaved. */
+async function cliRatio(): Promise<{ nodeMs: number; wqMs: number; ratio: number }> {
+  const spool = freshSpool();
+  const server = spawn(process.execPath, [WQ, 'serve', '--spool', spool], { stdio: ['ignore', 'ignore', 'pipe'] });
+  await new Promise<void>((resolveStarted, reject) => {
+    let err = '';
+    server.stderr!.on('data', (chunk: Buffer) => {
+      err += chunk.toString();
+      if (err.includes('server started')) resolveStarted();
+    });
+    server.once('exit', () => reject(new Error(`wq serve exited: ${err}`)));
+  });
+  const time = (args: string[]): number => {
+    const t = performance.now();
+    const r = spawnSync(process.execPath, args, { stdio: 'ignore', env: { ...process.env, WQ_SPOOL: spool } });
+    if (r.status !== 0) throw new Error(`${args.join(' ')} exited ${r.status}`);
+    return performance.now() - t;
+  };
+  const node: number[] = [];
+  const wq: number[] = [];
+  for (let i = 0; i < 3; i++) time(['-e', '0']), time([WQ, 'enqueue', '--wait', '--', 'true']); // warm the page cache
+  for (let i = 0; i < N.cli; i++) {
+    node.push(time(['-e', '0']));
+    wq.push(time([WQ, 'enqueue', '--wait', '--', 'true']));
+  }
+  server.kill('SIGTERM');
+  await new Promise((r) => server.once('exit', r));
+  const nodeMs = median(node);
+  const wqMs = median(wq);
+  return { nodeMs, wqMs, ratio: wqMs / nodeMs };
+}
+
+// ---- report ------------------------------------------------------------------
+
+function machine(): string {
+  const mounts = readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter((f) => f.length > 2 && work.startsWith(f[1]!))
+    .sort((a, b) => b[1]!.length - a[1]!.length);
+  const fs = mounts[0] ? `${mounts[0][2]} (${mounts[0][1]})` : 'unknown';
+  return `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, spool on ${fs}`;
+}
+
+const fmt = (n: number, digits = 2): string => (Number.isFinite(n) ? n.toFixed(digits) : '—');
+
+async function main(): Promise<void> {
+  const started = new Date();
+  process.stderr.write(`bench: ${QUICK ? 'quick, ' : ''}${REPEATS} interleaved repeat(s); work dir ${work}\n`);
+  const samples = new Map<string, LatencySummary[]>();
+  const add = (name: string, s: LatencySummary): void => {
+    samples.set(name, [...(samples.get(name) ?? []), s]);
+    process.stderr.write(`  ${name}: p50 ${fmt(s.p50Ms, 3)} ms, p99 ${fmt(s.p99Ms, 3)} ms, ${fmt(s.rps, 0)} req/s\n`);
+  };
+  const scenarios: Array<[string, () => Promise<LatencySummary> | LatencySummary]> = [
+    ['raw file calls, sync, one loop (the limit)', rawLoop],
+    ['wq round trip, sequential, in-process manager', () => sequential('inproc')],
+    ['wq round trip, sequential, process pool', () => sequential('pool')],
+    ['wq round trip, sequential, in-process, Prometheus exporter on', () => sequential('inproc', { metricsPort: 0 })],
+    ['50 clients in 1 process, in-process manager', () => concurrent('inproc', 1)],
+    ['50 clients in 8 processes, in-process manager', () => concurrent('inproc', 8)],
+    ['50 clients in 1 process, process pool (2)', () => concurrent('pool', 1)],
+    ['50 clients in 8 processes, process pool (2)', () => concurrent('pool', 8)],
+    ['durable: 50 clients in 1 process', () => concurrent('inproc', 1, { durable: true, clientDurable: true }, N.durable)],
+  ];
+  for (let rep = 0; rep < REPEATS; rep++) {
+    process.stderr.write(`repeat ${rep + 1}/${REPEATS}\n`);
+    for (const [name, run] of scenarios) add(name, await run());
+  }
+  process.stderr.write('ancestor-like polling\n');
+  add('ancestor-like: no watching, 2 s / 1 s polling', await ancestorLike());
+  process.stderr.write('depth scaling\n');
+  const depths: DepthFigures[] = [];
+  for (const d of N.depths) {
+    depths.push(await depth(d));
+    process.stderr.write(`  depth ${d}: ${JSON.stringify(depths.at(-1))}\n`);
+  }
+  process.stderr.write('CLI ratio\n');
+  const cli = await cliRatio();
+  process.stderr.write(`  ${JSON.stringify(cli)}\n`);
+
+  const rows: Row[] = [...samples].map(([name, runs]) => ({ name, summary: medianSummary(runs) }));
+  const limit = rows[0]!.summary;
+  const table = [
+    '| scenario | p50 ms | p99 ms | req/s | req/s ÷ limit |',
+    '|---|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.name} | ${fmt(r.summary.p50Ms, 3)} | ${fmt(r.summary.p99Ms, 3)} | ${fmt(r.summary.rps, 0)} | ${fmt((r.summary.rps / limit.rps) * 100, 0)} % |`),
+  ].join('\n');
+  const depthTable = [
+    '| pending at start | enqueue µs (first 1k) | enqueue µs (last 1k) | drain req/s | server CPU µs/request | start → client p50 ms |',
+    '|---:|---:|---:|---:|---:|---:|',
+    ...depths.map((d) => `| ${d.depth} | ${fmt(d.enqueueFirstUs, 0)} | ${fmt(d.enqueueLastUs, 0)} | ${fmt(d.drainRps, 0)} | ${fmt(d.cpuUsPerRequest, 0)} | ${fmt(d.headToClientP50Ms, 3)} |`),
+  ].join('\n');
+  const cliLine = `\`wq enqueue --wait -- true\` ${fmt(cli.wqMs, 1)} ms ÷ \`node -e 0\` ${fmt(cli.nodeMs, 1)} ms = **${fmt(cli.ratio, 2)}** (medians of ${N.cli} interleaved runs)`;
+  process.stdout.write(`\n${table}\n\n${depthTable}\n\n${cliLine}\n`);
+  if (!QUICK) writeReport(started, table, depthTable, cliLine);
+  rmSync(work, { recursive: true, force: true });
+}
+
+function writeReport(started: Date, table: string, depthTable: string, cliLine: string): void {
+  const path = join(ROOT, 'docs', 'benchmarks.md');
+  const previous = (() => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch {
+      return '';
+    }
+  })();
+  const notes = previous.includes('<!-- notes -->') ? previous.slice(previous.indexOf('<!-- notes -->')) : '<!-- notes -->\n';
+  const text = `# Benchmarks
+
+Measured by \`npm run bench\` (\`bench/run.ts\`), which rewrites the figures above the notes.
+
+- **Date**: ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC
+- **Machine**: ${machine()}
+- **Node**: ${process.version}
+- **Command**: \`npm run bench\` (${REPEATS} interleaved repeats; medians shown)
+
+Server and clients run in separate processes; the task is a no-op that returns its request.
+"limit" is the protocol's file calls alone, synchronous, in one loop (no events, no encoding):
+what the file system allows.
+
+## Round trip and throughput
+
+${table}
+
+## Depth scaling
+
+${depthTable}
+
+## CLI start-up
+
+${cliLine}
+
+${notes}`;
+  writeFileSync(path, text);
+  process.stderr.write(`wrote ${path}\n`);
+}
+
+await main();
