@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+// Writes docs/cli.md from the `--help` of every wq command, so the reference
+// cannot drift from the CLI. `npm run docs` runs it; a test fails when the file
+// is stale. Usage: node scripts/cli-doc.js [--check]
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const wq = `${root}bin/wq`;
+const commands = ['serve', 'enqueue', 'wait', 'abort', 'status'];
+
+function help(args) {
+  const r = spawnSync(process.execPath, [wq, ...args, '--help'], { encoding: 'utf8', env: { ...process.env, COLUMNS: '100' } });
+  if (r.status !== 0) throw new Error(`wq ${args.join(' ')} --help exited ${r.status}: ${r.stderr}`);
+  return r.stdout.trimEnd();
+}
+
+export function render() {
+  const sections = commands.map((c) => `## \`wq ${c}\`\n\n\`\`\`\n${help([c])}\n\`\`\`\n`);
+  return `# \`wq\` command reference
+
+Generated from \`wq --help\` by \`npm run docs\`; a test fails if it is out of date.
+The on-disk format is in [protocol.md](protocol.md); running the server as a service in
+[operations.md](operations.md).
+
+## Spool
+
+Every command works on one spool directory: \`--spool DIR\`, else \`$WQ_SPOOL\`, else
+\`$XDG_STATE_HOME/wq/spool\` (\`~/.local/state/wq/spool\`). It is created on first use.
+
+## Exit codes
+
+| code | meaning |
+|---:|---|
+| 0 | success; with \`--wait\`, the command's own exit code passes through (a command killed by signal N exits 128+N) |
+| 1 | the task failed: the handler threw, or the command could not be started |
+| 2 | usage: bad flags or arguments, or a \`--handler\` module that does not load |
+| 3 | the spool cannot be used (another version, permissions), another server holds it, or the metrics address is unusable |
+| 4 | no such request in the spool (never enqueued, aborted, or its result already claimed) |
+| 124 | a deadline passed (\`--timeout\` or \`--run-timeout\`); the request was aborted and the message says which |
+| 130 | interrupted (Ctrl-C) while waiting; the request was aborted |
+
+## \`wq\`
+
+\`\`\`
+${help([])}
+\`\`\`
+
+${sections.join('\n')}`;
+}
+
+const text = render();
+const path = `${root}docs/cli.md`;
+if (process.argv.includes('--check')) {
+  if (readFileSync(path, 'utf8') !== text) {
+    process.stderr.write('docs/cli.md is out of date: run `npm run docs`\n');
+    process.exit(1);
+  }
+} else {
+  writeFileSync(path, text);
+}
