@@ -1,0 +1,133 @@
+/**
+ * `--follow`: a command's output streams to the client while the command runs
+ * (the test only lets the command go on once it has seen the first line), each
+ * stream to its own fd, printed once; the logs go with the result; and more
+ * than the result's 1 MiB cap streams whole.
+ */
+import { existsSync, readdirSync, realpathSync } from 'node:fs';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { spoolContents, spawnWq, startCliServer, waitFor } from '../fixtures/helpers.js';
+import { closed, collect, openGate, rerunAfterRestart, waitGate, wq } from '../fixtures/gates.js';
+
+const MIB = 1024 * 1024;
+
+async function served(t: Test): Promise<{ dir: string; spool: string }> {
+  const dir = realpathSync(t.testdir());
+  const spool = join(dir, 'spool');
+  await startCliServer(t, spool);
+  return { dir, spool };
+}
+
+/** A command that prints, waits for the gate, prints again; on both streams. */
+function twoPhase(gate: string): string[] {
+  return ['sh', '-c', `echo one; echo err-one >&2; ${waitGate(gate)}; echo two; echo err-two >&2`];
+}
+
+function logsOf(spool: string, id: string): string[] {
+  return readdirSync(join(spool, 'logs')).filter((name) => name.startsWith(id));
+}
+
+/** Runs a `wq … --follow` child through the two phases and checks what it printed. */
+async function followTwoPhases(t: Test, spool: string, gate: string, args: string[]): Promise<void> {
+  const child = spawnWq(args);
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const stdout = collect(child.stdout);
+  const stderr = collect(child.stderr);
+  const ended = closed(child);
+
+  await waitFor(() => stdout.text().includes('one\n'), 'the first line on the client’s stdout');
+  t.notOk(existsSync(gate), 'the first line arrived while the command was still blocked');
+  t.equal(stdout.text(), 'one\n', 'only the first line so far');
+  await waitFor(() => stderr.text().includes('err-one\n'), 'the first stderr line on the client’s stderr');
+  t.equal(stderr.text(), 'err-one\n', 'stderr lines come out on stderr');
+
+  openGate(gate);
+  const { code } = await ended;
+  t.equal(code, 0);
+  t.equal(stdout.text(), 'one\ntwo\n', 'all of stdout, printed once');
+  t.equal(stderr.text(), 'err-one\nerr-two\n', 'all of stderr, printed once');
+}
+
+t.test('enqueue --wait --follow streams the output live', async (t) => {
+  const { dir, spool } = await served(t);
+  const gate = join(dir, 'go');
+  t.teardown(() => openGate(gate));
+  let id: string | undefined;
+  const spotId = setInterval(() => (id ??= spoolContents(spool).running[0]), 5);
+  t.teardown(() => clearInterval(spotId));
+  await followTwoPhases(t, spool, gate, ['enqueue', '--spool', spool, '--wait', '--follow', '--', ...twoPhase(gate)]);
+  t.ok(id, 'the request was seen running');
+  t.strictSame(logsOf(spool, id!), [], 'nothing left in logs/ for the request');
+  t.strictSame(spoolContents(spool).complete, [], 'the result was claimed');
+  t.strictSame(spoolContents(spool).tmp, []);
+});
+
+t.test('wq wait --follow on a request enqueued earlier', async (t) => {
+  const { dir, spool } = await served(t);
+  const gate = join(dir, 'go');
+  t.teardown(() => openGate(gate));
+  const queued = await wq(['enqueue', '--spool', spool, '--', ...twoPhase(gate)]);
+  t.equal(queued.code, 0);
+  const id = queued.stdout.trim();
+  await followTwoPhases(t, spool, gate, ['wait', '--spool', spool, '--follow', id]);
+  t.strictSame(logsOf(spool, id), [], 'nothing left in logs/ for the request');
+  t.strictSame(spoolContents(spool).complete, []);
+});
+
+t.test('wq wait --follow after the command finished prints its output once', async (t) => {
+  const { spool } = await served(t);
+  const queued = await wq(['enqueue', '--spool', spool, '--', 'sh', '-c', 'echo done; echo err >&2; exit 3']);
+  const id = queued.stdout.trim();
+  await waitFor(() => spoolContents(spool).complete.includes(id), 'the result');
+  const r = await wq(['wait', '--spool', spool, '--follow', id]);
+  t.strictSame(r, { code: 3, signal: null, stdout: 'done\n', stderr: 'err\n' });
+  t.strictSame(logsOf(spool, id), []);
+});
+
+t.test('wq wait --follow on a request re-run after a server restart streams the re-run', async (t) => {
+  // The first run is terminated at shutdown and its logs/<id>.* files stay; the
+  // re-run must write its own output there, not leave the first run's in place.
+  const dir = realpathSync(t.testdir());
+  const spool = join(dir, 'spool');
+  const { id, pids, gate } = await rerunAfterRestart(t, dir, spool);
+  const child = spawnWq(['wait', '--spool', spool, '--follow', id]);
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const stdout = collect(child.stdout);
+  const ended = closed(child);
+  await waitFor(() => stdout.text().includes('run '), 'the first line');
+  openGate(gate);
+  const { code } = await ended;
+  t.equal(code, 0);
+  t.equal(stdout.text(), `run ${pids[1]}\nfinished\n`, "the re-run's output, not the first run's");
+  t.strictSame(logsOf(spool, id), []);
+});
+
+t.test('more than 1 MiB of output', async (t) => {
+  const { spool } = await served(t);
+  const total = MIB + MIB / 2;
+  const big = ['sh', '-c', `head -c ${total} /dev/zero | tr '\\0' x`];
+
+  t.test('--follow streams all of it', async (t) => {
+    const child = spawnWq(['enqueue', '--spool', spool, '--wait', '--follow', '--', ...big]);
+    const stdout = collect(child.stdout);
+    const stderr = collect(child.stderr);
+    const { code } = await closed(child);
+    t.equal(code, 0);
+    t.equal(stdout.bytes(), total, 'every byte');
+    t.match(stdout.text(), /^x+$/);
+    t.equal(stderr.text(), '', 'no note about dropped bytes: nothing was dropped');
+  });
+
+  t.test('without --follow: the first 1 MiB and a note', async (t) => {
+    const r = await wq(['enqueue', '--spool', spool, '--wait', '--', ...big]);
+    t.equal(r.code, 0);
+    t.equal(r.stdout.length, MIB, 'the result holds 1 MiB');
+    t.match(r.stdout, /^x+$/);
+    t.equal(r.stderr, `wq: ${total - MIB} bytes of stdout past the result's cap were dropped (--follow streams all of it)\n`);
+  });
+});

@@ -1,0 +1,102 @@
+/**
+ * The CLI's contract with scripts: usage errors exit 2 and enqueue nothing,
+ * unknown ids exit 4, aborts, and --help for every command.
+ */
+import { existsSync, realpathSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { spoolContents, startCliServer, waitFor } from '../fixtures/helpers.js';
+import { BLOCKER, release, wq } from '../fixtures/cli.js';
+import { readLines } from '../fixtures/processes.js';
+
+const SOME_ID = '1763830000000000-0123456789ab';
+
+t.test('usage errors exit 2 with a message and enqueue nothing', async (t) => {
+  const dir = realpathSync(t.testdir({ 'handler.mjs': 'export default () => 1;\n' }));
+  const spool = join(dir, 'spool');
+  const cases: Array<[string, string[], RegExp]> = [
+    ['no command', ['enqueue', '--spool', spool], /nothing to run/],
+    ['no command after --', ['enqueue', '--spool', spool, '--wait', '--'], /nothing to run/],
+    ['unknown flag', ['enqueue', '--spool', spool, '--bogus', '--', 'true'], /unknown option/],
+    ['unknown serve flag', ['serve', '--spool', spool, '--bogus'], /unknown option/],
+    ['bad number for --timeout', ['enqueue', '--spool', spool, '--wait', '--timeout', 'soon', '--', 'true'], /soon/],
+    ['negative --timeout', ['enqueue', '--spool', spool, '--wait', '--timeout=-1', '--', 'true'], /-1/],
+    ['--timeout without --wait', ['enqueue', '--spool', spool, '--timeout', '5', '--', 'true'], /--wait/],
+    ['--data not JSON', ['enqueue', '--spool', spool, '--data', '{a:1}'], /JSON/],
+    ['--data with a command', ['enqueue', '--spool', spool, '--data', '{"a":1}', '--', 'true'], /--data/],
+    ['wait on a malformed id', ['wait', '--spool', spool, 'not-an-id'], /not a request id/],
+    ['abort of a malformed id', ['abort', '--spool', spool, '../../etc/passwd'], /not a request id/],
+    ['wait without an id', ['wait', '--spool', spool], /missing required argument/],
+    ['--max-tasks 0', ['serve', '--spool', spool, '--max-tasks', '0'], /--max-tasks|>= 1/],
+    ['--handler with --exec', ['serve', '--spool', spool, '--handler', join(dir, 'handler.mjs'), '--exec', 'echo'], /cannot be used with/],
+    ['unknown command', ['frobnicate'], /unknown command/],
+  ];
+  for (const [what, args, message] of cases) {
+    const r = await wq(args);
+    t.equal(r.code, 2, `${what}: exit 2`);
+    t.match(r.stderr, message, `${what}: says what is wrong`);
+    t.equal(r.stdout, '', `${what}: nothing on stdout`);
+  }
+  t.same(spoolContents(spool).requested, [], 'nothing was enqueued');
+  t.notOk(existsSync(join(spool, 'server.lock')), 'no server was left running');
+});
+
+t.test('wq wait on a well-formed id that is in no state exits 4', async (t) => {
+  const spool = join(realpathSync(t.testdir()), 'spool');
+  const r = await wq(['wait', '--spool', spool, SOME_ID]);
+  t.equal(r.code, 4);
+  t.match(r.stderr, /unknown request/);
+  t.equal(r.stdout, '');
+});
+
+t.test('wq abort of a queued request: it never runs and waiting for it ends with exit 4', async (t) => {
+  const dir = realpathSync(t.testdir());
+  const spool = join(dir, 'spool');
+  await startCliServer(t, spool, ['--max-tasks', '1']);
+  const enqueue = async (argv: string[]): Promise<string> => (await wq(['enqueue', '--spool', spool, '--', ...argv], { cwd: dir })).stdout.trim();
+  const blockerId = await enqueue(['sh', '-c', BLOCKER]);
+  await waitFor(() => readLines(join(dir, 'blocker.pids')).length === 1, 'the blocking request to run');
+  const victim = await enqueue(['sh', '-c', 'touch victim-ran']);
+  await waitFor(() => spoolContents(spool).pending.includes(victim), 'the victim to be queued');
+
+  const waiting = wq(['wait', '--spool', spool, victim]);
+  const aborted = await wq(['abort', '--spool', spool, victim]);
+  t.same([aborted.code, aborted.stdout, aborted.stderr], [0, '', ''], 'wq abort succeeds quietly');
+  const w = await waiting;
+  t.equal(w.code, 4, 'the wait ends: the request is unknown now');
+  t.match(w.stderr, /unknown request/);
+
+  release(dir);
+  t.equal((await wq(['wait', '--spool', spool, blockerId])).code, 0);
+  const after = await wq(['enqueue', '--spool', spool, '--wait', '--', 'echo', 'after'], { cwd: dir });
+  t.same([after.code, after.stdout], [0, 'after\n'], 'the queue moved on past it');
+  t.notOk(existsSync(join(dir, 'victim-ran')), 'the aborted request never ran');
+  t.same(spoolContents(spool), { requested: [], pending: [], running: [], complete: [], aborting: [], tmp: [] });
+});
+
+t.test('wq abort of an id that is not in the spool warns but succeeds', async (t) => {
+  const spool = join(realpathSync(t.testdir()), 'spool');
+  const r = await wq(['abort', '--spool', spool, SOME_ID]);
+  t.equal(r.code, 0);
+  t.match(r.stderr, /no request/);
+});
+
+t.test('--help of every command exits 0 and lists its options', async (t) => {
+  const helps: Array<[string[], string[]]> = [
+    [[], ['serve', 'enqueue', 'wait', 'abort', 'Exit codes']],
+    [['serve'], ['--spool', '--max-tasks', '--handler', '--exec', '--fail-interrupted', '--grace', '--kill-grace', '--rescan-interval', '--log-level']],
+    [['enqueue'], ['--spool', '--wait', '--timeout', '--data']],
+    [['wait'], ['--spool', '--timeout']],
+    [['abort'], ['--spool']],
+  ];
+  for (const [command, options] of helps) {
+    const r = await wq([...command, '--help']);
+    const name = ['wq', ...command, '--help'].join(' ');
+    t.equal(r.code, 0, `${name}: exit 0`);
+    t.match(r.stdout, /Usage: wq/, `${name}: usage on stdout`);
+    for (const option of options) t.match(r.stdout, option, `${name} mentions ${option}`);
+  }
+  const version = await wq(['--version']);
+  t.equal(version.code, 0);
+  t.match(version.stdout, /^\d+\.\d+\.\d+\n$/);
+});

@@ -1,0 +1,252 @@
+import t, { type Test } from 'tap';
+import { EventEmitter } from 'node:events';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { resolveClientOptions, WorkQueueClient } from '../src/client.js';
+import { InvalidOptionError, ProtocolError, UnknownRequestError } from '../src/errors.js';
+import { MAX_REQUEST_BYTES } from '../src/spool/codec.js';
+import { formatRequestId, type IdSource } from '../src/spool/request-id.js';
+import { InProcessTaskManager } from '../src/task-manager/in-process.js';
+import type { TaskManager, TaskOutcome } from '../src/task-manager/types.js';
+import { spoolContents, startServer, waitFor } from './fixtures/helpers.js';
+
+/** A promise the test resolves when it chooses: a task that finishes on cue. */
+function gate<T = void>(): { promise: Promise<T>; open(value: T): void } {
+  let open!: (value: T) => void;
+  const promise = new Promise<T>((resolve) => (open = resolve));
+  return { promise, open };
+}
+
+/** Capacity and completion decided by the test (the server's tests use a fuller one). */
+class ManualTaskManager implements TaskManager {
+  capacity = 0;
+  readonly started: string[] = [];
+  #live = new Set<string>();
+  #outcomes: Array<[string, TaskOutcome]> = [];
+  #wake = (): void => {};
+  get size(): number {
+    return this.#live.size;
+  }
+  get maxTasks(): number {
+    return this.capacity;
+  }
+  startTick(): void {}
+  hasCapacity(): boolean {
+    return this.#live.size < this.capacity;
+  }
+  startTask(id: string): void {
+    this.started.push(id);
+    this.#live.add(id);
+  }
+  terminateTask(id: string): void {
+    this.#live.delete(id);
+  }
+  reap(): Iterable<[string, TaskOutcome]> {
+    const out = this.#outcomes;
+    this.#outcomes = [];
+    return out;
+  }
+  setWakeHandler(wake: () => void): void {
+    this.#wake = wake;
+  }
+  async close(): Promise<void> {}
+  setCapacity(n: number): void {
+    this.capacity = n;
+    this.#wake();
+  }
+  finish(id: string, value: unknown): void {
+    this.#live.delete(id);
+    this.#outcomes.push([id, { ok: true, value }]);
+    this.#wake();
+  }
+}
+
+/**
+ * A fresh spool path in the test's own directory. tap removes that directory
+ * before running teardowns registered after the first testdir() call, which would
+ * pull the spool from under a running server; registering a teardown first makes
+ * the servers stop (startServer's teardown) before the directory goes.
+ */
+function spoolDir(t: Test): string {
+  t.teardown(() => {});
+  return join(t.testdir(), 'spool');
+}
+
+function makeClient(t: Test, spool: string, extra: { watch?: boolean; idSource?: IdSource; recheckIntervalMs?: number } = {}): WorkQueueClient {
+  const client = new WorkQueueClient({ spool, recheckIntervalMs: 50, ...extra });
+  t.teardown(() => client.close());
+  return client;
+}
+
+t.test('resolveClientOptions fills defaults and validates', async (t) => {
+  t.strictSame(resolveClientOptions({ spool: '/s' }), { watch: true, recheckIntervalMs: 1000, durable: false, spool: '/s', idSource: undefined });
+  const source: IdSource = { nowMicros: () => 1, suffix: () => '000000000000' };
+  t.match(resolveClientOptions({ spool: '/s', watch: false, recheckIntervalMs: 5, durable: true, idSource: source }), { watch: false, recheckIntervalMs: 5, durable: true, idSource: source });
+  t.equal(resolveClientOptions({ spool: '/s', recheckIntervalMs: undefined, watch: undefined }).recheckIntervalMs, 1000, 'undefined means the default');
+  t.equal(resolveClientOptions({ spool: '/s', watch: undefined }).watch, true);
+
+  for (const spool of ['', undefined, 42, null]) {
+    t.throws(() => resolveClientOptions({ spool } as unknown as { spool: string }), { name: 'InvalidOptionError', code: 'ERR_INVALID_OPTION', message: /Expected `spool` to be a non-empty string/ }, `spool ${String(spool)}`);
+  }
+  for (const recheckIntervalMs of [0, -1, Number.NaN, Infinity, '100']) {
+    t.throws(
+      () => resolveClientOptions({ spool: '/s', recheckIntervalMs } as unknown as { spool: string }),
+      { name: 'InvalidOptionError', message: new RegExp(`Expected \`recheckIntervalMs\` to be a finite number > 0, got \`${String(recheckIntervalMs)}\``) },
+      `recheckIntervalMs ${String(recheckIntervalMs)}`,
+    );
+  }
+  t.throws(() => new WorkQueueClient({ spool: '' }), InvalidOptionError, 'the constructor validates');
+});
+
+t.test('a client touches the disk only when used', async (t) => {
+  const spool = spoolDir(t);
+  const client = makeClient(t, spool);
+  t.notOk(existsSync(spool), 'constructing creates nothing');
+  const id = await client.enqueue('x');
+  t.ok(existsSync(join(spool, 'requested', id)), 'enqueue creates the spool and publishes the request');
+  t.strictSame(spoolContents(spool).tmp, [], 'no temp file left behind');
+});
+
+t.test('bad arguments are refused before anything is written', async (t) => {
+  const spool = spoolDir(t);
+  const client = makeClient(t, spool);
+  await t.rejects(client.enqueue(new Map()), ProtocolError, 'a Map');
+  await t.rejects(client.enqueue({ f: () => 1 }), ProtocolError, 'a function');
+  await t.rejects(client.enqueue('x'.repeat(MAX_REQUEST_BYTES)), ProtocolError, 'too large');
+  await t.rejects(client.enqueue('x', { runTimeoutMs: -1 }), InvalidOptionError, 'a negative run timeout');
+  await t.rejects(client.abort('not-an-id'), InvalidOptionError, 'abort checks the id');
+  await t.rejects(client.abort('../../etc/passwd'), InvalidOptionError, 'abort does not take paths');
+  await t.rejects(client.wait('1795366421947895-8d42b22ad81'), InvalidOptionError, 'wait checks the id');
+  const id = await client.enqueue('ok');
+  await t.rejects(client.wait(id, { timeoutMs: -1 }), InvalidOptionError, 'a negative timeout');
+  await t.rejects(client.wait(id, { timeoutMs: Number.NaN }), InvalidOptionError, 'a NaN timeout');
+  t.throws(() => client.state('nope'), InvalidOptionError, 'state checks the id');
+  const left = spoolContents(spool);
+  t.strictSame(left.requested, [id], 'only the good request was published');
+  t.strictSame(left.tmp, [], 'no temp files');
+  t.strictSame(left.aborting, []);
+});
+
+t.test('enqueue retries on a taken id and gives up after 100 tries', async (t) => {
+  const spool = spoolDir(t);
+  const micros = 1_800_000_000_000_000;
+  const stuck = (): IdSource => ({ nowMicros: () => micros, suffix: () => 'feedfeedfeed' });
+  const first = makeClient(t, spool, { idSource: stuck() });
+  await first.enqueue('occupies the first id');
+  const second = makeClient(t, spool, { idSource: stuck() });
+  const id = await second.enqueue('skips it');
+  t.equal(id, formatRequestId(micros + 1, 'feedfeedfeed'), 'the next free id');
+
+  for (let i = 2; i < 102; i++) writeFileSync(join(spool, 'requested', formatRequestId(micros + i, 'feedfeedfeed')), 'taken');
+  const third = makeClient(t, spool, { idSource: stuck() });
+  await t.rejects(third.enqueue('no room'), { code: 'ERR_ID_EXHAUSTED' });
+  t.strictSame(spoolContents(spool).tmp, [], 'the temp file is removed even then');
+});
+
+t.test('state() reports each state a request passes through', async (t) => {
+  const spool = spoolDir(t);
+  const client = makeClient(t, spool);
+  const id = await client.enqueue('x');
+  t.equal(client.state(id), 'requested', 'before any server');
+  const manager = new ManualTaskManager();
+  startServer(t, manager, { spool, rescanIntervalMs: 50 });
+  await waitFor(() => client.state(id) === 'pending', 'pending');
+  t.equal(client.state(id), 'pending');
+  manager.setCapacity(1);
+  await waitFor(() => client.state(id) === 'running', 'running');
+  t.strictSame(manager.started, [id]);
+  manager.finish(id, 'value');
+  await waitFor(() => client.state(id) === 'complete', 'complete');
+  t.equal(await client.wait(id), 'value');
+  t.equal(client.state(id), undefined, 'claimed: in no state');
+  t.equal(client.state(formatRequestId(1_700_000_000_000_000, '000000000000')), undefined, 'never enqueued');
+});
+
+t.test('two waits for one result: exactly one gets it, the other hears "unknown"', async (t) => {
+  for (const shape of ['one client', 'two clients', 'two clients, no watch'] as const) {
+    await t.test(shape, async (t) => {
+      const spool = spoolDir(t);
+      const release = gate<string>();
+      const manager = new InProcessTaskManager(() => release.promise);
+      startServer(t, manager, { spool, rescanIntervalMs: 50 });
+      const a = makeClient(t, spool, { watch: shape !== 'two clients, no watch' });
+      const b = shape === 'one client' ? a : makeClient(t, spool, { watch: shape !== 'two clients, no watch' });
+      const id = await a.enqueue('once');
+      await waitFor(() => a.state(id) === 'running', 'running');
+      const waits = [a.wait(id), b.wait(id)];
+      release.open('the only copy');
+      const settled = await Promise.allSettled(waits);
+      const won = settled.filter((s) => s.status === 'fulfilled');
+      const lost = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected');
+      t.equal(won.length, 1, 'one waiter gets the result');
+      t.equal((won[0] as PromiseFulfilledResult<unknown> | undefined)?.value, 'the only copy');
+      t.equal(lost.length, 1, 'the other does not');
+      t.type(lost[0]?.reason, UnknownRequestError);
+      t.strictSame(spoolContents(spool).complete, []);
+    });
+  }
+});
+
+t.test('watch: false polls and still completes', async (t) => {
+  const spool = spoolDir(t);
+  const manager = new InProcessTaskManager((req: { n: number }) => req.n + 1, { maxTasks: 2 });
+  startServer(t, manager, { spool, rescanIntervalMs: 50 });
+  const client = makeClient(t, spool, { watch: false, recheckIntervalMs: 20 });
+  const ids = await Promise.all([1, 2, 3].map((n) => client.enqueue({ n })));
+  t.strictSame(await Promise.all(ids.map((id) => client.wait(id))), [2, 3, 4]);
+  t.equal(await client.run({ n: 41 }), 42, 'run() too');
+  t.strictSame(spoolContents(spool).complete, []);
+});
+
+t.test('a wait started after the result is published claims it at once', async (t) => {
+  const spool = spoolDir(t);
+  const manager = new ManualTaskManager();
+  manager.capacity = 1;
+  startServer(t, manager, { spool, rescanIntervalMs: 50 });
+  // A poll period far beyond the test's time: only the first, immediate check can find it.
+  const client = makeClient(t, spool, { watch: false, recheckIntervalMs: 3_600_000 });
+  const id = await client.enqueue('x');
+  await waitFor(() => manager.started.length === 1, 'started');
+  manager.finish(id, 'ready');
+  await waitFor(() => client.state(id) === 'complete', 'published');
+  t.equal(await client.wait(id), 'ready');
+});
+
+t.test('a broken watcher falls back to the re-check', async (t) => {
+  const sfs = await import('../src/spool/fs.js');
+  let watches = 0;
+  const { WorkQueueClient: MockedClient } = await t.mockImport<typeof import('../src/client.js')>('../src/client.js', {
+    '../src/spool/fs.js': {
+      ...sfs,
+      // A watch that dies at once, as it does when complete/ is replaced or the inotify limit is hit.
+      watchDirectory: (_dir: string, _onName: unknown, onError: (err: Error) => void) => {
+        watches++;
+        const fake = Object.assign(new EventEmitter(), { close() {}, ref() {}, unref() {} });
+        setImmediate(() => onError(Object.assign(new Error('ENOSPC: System limit for number of file watchers reached'), { code: 'ENOSPC' })));
+        return fake;
+      },
+    },
+  });
+  const spool = spoolDir(t);
+  startServer(t, new InProcessTaskManager((req: string) => req.toUpperCase()), { spool, rescanIntervalMs: 50 });
+  const client = new MockedClient({ spool, recheckIntervalMs: 20 });
+  t.teardown(() => client.close());
+  t.equal(await client.run('still works'), 'STILL WORKS');
+  t.equal(await client.run('and again'), 'AND AGAIN');
+  t.ok(watches >= 1, 'the client did try to watch');
+});
+
+t.test('waiting for an aborted request reports it unknown, and the abort is filed once', async (t) => {
+  const spool = spoolDir(t);
+  const client = makeClient(t, spool);
+  const id = await client.enqueue('x');
+  await client.abort(id);
+  await client.abort(id, 'timeout'); // a second abort is as good as the first
+  t.strictSame(spoolContents(spool).aborting, [id]);
+  t.strictSame(readdirSync(join(spool, 'tmp')), [], 'no temp files left by either abort');
+  const manager = new ManualTaskManager();
+  manager.capacity = 1;
+  startServer(t, manager, { spool, rescanIntervalMs: 50 });
+  await t.rejects(client.wait(id), UnknownRequestError);
+  t.strictSame(manager.started, []);
+});

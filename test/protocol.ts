@@ -1,0 +1,66 @@
+import t from 'tap';
+import { planAbort, planRecovery, tombstoneExpired, type AbortTarget } from '../src/protocol.js';
+
+const A = '1700000000000001-00000000000a';
+const B = '1700000000000002-00000000000b';
+const C = '1700000000000003-00000000000c';
+const D = '1700000000000004-00000000000d';
+
+t.test('planAbort says what an abort does in each state', async (t) => {
+  const expected: Record<AbortTarget, ReturnType<typeof planAbort>> = {
+    requested: { kind: 'drop', state: 'requested' },
+    pending: { kind: 'drop', state: 'pending' },
+    running: { kind: 'terminate' },
+    complete: { kind: 'remove-result' },
+    unknown: { kind: 'keep-tombstone' },
+  };
+  for (const [target, action] of Object.entries(expected)) {
+    t.strictSame(planAbort(target as AbortTarget), action, target);
+  }
+});
+
+t.test('tombstoneExpired', async (t) => {
+  t.notOk(tombstoneExpired(1000, 1000, 600_000), 'just seen');
+  t.notOk(tombstoneExpired(1000, 600_999, 600_000), 'one ms short');
+  t.ok(tombstoneExpired(1000, 601_000, 600_000), 'exactly the ttl');
+  t.ok(tombstoneExpired(1000, 10_000_000, 600_000), 'long past');
+  t.ok(tombstoneExpired(1000, 1000, 0), 'a zero ttl expires at once');
+  t.notOk(tombstoneExpired(5000, 1000, 600_000), 'a clock that stepped back does not expire it');
+});
+
+t.test('planRecovery requeues interrupted requests by default, in id order', async (t) => {
+  t.strictSame(planRecovery([C, A, B], new Set(), 'rerun'), [
+    { kind: 'requeue', id: A },
+    { kind: 'requeue', id: B },
+    { kind: 'requeue', id: C },
+  ]);
+});
+
+t.test("planRecovery fails interrupted requests with policy 'fail', in id order", async (t) => {
+  t.strictSame(planRecovery([B, C, A], new Set(), 'fail'), [
+    { kind: 'fail', id: A },
+    { kind: 'fail', id: B },
+    { kind: 'fail', id: C },
+  ]);
+});
+
+t.test('planRecovery only drops the leftover when the result was already published', async (t) => {
+  for (const policy of ['rerun', 'fail'] as const) {
+    t.strictSame(
+      planRecovery([D, B, A], new Set([B, C]), policy),
+      [
+        { kind: policy === 'rerun' ? 'requeue' : 'fail', id: A },
+        { kind: 'drop-leftover', id: B },
+        { kind: policy === 'rerun' ? 'requeue' : 'fail', id: D },
+      ],
+      policy,
+    );
+  }
+  t.strictSame(planRecovery([], new Set([A]), 'rerun'), [], 'a result with nothing running is none of its business');
+});
+
+t.test('planRecovery does not modify its input', async (t) => {
+  const running = Object.freeze([C, A]);
+  planRecovery(running, new Set(), 'rerun');
+  t.strictSame(running, [C, A]);
+});

@@ -1,0 +1,196 @@
+/**
+ * CommandTaskManager for real: commands run as child processes by a real
+ * WorkQueueServer on a temp spool; results come back through a real client.
+ */
+import { execFileSync } from 'node:child_process';
+import { realpathSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { WorkQueueClient } from '../../src/client.js';
+import { TaskFailedError, UnknownRequestError } from '../../src/errors.js';
+import { CommandTaskManager, type CommandResult, type CommandTaskManagerOptions } from '../../src/task-manager/command.js';
+import { spoolContents, startServer, waitFor } from '../fixtures/helpers.js';
+import { isGone, killQuietly, readPid } from '../fixtures/processes.js';
+
+/** Waits never last forever: a task that hangs fails its test with a WorkQueueTimeoutError. */
+const LIMIT = { timeoutMs: 20_000 };
+
+interface Served {
+  dir: string;
+  spool: string;
+  client: WorkQueueClient;
+}
+
+function serveCommands(t: Test, options: CommandTaskManagerOptions = {}): Served {
+  const dir = realpathSync(t.testdir());
+  const spool = join(dir, 'spool');
+  startServer(t, new CommandTaskManager({ killGraceMs: 2000, ...options }), { spool });
+  const client = new WorkQueueClient({ spool });
+  t.teardown(() => client.close());
+  return { dir, spool, client };
+}
+
+async function run(client: WorkQueueClient, argv: string[], cwd?: string): Promise<CommandResult> {
+  return (await client.run(cwd === undefined ? { argv } : { argv, cwd }, LIMIT)) as CommandResult;
+}
+
+const text = (bytes: Uint8Array): string => Buffer.from(bytes).toString('utf8');
+
+/** The rejection of `promise`, or a test failure if it resolves. */
+async function rejectionOf(t: Test, promise: Promise<unknown>): Promise<any> {
+  try {
+    const value = await promise;
+    t.fail('expected a rejection', { value });
+    return undefined;
+  } catch (err) {
+    return err;
+  }
+}
+
+t.test('exit code, stdout and stderr come back', async (t) => {
+  const { client } = serveCommands(t);
+  const result = await run(client, ['sh', '-c', 'echo out; echo err >&2; exit 7']);
+  t.equal(result.exitCode, 7);
+  t.equal(result.signal, null);
+  t.equal(text(result.stdout), 'out\n');
+  t.equal(text(result.stderr), 'err\n');
+  t.notOk('stdoutDropped' in result || 'stderrDropped' in result, 'nothing dropped');
+
+  const ok = await run(client, ['true']);
+  t.equal(ok.exitCode, 0);
+  t.equal(text(ok.stdout), '');
+});
+
+t.test('a command killed by a signal reports the signal and no exit code', async (t) => {
+  const { client } = serveCommands(t);
+  const term = await run(client, ['sh', '-c', 'kill -TERM $$']);
+  t.equal(term.exitCode, null);
+  t.equal(term.signal, 'SIGTERM');
+  const usr1 = await run(client, ['sh', '-c', 'kill -USR1 $$']);
+  t.equal(usr1.signal, 'SIGUSR1');
+});
+
+t.test('a command runs in the request cwd, without a shell', async (t) => {
+  const { dir, client } = serveCommands(t);
+  const result = await run(client, ['pwd'], dir);
+  t.equal(text(result.stdout), `${dir}\n`);
+  const literal = await run(client, ['echo', '$HOME', '*', 'a;b']);
+  t.equal(text(literal.stdout), '$HOME * a;b\n', 'arguments reach the program untouched');
+});
+
+t.test('output past maxOutputBytes is dropped and counted, per stream', async (t) => {
+  const { client } = serveCommands(t, { maxOutputBytes: 1000 });
+  const full = execFileSync('seq', ['1', '3000']);
+  const result = await run(client, ['seq', '1', '3000']);
+  t.equal(result.stdout.length, 1000, 'stdout capped');
+  t.equal(text(result.stdout), full.subarray(0, 1000).toString(), 'the first bytes are kept');
+  t.equal(result.stdoutDropped, full.length - 1000, 'the rest is counted');
+  t.notOk('stderrDropped' in result);
+
+  const err = await run(client, ['sh', '-c', 'seq 1 3000 >&2; echo small']);
+  t.equal(err.stderr.length, 1000, 'stderr capped');
+  t.equal(err.stderrDropped, full.length - 1000);
+  t.equal(text(err.stdout), 'small\n');
+  t.notOk('stdoutDropped' in err);
+});
+
+t.test('a command prefix gets the request argv appended', async (t) => {
+  const { client } = serveCommands(t, { command: ['echo', 'prefix'] });
+  t.equal(text((await run(client, ['a', 'b c'])).stdout), 'prefix a b c\n');
+  t.equal(text((await run(client, [])).stdout), 'prefix\n', 'an empty argv runs the prefix alone');
+});
+
+t.test('a missing program fails the request with "command not found"', async (t) => {
+  const { client } = serveCommands(t);
+  const err = await rejectionOf(t, run(client, ['wq-test-no-such-program', 'x']));
+  t.type(err, TaskFailedError);
+  t.match(err.message, /command not found/);
+  t.match(err.message, /wq-test-no-such-program/);
+  t.equal(err.code, 'ENOENT');
+  t.equal(err.remote.name, 'CommandError');
+  t.equal(text((await run(client, ['echo', 'next'])).stdout), 'next\n', 'the server goes on');
+});
+
+t.test('a working directory that does not exist fails the request with a clear error', async (t) => {
+  const { dir, client } = serveCommands(t);
+  const missing = join(dir, 'no-such-dir');
+  const err = await rejectionOf(t, run(client, ['pwd'], missing));
+  t.type(err, TaskFailedError);
+  t.equal(err.code, 'ERR_BAD_CWD');
+  t.match(err.message, missing);
+  t.match(err.message, /does not exist/);
+
+  writeFileSync(join(dir, 'a-file'), '');
+  const notDir = await rejectionOf(t, run(client, ['pwd'], join(dir, 'a-file')));
+  t.equal(notDir?.code, 'ERR_BAD_CWD', 'a file is not a working directory');
+  t.equal(text((await run(client, ['pwd'], dir)).stdout), `${dir}\n`, 'the server goes on');
+});
+
+t.test('invalid request bodies get an error result and the server keeps working', async (t) => {
+  const { client } = serveCommands(t);
+  const bodies: unknown[] = [{}, { argv: [] }, { argv: 'echo hi' }, { argv: ['echo', 1] }, { argv: [null] }, 'echo hi', null, { argv: [''] }];
+  for (const body of bodies) {
+    const err = await rejectionOf(t, client.run(body, LIMIT));
+    t.type(err, TaskFailedError, JSON.stringify(body));
+    t.equal(err?.code, 'ERR_BAD_REQUEST', JSON.stringify(body));
+  }
+  const badCwd = await rejectionOf(t, client.run({ argv: ['true'], cwd: 5 }, LIMIT));
+  t.equal(badCwd?.code, 'ERR_BAD_CWD', 'a cwd that is not a string');
+  t.equal(text((await run(client, ['echo', 'still ok'])).stdout), 'still ok\n');
+});
+
+t.test('a background child holding the pipes does not hold back the result', async (t) => {
+  const { dir, client } = serveCommands(t);
+  const result = await run(client, ['sh', '-c', 'echo $$ > sh.pid; sleep 60 & echo done'], dir);
+  const pgid = readPid(join(dir, 'sh.pid'));
+  t.teardown(() => killQuietly(-pgid!)); // the background sleep, still in the command's group
+  t.equal(result.exitCode, 0);
+  t.equal(text(result.stdout), 'done\n');
+});
+
+/** Starts `script` (which must write sh.pid and sleep.pid in its cwd) and returns the pids. */
+async function startStuck(t: Test, s: Served, script: string): Promise<{ id: string; sh: number; sleep: number }> {
+  const id = await s.client.enqueue({ argv: ['sh', '-c', script], cwd: s.dir });
+  const [sh, sleep] = (await waitFor(() => {
+    const pids = [readPid(join(s.dir, 'sh.pid')), readPid(join(s.dir, 'sleep.pid'))];
+    return pids.every((p) => p !== undefined) ? (pids as number[]) : undefined;
+  }, 'the command to record its pids'))! as [number, number];
+  t.teardown(() => {
+    killQuietly(-sh);
+    killQuietly(sleep);
+  });
+  t.notOk(isGone(sh) || isGone(sleep), 'both run before the abort');
+  return { id, sh, sleep };
+}
+
+t.test('aborting a running command kills its whole process group', async (t) => {
+  const s = serveCommands(t, { killGraceMs: 2000 });
+  const stuck = await startStuck(t, s, 'sleep 60 & echo $! > sleep.pid; echo $$ > sh.pid; wait');
+  await s.client.abort(stuck.id);
+  await waitFor(() => isGone(stuck.sh), `sh ${stuck.sh} to be gone`);
+  await waitFor(() => isGone(stuck.sleep), `grandchild sleep ${stuck.sleep} to be gone`);
+  t.equal(text((await run(s.client, ['echo', 'next'])).stdout), 'next\n', 'the next request runs');
+  t.notOk(spoolContents(s.spool).complete.includes(stuck.id), 'the aborted command has no result');
+  t.type(await rejectionOf(t, s.client.wait(stuck.id, LIMIT)), UnknownRequestError);
+});
+
+t.test('a command group that ignores SIGTERM is killed with SIGKILL after killGraceMs', async (t) => {
+  const s = serveCommands(t, { killGraceMs: 300 });
+  // The ignored SIGTERM is inherited by the background sleep too.
+  const stuck = await startStuck(t, s, 'trap "" TERM; sleep 60 & echo $! > sleep.pid; echo $$ > sh.pid; while :; do wait; done');
+  await s.client.abort(stuck.id);
+  await waitFor(() => isGone(stuck.sh), `sh ${stuck.sh} to be gone`);
+  await waitFor(() => isGone(stuck.sleep), `grandchild sleep ${stuck.sleep} to be gone`);
+  t.equal(text((await run(s.client, ['echo', 'next'])).stdout), 'next\n', 'the next request runs');
+});
+
+t.test('a terminated group holds its capacity slot until it is gone', async (t) => {
+  const s = serveCommands(t, { maxTasks: 1, killGraceMs: 30_000 });
+  // The leader exits at once on SIGTERM; the TERM-ignoring grandchild must still be swept.
+  const stuck = await startStuck(t, s, '(trap "" TERM; exec sleep 60) & echo $! > sleep.pid; echo $$ > sh.pid; wait');
+  await s.client.abort(stuck.id);
+  // Gone or a zombie (dead, waiting for init to reap it): field 3 of /proc/<pid>/stat.
+  const probe = `s=$(cut -d' ' -f3 /proc/${stuck.sleep}/stat 2>/dev/null); if [ -z "$s" ] || [ "$s" = Z ]; then echo gone; else echo alive; fi`;
+  const next = await run(s.client, ['sh', '-c', probe]);
+  t.equal(text(next.stdout), 'gone\n', 'the next command starts only once the whole old group is gone');
+});
