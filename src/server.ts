@@ -165,6 +165,14 @@ export class WorkQueueServer {
   #ticks = 0;
   #nextHeartbeat = 0;
   #unclaimedResults = 0;
+  /**
+   * Queued ids whose file is still in requested/: admitted this tick. Those that
+   * start at once go straight to running/ (one rename, not two); the rest are
+   * moved to pending/ at the end of the tick.
+   */
+  readonly #unparked = new Set<string>();
+  /** Ids this server moved out of requested/ since the last periodic rescan: their move-out events are not new requests. */
+  #movedOut = new Set<string>();
   /** Running ids whose run timeout expired, to terminate at the next tick. */
   #expired = new Set<string>();
   #nextHousekeeping = 0;
@@ -305,6 +313,7 @@ export class WorkQueueServer {
       counts.added = this.#admitNew();
       counts.aborted += this.#processAborts();
       if (!this.#draining) counts.started = this.#startPending();
+      this.#parkWaiting();
       this.#logTick(counts);
       this.#metrics.tick();
     } catch (err) {
@@ -386,6 +395,7 @@ export class WorkQueueServer {
     this.#seenRequested = new Set();
     let n = 0;
     for (const id of names) {
+      if (this.#movedOut.has(id)) continue; // the event of our own move out of requested/
       if (!this.#checkName('requested', id)) continue;
       if (this.#queue.has(id) || this.#running.has(id)) continue;
       if (this.#tombstones.has(id)) {
@@ -393,7 +403,8 @@ export class WorkQueueServer {
         if (sfs.removeEntry(entryPath(this.#paths, 'requested', id))) this.#finishAbort(id, 'requested');
         continue;
       }
-      if (!sfs.moveEntry(entryPath(this.#paths, 'requested', id), entryPath(this.#paths, 'pending', id))) continue;
+      if (!sfs.entryExists(entryPath(this.#paths, 'requested', id))) continue; // gone (its client aborted it by hand)
+      this.#unparked.add(id);
       this.#queue.insert(id);
       this.#queuedAt.set(id, this.#o.now());
       this.#metrics.received(id);
@@ -420,6 +431,7 @@ export class WorkQueueServer {
       switch (action.kind) {
         case 'drop':
           this.#queue.remove(id);
+          this.#unparked.delete(id);
           sfs.removeEntry(entryPath(this.#paths, action.state, id));
           break;
         case 'terminate':
@@ -470,7 +482,9 @@ export class WorkQueueServer {
       const id = this.#queue.shift()!;
       const queuedAt = this.#queuedAt.get(id);
       this.#queuedAt.delete(id);
-      const pendingFile = entryPath(this.#paths, 'pending', id);
+      const from = this.#unparked.delete(id) ? 'requested' : 'pending';
+      if (from === 'requested') this.#movedOut.add(id);
+      const pendingFile = entryPath(this.#paths, from, id);
       let body: unknown;
       let runTimeoutMs: number | undefined;
       try {
@@ -485,7 +499,7 @@ export class WorkQueueServer {
         runTimeoutMs = envelope.runTimeoutMs;
       } catch (err) {
         if (!(err instanceof ProtocolError)) throw err;
-        this.#rejectRequest(id, 'pending', err, queuedAt);
+        this.#rejectRequest(id, from, err, queuedAt);
         continue;
       }
       if (!sfs.moveEntry(pendingFile, entryPath(this.#paths, 'running', id))) {
@@ -516,11 +530,24 @@ export class WorkQueueServer {
     return n;
   }
 
+  /** Moves requests admitted this tick that could not start to pending/: queued, waiting for capacity. */
+  #parkWaiting(): void {
+    for (const id of this.#unparked) {
+      this.#movedOut.add(id);
+      if (!sfs.moveEntry(entryPath(this.#paths, 'requested', id), entryPath(this.#paths, 'pending', id))) {
+        this.#queue.remove(id); // removed meanwhile by hand: nothing to run
+        this.#queuedAt.delete(id);
+        this.#metrics.forget(id);
+      }
+    }
+    this.#unparked.clear();
+  }
+
   // ---- helpers ------------------------------------------------------------
 
   /** Where an id is, checked in flow order so a request moving forward is not missed. */
   #locate(id: string): AbortTarget {
-    if (this.#queue.has(id)) return 'pending';
+    if (this.#queue.has(id)) return this.#unparked.has(id) ? 'requested' : 'pending';
     if (this.#running.has(id)) return 'running';
     if (sfs.entryExists(entryPath(this.#paths, 'requested', id))) return 'requested';
     if (sfs.entryExists(entryPath(this.#paths, 'complete', id))) return 'complete';
@@ -642,6 +669,7 @@ export class WorkQueueServer {
    * missed at the next periodic rescan unless the watcher reports it meanwhile.
    */
   #rescan(periodic = false): void {
+    if (periodic) this.#movedOut = new Set(); // bounded: a rescan re-reads requested/ anyway
     const judge = periodic && this.#o.watch;
     if (judge) this.#countMissed();
     const { requested, aborting, complete } = this.#paths.dirs;

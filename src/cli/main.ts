@@ -2,10 +2,10 @@
  * `wq`: commander wiring only. Each command's code is imported when it runs,
  * so `wq enqueue` never loads the server, the task managers or metrics.
  */
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from './commander.js';
 import { CliError, EXIT, parseCount, parseSeconds, printError, SPOOL_HELP } from './common.js';
 
-const VERSION = '0.1.0';
+import { VERSION } from '../version.js';
 
 /** A TCP port; 0 lets the system pick a free one. */
 function parsePort(value: string): number {

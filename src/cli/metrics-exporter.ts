@@ -3,7 +3,6 @@
  * reader answers `GET /metrics` on HOST:PORT. Only this module imports the SDK,
  * and only when called, so `wq serve` without the flag never loads it.
  */
-import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Meter } from '@opentelemetry/api';
 import { METER_NAME } from '../metrics.js';
@@ -15,7 +14,7 @@ export const DEFAULT_METRICS_HOST = '127.0.0.1';
 export const METRICS_PATH = '/metrics';
 
 /** The package's version (from src/cli/ and dist/cli/ alike), for the resource and the Meter's scope. */
-const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+import { VERSION } from '../version.js';
 
 /** The Prometheus text format version the body follows (Prometheus 3 wants it in Content-Type). */
 const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';

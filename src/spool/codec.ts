@@ -3,7 +3,9 @@
  * into plain data (no class instances from extension types), never larger than
  * the limits below. Encoding refuses what decoding would refuse.
  */
-import { Packr } from 'msgpackr';
+// The pure-JavaScript build: the main entry first probes for a native decoder, which
+// costs more start-up time than it saves on envelopes this small.
+import { Packr } from 'msgpackr/pack';
 import { ProtocolError, type SerializedError } from '../errors.js';
 import { PROTOCOL_VERSION } from './layout.js';
 

@@ -5,7 +5,7 @@
  * version is refused, never rewritten.
  */
 import { join } from 'node:path';
-import writeFileAtomic from 'write-file-atomic';
+import { createRequire } from 'node:module';
 import { SpoolError } from '../errors.js';
 import * as sfs from './fs.js';
 
@@ -84,6 +84,8 @@ function checkFormat(paths: SpoolPaths, create: boolean): void {
   if (text === undefined) {
     if (!create) return;
     // Several processes may race here; each writes the same bytes atomically.
+    // Loaded only here, once per spool's life, to keep every other command's start-up lean.
+    const writeFileAtomic = createRequire(import.meta.url)('write-file-atomic') as typeof import('write-file-atomic');
     writeFileAtomic.sync(paths.formatFile, `${FORMAT_PREFIX}${PROTOCOL_VERSION}\n`, { mode: 0o644 });
     return;
   }

@@ -4,7 +4,7 @@
  * clients in the same microsecond apart; one generator never goes backwards even
  * when the clock does (it keeps counting from its last value).
  */
-import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
 
 export const REQUEST_ID_PATTERN = /^\d{16}-[0-9a-f]{12}$/;
 export const REQUEST_ID_LENGTH = 29;
@@ -28,13 +28,28 @@ export interface IdSource {
   suffix(): string;
 }
 
-/** Random bytes drawn in blocks: one call to the CSPRNG per 680 ids instead of one per id. */
+/**
+ * Random bytes drawn in blocks from the kernel's CSPRNG: one read per 680 ids.
+ * Suffixes must be unpredictable (in a shared spool, a predictable id could be
+ * aborted before it is enqueued). /dev/urandom rather than node:crypto, whose
+ * loading costs a CLI call several milliseconds.
+ */
 const RANDOM_BLOCK = 4080;
 let randomPool = Buffer.alloc(0);
 let randomOffset = 0;
+function fillRandom(buffer: Buffer): void {
+  const fd = openSync('/dev/urandom', 'r');
+  try {
+    let offset = 0;
+    while (offset < buffer.length) offset += readSync(fd, buffer, offset, buffer.length - offset, null);
+  } finally {
+    closeSync(fd);
+  }
+}
 function randomHex(bytes: number): string {
   if (randomOffset + bytes > randomPool.length) {
-    randomPool = randomBytes(RANDOM_BLOCK);
+    randomPool = Buffer.allocUnsafe(RANDOM_BLOCK);
+    fillRandom(randomPool);
     randomOffset = 0;
   }
   const hex = randomPool.toString('hex', randomOffset, randomOffset + bytes);
