@@ -5,7 +5,7 @@
  * raw file-call loop (the limit). `--quick` runs fewer requests and repeats.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync, mkdirSync, constants } from 'node:fs';
+import { closeSync, fsyncSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync, mkdirSync, constants } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -24,6 +24,7 @@ const N = {
   sequential: QUICK ? 500 : 2000,
   concurrent: QUICK ? 2000 : 10000,
   raw: QUICK ? 5000 : 20000,
+  rawDurable: QUICK ? 200 : 1000,
   ancestor: 3,
   depths: QUICK ? [2000, 10000] : [2000, 10000, 100000],
   durable: QUICK ? 1000 : 5000,
@@ -98,37 +99,51 @@ function split(spool: string, total: number, concurrency: number, processes: num
 
 // ---- scenarios ---------------------------------------------------------------
 
-/** The protocol's file calls alone, synchronous, in one loop: the limit. */
-function rawLoop(): LatencySummary {
+/** The protocol's file calls alone, synchronous, in one loop: the limit. With `fsync`, every file and directory is fsynced at each step. */
+function rawLoop(fsync = false): LatencySummary {
   const root = freshSpool();
   for (const d of ['requested', 'pending', 'running', 'complete', 'tmp']) mkdirSync(join(root, d), { recursive: true });
   const payload = Buffer.alloc(64, 1);
   const buffer = Buffer.alloc(4096);
   const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
+  const dirFd = (d: string) => openSync(join(root, d), constants.O_RDONLY);
+  const dirs = fsync ? Object.fromEntries(['requested', 'pending', 'running', 'complete', 'tmp'].map((d) => [d, dirFd(d)])) : {};
+  const sync = (fd: number | undefined): void => {
+    if (fsync && fd !== undefined) fsyncSync(fd);
+  };
   const latencies: number[] = [];
+  const count = fsync ? N.rawDurable : N.raw;
   const t0 = performance.now();
-  for (let i = 0; i < N.raw; i++) {
+  for (let i = 0; i < count; i++) {
     const t = performance.now();
     const id = String(i).padStart(16, '0');
     let fd = openSync(`${root}/requested/${id}`, flags, 0o644);
     writeSync(fd, payload);
+    sync(fd);
     closeSync(fd);
+    sync(dirs.requested);
     renameSync(`${root}/requested/${id}`, `${root}/pending/${id}`);
+    sync(dirs.pending);
     renameSync(`${root}/pending/${id}`, `${root}/running/${id}`);
+    sync(dirs.running);
     fd = openSync(`${root}/running/${id}`, constants.O_RDONLY);
     readSync(fd, buffer, 0, buffer.length, 0);
     closeSync(fd);
     fd = openSync(`${root}/tmp/${id}`, flags, 0o644);
     writeSync(fd, payload);
+    sync(fd);
     closeSync(fd);
     renameSync(`${root}/tmp/${id}`, `${root}/complete/${id}`);
+    sync(dirs.complete);
     fd = openSync(`${root}/complete/${id}`, constants.O_RDONLY);
     readSync(fd, buffer, 0, buffer.length, 0);
     closeSync(fd);
     unlinkSync(`${root}/complete/${id}`);
     unlinkSync(`${root}/running/${id}`);
+    sync(dirs.running);
     latencies.push(performance.now() - t);
   }
+  for (const fd of Object.values(dirs)) closeSync(fd);
   return summarize(latencies, performance.now() - t0);
 }
 
@@ -267,7 +282,7 @@ function machine(): string {
   return `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, spool on ${fs}`;
 }
 
-const fmt = (n: number, digits = 2): string => (Number.isFinite(n) ? n.toFixed(digits) : '—');
+const fmt = (n: number, digits = 2): string => (Number.isFinite(n) ? n.toFixed(n !== 0 && Math.abs(n) < 10 && digits === 0 ? 1 : digits) : '—');
 
 async function main(): Promise<void> {
   const started = new Date();
@@ -278,7 +293,8 @@ async function main(): Promise<void> {
     process.stderr.write(`  ${name}: p50 ${fmt(s.p50Ms, 3)} ms, p99 ${fmt(s.p99Ms, 3)} ms, ${fmt(s.rps, 0)} req/s\n`);
   };
   const scenarios: Array<[string, () => Promise<LatencySummary> | LatencySummary]> = [
-    ['raw file calls, sync, one loop (the limit)', rawLoop],
+    ['raw file calls, sync, one loop (the limit)', () => rawLoop()],
+    ['raw file calls with fsync of file and directory at each step', () => rawLoop(true)],
     ['wq round trip, sequential, in-process manager', () => sequential('inproc')],
     ['wq round trip, sequential, process pool', () => sequential('pool')],
     ['wq round trip, sequential, in-process, Prometheus exporter on', () => sequential('inproc', { metricsPort: 0 })],
@@ -286,7 +302,8 @@ async function main(): Promise<void> {
     ['50 clients in 8 processes, in-process manager', () => concurrent('inproc', 8)],
     ['50 clients in 1 process, process pool (2)', () => concurrent('pool', 1)],
     ['50 clients in 8 processes, process pool (2)', () => concurrent('pool', 8)],
-    ['durable: 50 clients in 1 process', () => concurrent('inproc', 1, { durable: true, clientDurable: true }, N.durable)],
+    ['durable (group commit): 50 clients in 1 process', () => concurrent('inproc', 1, { durable: true, clientDurable: true }, N.durable)],
+    ['durable (group commit): 50 clients in 8 processes', () => concurrent('inproc', 8, { durable: true, clientDurable: true }, N.durable)],
   ];
   for (let rep = 0; rep < REPEATS; rep++) {
     process.stderr.write(`repeat ${rep + 1}/${REPEATS}\n`);

@@ -132,22 +132,68 @@ export class WorkQueueClient {
       client: this.#identity(),
       ...(runTimeoutMs === undefined ? {} : { runTimeoutMs }),
     });
-    const temp = sfs.writeTemp(paths.dirs.tmp, 'request', bytes, { durable: this.#o.durable });
+    if (this.#o.durable) return this.#enqueueDurably(bytes);
+    const temp = sfs.writeTemp(paths.dirs.tmp, 'request', bytes);
     try {
-      for (let attempt = 0; attempt < MAX_ID_ATTEMPTS; attempt++) {
-        const id = this.#ids.next();
-        const published = entryPath(paths, 'requested', id);
-        if (!sfs.linkExclusive(temp, published)) continue;
-        // link(2) only guards requested/: make sure no older request with this id
-        // is further along (a clock and random source that both repeat).
-        if (LATER_STATES.some((state) => sfs.entryExists(entryPath(paths, state, id))) && sfs.removeEntry(published)) continue;
-        if (this.#o.durable) sfs.syncDirectory(paths.dirs.requested);
-        return id;
-      }
+      return this.#publishRequest(paths, temp);
     } finally {
       sfs.removeEntry(temp);
     }
+  }
+
+  /** Links a complete request file into requested/ under a fresh id; returns the id. */
+  #publishRequest(paths: SpoolPaths, temp: string): string {
+    for (let attempt = 0; attempt < MAX_ID_ATTEMPTS; attempt++) {
+      const id = this.#ids.next();
+      const published = entryPath(paths, 'requested', id);
+      if (!sfs.linkExclusive(temp, published)) continue;
+      // link(2) only guards requested/: make sure no older request with this id
+      // is further along (a clock and random source that both repeat).
+      if (LATER_STATES.some((state) => sfs.entryExists(entryPath(paths, state, id))) && sfs.removeEntry(published)) continue;
+      return id;
+    }
     throw new WorkQueueError(`could not find a free request id in ${MAX_ID_ATTEMPTS} attempts; is the id source broken?`, 'ERR_ID_EXHAUSTED');
+  }
+
+  /** Durable enqueues waiting for the next group commit. */
+  #durableBatch: Array<{ bytes: Buffer; resolve: (id: string) => void; reject: (err: unknown) => void }> = [];
+
+  /**
+   * Durable mode, with group commit: every enqueue() made while the previous
+   * commit runs joins the next one. A commit writes the batch's files, fsyncs
+   * them concurrently (so the file system commits them together), links them
+   * into requested/, and fsyncs requested/ once for the whole batch.
+   */
+  #enqueueDurably(bytes: Buffer): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
+      this.#durableBatch.push({ bytes, resolve, reject });
+      if (!this.#committing && this.#durableBatch.length === 1) setImmediate(() => void this.#commitDurableBatches());
+    });
+  }
+
+  #committing = false;
+
+  /** Commits batches one after the other until no enqueue is waiting. */
+  async #commitDurableBatches(): Promise<void> {
+    this.#committing = true;
+    while (this.#durableBatch.length > 0) {
+      const batch = this.#durableBatch;
+      this.#durableBatch = [];
+      const paths = this.#spoolPaths();
+      const temps: string[] = [];
+      try {
+        for (const item of batch) temps.push(sfs.writeTemp(paths.dirs.tmp, 'request', item.bytes));
+        await Promise.all(temps.map((temp) => sfs.syncFileAsync(temp)));
+        const ids = temps.map((temp) => this.#publishRequest(paths, temp));
+        await sfs.syncDirectoryAsync(paths.dirs.requested);
+        batch.forEach((item, i) => item.resolve(ids[i]!));
+      } catch (err) {
+        for (const item of batch) item.reject(err);
+      } finally {
+        for (const temp of temps) sfs.removeEntry(temp);
+      }
+    }
+    this.#committing = false;
   }
 
   /**

@@ -18,6 +18,7 @@ import { planAbort, planRecovery, tombstoneExpired, type AbortTarget, type Inter
 import { decodeRequest, encodeResult, MAX_REQUEST_BYTES, type ResultEnvelope, type ResultStatus } from './spool/codec.js';
 import { entryPath, logPath, openSpool, removeLogs, type SpoolPaths } from './spool/layout.js';
 import { planHousekeeping, type AgedEntry } from './housekeeping.js';
+import { ResultWriter, type LastState } from './result-writer.js';
 import { acquireLock, type HeldLock } from './spool/lock.js';
 import { isRequestId } from './spool/request-id.js';
 import { readAbortReason } from './spool/abort-reason.js';
@@ -121,6 +122,9 @@ export function resolveServerOptions(options: WorkQueueServerOptions): ResolvedO
 }
 
 
+/** At shutdown, how long to wait for durable results still being committed. */
+const COMMIT_WAIT_AT_STOP_MS = 10_000;
+
 export interface ProcessRequestsOptions {
   /** Stops the server: no new starts, running tasks get `shutdownGraceMs`, the lock is released. */
   signal?: AbortSignal;
@@ -146,6 +150,7 @@ export class WorkQueueServer {
   readonly #o: ResolvedOptions;
   readonly #log: Logger;
   #paths!: SpoolPaths;
+  #writer!: ResultWriter;
   #manager!: TaskManager;
   #metrics!: ServerMetrics;
   readonly #queue = new PendingQueue();
@@ -200,6 +205,7 @@ export class WorkQueueServer {
     this.#paths = openSpool(this.#o.spool);
     this.#manager = manager;
     const lock = acquireLock(this.#paths, { maxTasks: manager.maxTasks });
+    this.#writer = new ResultWriter(this.#paths, this.#o.durable, this.#log, () => this.#unclaimedResults++);
     const stops: Array<() => void> = [];
     try {
       const snapshot = () => ({
@@ -281,6 +287,15 @@ export class WorkQueueServer {
       this.#log.info('terminated at shutdown; will run again at next start', { id });
     }
     await this.#manager.close();
+    // Durable results still being committed: give them a moment, then leave them to a re-run.
+    let timer: NodeJS.Timeout | undefined;
+    const committed = await Promise.race([
+      this.#writer.idle().then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), COMMIT_WAIT_AT_STOP_MS))),
+    ]);
+    clearTimeout(timer);
+    if (!committed) this.#log.warn('stopped before every durable result was committed; those requests run again at the next start');
+    this.#writer.close();
     this.#log.info('server stopped', { pending: this.#queue.size });
   }
 
@@ -569,29 +584,15 @@ export class WorkQueueServer {
     this.#metrics.finished(id, 'rejected');
   }
 
-  /**
-   * Writes a result to tmp/, publishes it as complete/<id> by link(2), then
-   * removes the request from its last state. A name already at complete/<id>
-   * can only be planted (only the server writes there): it is removed, never
-   * written through.
-   */
-  #publishResult(id: string, from: 'running' | 'pending' | 'requested', result: Omit<ResultEnvelope, 'v' | 'type'>): void {
+  /** Encodes a result and hands it to the writer (published now, or at the next group commit). */
+  #publishResult(id: string, from: LastState, result: Omit<ResultEnvelope, 'v' | 'type'>): void {
     let bytes: Buffer;
     try {
       bytes = encodeResult(result);
     } catch (err) {
       bytes = encodeResult({ ...withoutValue(result), ok: false, status: 'error', error: serializeError(new ProtocolError(`the task's result cannot be stored: ${(err as Error).message}`)) });
     }
-    const dest = entryPath(this.#paths, 'complete', id);
-    const write = () => sfs.writeTemp(this.#paths.dirs.tmp, 'result', bytes, { durable: this.#o.durable, mode: 0o644 });
-    if (!sfs.publish(write(), dest)) {
-      this.#log.warn('removed a foreign entry at complete/<id> before writing the result', { id });
-      sfs.removeEntry(dest);
-      if (!sfs.publish(write(), dest)) throw new Error(`cannot publish result for ${id}: complete/${id} keeps reappearing`);
-    }
-    if (this.#o.durable) sfs.syncDirectory(this.#paths.dirs.complete);
-    sfs.removeEntry(entryPath(this.#paths, from, id));
-    this.#unclaimedResults++;
+    this.#writer.write(id, from, bytes);
   }
 
   /** Ignores (and logs once) names that are not request ids: dotfiles, editors' droppings, hostile names. */

@@ -18,6 +18,11 @@ t.test('the README names the install, serve and test commands, and every runtime
   for (const dep of Object.keys(pkg.dependencies)) t.ok(readme.includes(`\`${dep}\``), `README explains why ${dep} is a dependency`);
 });
 
+t.test('src/version.ts matches package.json', async (t) => {
+  const { VERSION } = await import('../src/version.js');
+  t.equal(VERSION, (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version);
+});
+
 t.test('.ci/run runs exactly the README test command after npm ci', async (t) => {
   const ci = readFileSync(join(ROOT, '.ci', 'run'), 'utf8');
   t.match(ci, /npm ci\nnpm test\n/);

@@ -6,6 +6,7 @@
  * Every helper names the race it tolerates; anything else is thrown.
  */
 import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import { isErrno, ProtocolError } from '../errors.js';
 
 const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_WRONLY, O_CREAT, O_EXCL } = fs.constants;
@@ -186,6 +187,30 @@ export function entryStat(path: string): fs.Stats | undefined {
 /** Names in a directory, unsorted. */
 export function listEntries(dir: string): string[] {
   return fs.readdirSync(dir);
+}
+
+/**
+ * fsyncs a file, asynchronously: several of these in flight at once let the
+ * file system commit them together (group commit), where sync calls would each
+ * wait for a commit of their own.
+ */
+export async function syncFileAsync(path: string): Promise<void> {
+  const handle = await fsp.open(path, O_RDONLY | O_NOFOLLOW);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** fsyncs a directory asynchronously (see syncFileAsync). */
+export async function syncDirectoryAsync(dir: string): Promise<void> {
+  const handle = await fsp.open(dir, O_RDONLY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 /** fsyncs a directory so the names created or removed in it survive power loss. */
