@@ -22,6 +22,7 @@ export interface EnqueueFlags extends WaitFlags {
   wait?: boolean;
   runTimeout?: number;
   data?: string;
+  durable?: boolean;
 }
 
 export async function enqueue(argv: string[], flags: EnqueueFlags): Promise<void> {
@@ -31,7 +32,7 @@ export async function enqueue(argv: string[], flags: EnqueueFlags): Promise<void
   }
   checkFollowJson(flags);
   const spool = resolveSpool(flags.spool);
-  const client = new WorkQueueClient({ spool });
+  const client = new WorkQueueClient({ spool, durable: flags.durable === true });
   const id = await client.enqueue(body, { runTimeoutMs: flags.runTimeout });
   if (!flags.quiet) warnIfNoServer(spool);
   if (!flags.wait) {

@@ -16,6 +16,7 @@ export interface ServeFlags {
   handler?: string;
   exec?: string;
   failInterrupted?: boolean;
+  durable?: boolean;
   grace: number;
   killGrace: number;
   rescanInterval: number;
@@ -54,6 +55,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
     shutdownGraceMs: flags.grace,
     rescanIntervalMs: Math.max(1, flags.rescanInterval),
     resultTtlMs: flags.resultTtl,
+    durable: flags.durable === true,
     logger,
     meter: metrics?.meter,
   });
