@@ -45,6 +45,7 @@ already served (or the --metrics-port address unusable), 4 unknown request id, 1
     .addOption(new Option('-j, --max-tasks <n>', 'most tasks running at once').argParser(parseCount(1)).default(1))
     .addOption(new Option('--handler <module>', 'run requests in a pool of Node processes that load this ES module; its default export gets (request, { id, signal })').conflicts('exec'))
     .option('--exec <command>', "run COMMAND with each request's arguments appended (no shell; quotes group words)")
+    .option('--allow-shared-commands', 'DANGEROUS: let plain command mode serve a spool that other users can write; every one of them can then run any command as this user')
     .option('--durable', 'fsync results before they count as written, so they survive a power loss (group-committed; see docs/protocol.md)')
     .option('--fail-interrupted', 'complete requests that were running when the previous server stopped with a "server restarted" error, instead of running them again')
     .addOption(new Option('--grace <seconds>', 'on SIGTERM/SIGINT, let running tasks finish for this long before killing them').argParser(parseSeconds).default(10_000, '10'))

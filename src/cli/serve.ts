@@ -1,5 +1,6 @@
 /** `wq serve`: builds a task manager from the flags and runs the server until a signal. */
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, lstatSync, openSync, writeSync } from 'node:fs';
+import { foreignWritable } from '../permissions.js';
 import { resolve } from 'node:path';
 import { openSpool } from '../spool/layout.js';
 import { createLineLogger, type Logger, type LogLevel } from '../logger.js';
@@ -17,6 +18,7 @@ export interface ServeFlags {
   exec?: string;
   failInterrupted?: boolean;
   durable?: boolean;
+  allowSharedCommands?: boolean;
   grace: number;
   killGrace: number;
   rescanInterval: number;
@@ -70,6 +72,29 @@ export async function serve(flags: ServeFlags): Promise<void> {
     process.off('SIGHUP', onHangup);
     await metrics?.close();
     sink.close();
+  }
+}
+
+/**
+ * Plain command mode runs whatever argv a request holds, as this server's user.
+ * On a spool that other users can write, that hands them this user's account:
+ * refuse unless --allow-shared-commands says the operator means it.
+ */
+function refuseSharedCommandSpool(spool: string): void {
+  const paths = openSpool(spool);
+  const serverUid = process.getuid?.() ?? 0;
+  const dirs = [paths.root, paths.dirs.requested, paths.dirs.pending, paths.dirs.running].flatMap((path) => {
+    const stat = lstatSync(path);
+    return [{ path, mode: stat.mode, uid: stat.uid }];
+  });
+  const open = foreignWritable(dirs, serverUid);
+  if (open.length > 0) {
+    throw new CliError(
+      `refusing to run commands from a spool other users can write (${open.join(', ')}): anyone who can put a request there ` +
+        'would run any command as this user. Serve it with --handler or --exec instead, make it private (chmod go-w), ' +
+        'or pass --allow-shared-commands if every user who can write it may act as this one.',
+      EXIT.spool,
+    );
   }
 }
 
@@ -137,5 +162,6 @@ async function makeManager(flags: ServeFlags, spool: string): Promise<TaskManage
   }
   const command = flags.exec === undefined ? [] : splitCommand(flags.exec);
   if (flags.exec !== undefined && command.length === 0) throw new CliError('--exec needs a command', EXIT.usage);
+  if (flags.exec === undefined && !flags.allowSharedCommands) refuseSharedCommandSpool(spool);
   return new CommandTaskManager({ maxTasks: flags.maxTasks, command, killGraceMs: flags.killGrace, logDir: openSpool(spool).dirs.logs });
 }

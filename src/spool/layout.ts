@@ -54,10 +54,16 @@ export function removeLogs(paths: SpoolPaths, id: string): void {
   for (const suffix of LOG_SUFFIXES) sfs.removeEntry(logPath(paths, id, suffix));
 }
 
+/**
+ * Directories wq creates are writable by their creator only, whatever the
+ * umask: a spool others may write is set up on purpose (docs/operations.md).
+ */
+export const DEFAULT_DIR_MODE = 0o755;
+
 export interface OpenSpoolOptions {
   /** Create the spool and its directories if missing. @default true */
   create?: boolean;
-  /** Mode for directories this call creates (the umask still applies). @default 0o777 */
+  /** Mode for directories this call creates (the umask still applies). @default 0o755 */
   dirMode?: number;
 }
 
@@ -68,7 +74,7 @@ export interface OpenSpoolOptions {
 export function openSpool(root: string, options: OpenSpoolOptions = {}): SpoolPaths {
   const paths = spoolPaths(root);
   const create = options.create ?? true;
-  const dirMode = options.dirMode ?? 0o777;
+  const dirMode = options.dirMode ?? DEFAULT_DIR_MODE;
   if (create) sfs.makeDirectory(root, dirMode, true);
   else if (!sfs.isDirectory(root)) throw new SpoolError(`spool ${root} does not exist`);
   checkFormat(paths, create);
