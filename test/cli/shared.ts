@@ -1,0 +1,89 @@
+/**
+ * A spool shared by several users. The command-mode guard is tested as any
+ * user; the documented multi-user setup (docs/operations.md) needs root, which
+ * CI has, to run clients under other uids.
+ */
+import { spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { openSpool } from '../../src/spool/layout.js';
+import { ROOT, startCliServer } from '../fixtures/helpers.js';
+import { wq } from '../fixtures/cli.js';
+
+t.test('plain command mode refuses a spool other users can write', async (t) => {
+  const spool = join(realpathSync(t.testdir()), 'spool');
+  mkdirSync(spool);
+  chmodSync(spool, 0o777);
+  const refused = await wq(['serve', '--spool', spool]);
+  t.equal(refused.code, 3);
+  t.match(refused.stderr, /refusing to run commands from a spool other users can write/);
+  t.match(refused.stderr, /--allow-shared-commands/);
+  t.notOk(existsSync(join(spool, 'server.lock')), 'it never took the spool');
+});
+
+t.test('... unless --allow-shared-commands; and --exec / --handler servers are not refused', async (t) => {
+  const dir = realpathSync(t.testdir());
+  for (const [name, args, argv] of [
+    ['allowed', ['--allow-shared-commands'], ['echo', 'ok']],
+    ['exec', ['--exec', 'echo'], ['ok']],
+  ] as const) {
+    const spool = join(dir, name);
+    mkdirSync(spool);
+    chmodSync(spool, 0o777);
+    const server = await startCliServer(t, spool, [...args]);
+    const r = await wq(['enqueue', '--spool', spool, '--wait', '--', ...argv]);
+    t.equal(r.code, 0, `${name}: ${r.stderr}`);
+    t.equal(r.stdout, 'ok\n');
+    server.kill('SIGTERM');
+  }
+});
+
+t.test('spools wq creates are private to their creator whatever the umask', async (t) => {
+  const spool = join(realpathSync(t.testdir()), 'fresh');
+  const r = spawnSync('sh', ['-c', `umask 000; exec ${JSON.stringify(process.execPath)} ${JSON.stringify(join(ROOT, 'bin', 'wq'))} enqueue --spool ${JSON.stringify(spool)} --quiet -- true`]);
+  t.equal(r.status, 0, r.stderr.toString());
+  for (const dir of ['', 'requested', 'pending', 'running', 'complete', 'aborting', 'tmp', 'logs']) {
+    const mode = spawnSync('stat', ['-c', '%a', join(spool, dir)]).stdout.toString().trim();
+    t.equal(mode, '755', `${dir || 'spool'}/ is 755`);
+  }
+});
+
+const isRoot = process.getuid?.() === 0;
+t.test('the documented shared setup: a user cannot remove another user\'s request', { skip: isRoot ? false : 'needs root to act as two users' }, async (t) => {
+  // Outside the test tree, which other users may not be able to traverse.
+  const spool = mkdtempSync(join(tmpdir(), 'wq-shared-'));
+  t.teardown(() => rmSync(spool, { recursive: true, force: true }));
+  const group = 4242;
+  const alice = 4301;
+  const bob = 4302;
+  // docs/operations.md: setgid spool, sticky + group-writable requested/ aborting/ tmp/.
+  chownSync(spool, 0, group);
+  chmodSync(spool, 0o2775);
+  for (const dir of ['requested', 'aborting', 'tmp']) {
+    mkdirSync(join(spool, dir));
+    chownSync(join(spool, dir), 0, group);
+    chmodSync(join(spool, dir), 0o3775);
+  }
+  for (const dir of ['pending', 'running', 'complete', 'logs']) {
+    mkdirSync(join(spool, dir));
+    chownSync(join(spool, dir), 0, group);
+    chmodSync(join(spool, dir), 0o2755);
+  }
+  openSpool(spool); // the format marker, written once by whoever comes first: root here
+  // NODE_OPTIONS cleared: tap's process tracker would try to write its own files as these users.
+  const env = { ...process.env, HOME: '/nonexistent', NODE_OPTIONS: '' };
+  const asUser = (uid: number, args: string[]) => spawnSync(process.execPath, [join(ROOT, 'bin', 'wq'), ...args], { uid, gid: group, env, encoding: 'utf8' });
+  const enqueued = asUser(alice, ['enqueue', '--spool', spool, '--quiet', '--', 'true']);
+  t.equal(enqueued.status, 0, enqueued.stderr);
+  const id = enqueued.stdout.trim();
+  t.ok(existsSync(join(spool, 'requested', id)), "alice's request is queued");
+  const remove = spawnSync(process.execPath, ['-e', `require('fs').unlinkSync(${JSON.stringify(join(spool, 'requested', id))})`], { uid: bob, gid: group, env, encoding: 'utf8' });
+  t.not(remove.status, 0, 'bob cannot remove it');
+  t.match(remove.stderr, /EPERM|EACCES/);
+  t.ok(existsSync(join(spool, 'requested', id)), 'it is still there');
+  const removeOwn = spawnSync(process.execPath, ['-e', `require('fs').unlinkSync(${JSON.stringify(join(spool, 'requested', id))})`], { uid: alice, gid: group, env, encoding: 'utf8' });
+  t.equal(removeOwn.status, 0, 'alice can take her own request back before the server admits it');
+  t.strictSame(readdirSync(join(spool, 'requested')), []);
+});
