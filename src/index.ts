@@ -9,6 +9,8 @@ export type { InProcessTaskManagerOptions, TaskHandler, TaskContext } from './ta
 export { ProcessPoolTaskManager, WorkerCrashedError, HandlerLoadError } from './task-manager/process-pool.js';
 export type { ProcessPoolTaskManagerOptions } from './task-manager/process-pool.js';
 export { CommandTaskManager, CommandError } from './task-manager/command.js';
+export { LoadAwareTaskManager } from './task-manager/load-aware.js';
+export type { LoadAwareTaskManagerOptions } from './task-manager/load-aware.js';
 export type { CommandTaskManagerOptions, CommandRequest, CommandResult } from './task-manager/command.js';
 export {
   WorkQueueError,

@@ -14,6 +14,13 @@ function parsePort(value: string): number {
   return n;
 }
 
+/** A load average threshold: a positive number. */
+function parseLoad(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a load average > 0, got "${value}"`);
+  return n;
+}
+
 export function buildProgram(): Command {
   const program = new Command('wq')
     .description(
@@ -45,6 +52,7 @@ already served (or the --metrics-port address unusable), 4 unknown request id, 1
     .addOption(new Option('-j, --max-tasks <n>', 'most tasks running at once').argParser(parseCount(1)).default(1))
     .addOption(new Option('--handler <module>', 'run requests in a pool of Node processes that load this ES module; its default export gets (request, { id, signal })').conflicts('exec'))
     .option('--exec <command>', "run COMMAND with each request's arguments appended (no shell; quotes group words)")
+    .addOption(new Option('--max-load <load>', 'start new tasks only while the 1-minute load average is below this (e.g. the number of cores)').argParser(parseLoad))
     .option('--allow-shared-commands', 'DANGEROUS: let plain command mode serve a spool that other users can write; every one of them can then run any command as this user')
     .option('--durable', 'fsync results before they count as written, so they survive a power loss (group-committed; see docs/protocol.md)')
     .option('--fail-interrupted', 'complete requests that were running when the previous server stopped with a "server restarted" error, instead of running them again')

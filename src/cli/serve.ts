@@ -6,6 +6,7 @@ import { openSpool } from '../spool/layout.js';
 import { createLineLogger, type Logger, type LogLevel } from '../logger.js';
 import { WorkQueueServer } from '../server.js';
 import { CommandTaskManager } from '../task-manager/command.js';
+import { LoadAwareTaskManager } from '../task-manager/load-aware.js';
 import { ProcessPoolTaskManager } from '../task-manager/process-pool.js';
 import type { TaskManager } from '../task-manager/types.js';
 import { CliError, EXIT, resolveSpool, splitCommand } from './common.js';
@@ -19,6 +20,7 @@ export interface ServeFlags {
   failInterrupted?: boolean;
   durable?: boolean;
   allowSharedCommands?: boolean;
+  maxLoad?: number;
   grace: number;
   killGrace: number;
   rescanInterval: number;
@@ -150,6 +152,11 @@ async function startMetrics(flags: ServeFlags, logger: Logger): Promise<MetricsE
 }
 
 async function makeManager(flags: ServeFlags, spool: string): Promise<TaskManager> {
+  const manager = await makeBaseManager(flags, spool);
+  return flags.maxLoad === undefined ? manager : new LoadAwareTaskManager(manager, { maxLoad: flags.maxLoad });
+}
+
+async function makeBaseManager(flags: ServeFlags, spool: string): Promise<TaskManager> {
   if (flags.handler !== undefined) {
     const pool = new ProcessPoolTaskManager({ handler: resolve(flags.handler), size: flags.maxTasks, killGraceMs: flags.killGrace });
     try {

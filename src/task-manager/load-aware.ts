@@ -1,0 +1,106 @@
+/**
+ * Wraps another task manager and starts nothing new while the machine is
+ * loaded: capacity is the inner manager's, and only while the 1-minute load
+ * average is below `maxLoad`. While it holds work back it samples the load
+ * every `sampleIntervalMs` (the kernel updates it every 5 s) and wakes the
+ * server when the load has dropped; otherwise it runs no timer.
+ */
+import { loadavg } from 'node:os';
+import { InvalidOptionError } from '../errors.js';
+import type { TaskManager, TaskManagerEvent, TaskOutcome } from './types.js';
+
+export interface LoadAwareTaskManagerOptions {
+  /** Start new tasks only while the 1-minute load average is below this. */
+  maxLoad: number;
+  /** How often to look at the load while work is held back. @default 5000 */
+  sampleIntervalMs?: number;
+  /** The load source, injectable for tests. @default the 1-minute os.loadavg() */
+  load?: () => number;
+}
+
+export class LoadAwareTaskManager implements TaskManager {
+  readonly #inner: TaskManager;
+  readonly #maxLoad: number;
+  readonly #sampleIntervalMs: number;
+  readonly #load: () => number;
+  #current = 0;
+  #wake: () => void = () => {};
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(inner: TaskManager, options: LoadAwareTaskManagerOptions) {
+    const { maxLoad, sampleIntervalMs = 5000, load = () => loadavg()[0]! } = options;
+    if (!(typeof maxLoad === 'number' && maxLoad > 0 && Number.isFinite(maxLoad))) {
+      throw new InvalidOptionError(`Expected \`maxLoad\` to be a finite number > 0, got \`${String(maxLoad)}\` (${typeof maxLoad})`);
+    }
+    if (!(Number.isFinite(sampleIntervalMs) && sampleIntervalMs > 0)) {
+      throw new InvalidOptionError(`Expected \`sampleIntervalMs\` to be a finite number > 0, got \`${String(sampleIntervalMs)}\``);
+    }
+    this.#inner = inner;
+    this.#maxLoad = maxLoad;
+    this.#sampleIntervalMs = sampleIntervalMs;
+    this.#load = load;
+    this.#current = load();
+  }
+
+  get size(): number {
+    return this.#inner.size;
+  }
+
+  get maxTasks(): number {
+    return this.#inner.maxTasks;
+  }
+
+  /** The load average seen at the start of the last tick. */
+  get load(): number {
+    return this.#current;
+  }
+
+  startTick(): void {
+    this.#current = this.#load();
+    this.#inner.startTick();
+  }
+
+  hasCapacity(): boolean {
+    if (!this.#inner.hasCapacity()) return false;
+    if (this.#current < this.#maxLoad) return true;
+    this.#watchLoad();
+    return false;
+  }
+
+  startTask(id: string, request: unknown): void {
+    this.#inner.startTask(id, request);
+  }
+
+  terminateTask(id: string): void {
+    this.#inner.terminateTask(id);
+  }
+
+  reap(): Iterable<[string, TaskOutcome]> {
+    return this.#inner.reap();
+  }
+
+  setWakeHandler(wake: () => void): void {
+    this.#wake = wake;
+    this.#inner.setWakeHandler(wake);
+  }
+
+  setEventHandler(onEvent: (event: TaskManagerEvent) => void): void {
+    this.#inner.setEventHandler?.(onEvent);
+  }
+
+  async close(): Promise<void> {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#inner.close();
+  }
+
+  /** Work is held back by load: look again until it drops, then wake the server once. */
+  #watchLoad(): void {
+    this.#timer ??= setInterval(() => {
+      if (this.#load() >= this.#maxLoad) return;
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+      this.#wake();
+    }, this.#sampleIntervalMs);
+  }
+}
