@@ -3,8 +3,8 @@
  *
  * A request is written in full to tmp/ and only then published as
  * requested/<id> by link(2), which fails rather than replace an existing id.
- * A result is claimed by renaming complete/<id> into tmp/ (only one waiter can
- * win that rename), then read and removed. Waiting wakes on file-system events
+ * A result is claimed by reading complete/<id> and then unlinking it: only the
+ * waiter whose unlink succeeds uses it, so one waiter gets each result. Waiting wakes on file-system events
  * for complete/, with a slow re-check as a safety net, never a fast poll.
  */
 import type { FSWatcher } from 'node:fs';
