@@ -56,3 +56,51 @@ export function planRecovery(runningIds: readonly string[], completeIds: Readonl
     return policy === 'rerun' ? { kind: 'requeue', id } : { kind: 'fail', id };
   });
 }
+
+/** What a directory of the spool is, as observed (see spool/layout.ts: observeLayout). */
+export interface ObservedDirectory {
+  type: 'directory' | 'symlink' | 'other' | 'missing';
+  dev?: number;
+  ino?: number;
+}
+
+export interface ObservedLayout<Dir extends string> {
+  /** The spool directory itself (reached through a symlink, if it is one). */
+  root: ObservedDirectory;
+  dirs: Record<Dir, ObservedDirectory>;
+}
+
+export type LayoutVerdict<Dir extends string> =
+  /**
+   * Serve on. `recreate`: state directories that are missing (a tmp cleaner,
+   * a hand) and are made again; `replaced`: real directories that are not the
+   * ones the server started with (moved aside by hand), to watch and rescan anew.
+   */
+  | { kind: 'serve'; recreate: Dir[]; replaced: Dir[] }
+  /** Stop serving: the spool is gone, replaced, or leads out of itself. */
+  | { kind: 'stop'; reason: string };
+
+const same = (a: ObservedDirectory, b: ObservedDirectory): boolean => a.dev === b.dev && a.ino === b.ino;
+
+/**
+ * Judges the spool's layout against what the server started with. The spool
+ * directory removed or replaced: stop (its lock went with it, and the requests
+ * the server knows of are no longer where it thinks). A state directory that is
+ * a symlink or not a directory: stop, before anything is moved through it.
+ */
+export function checkLayout<Dir extends string>(expected: ObservedLayout<Dir>, observed: ObservedLayout<Dir>): LayoutVerdict<Dir> {
+  if (observed.root.type === 'missing') return { kind: 'stop', reason: 'the spool directory was removed while the server ran (removed or replaced; its lock went with it)' };
+  if (observed.root.type !== 'directory' || !same(observed.root, expected.root)) {
+    return { kind: 'stop', reason: 'the spool directory was replaced while the server ran (removed or replaced; its lock went with it)' };
+  }
+  const recreate: Dir[] = [];
+  const replaced: Dir[] = [];
+  for (const dir of Object.keys(expected.dirs) as Dir[]) {
+    const now = observed.dirs[dir];
+    if (now.type === 'symlink') return { kind: 'stop', reason: `${dir}/ is now a symbolic link; wq never follows a symlink out of the spool` };
+    if (now.type === 'other') return { kind: 'stop', reason: `${dir}/ is no longer a directory` };
+    if (now.type === 'missing') recreate.push(dir);
+    else if (!same(now, expected.dirs[dir])) replaced.push(dir);
+  }
+  return { kind: 'serve', recreate, replaced };
+}

@@ -1,17 +1,36 @@
 /**
- * Publishes results: write-then-publish to complete/<id>, then remove the
- * request's last state entry, so a request is never without either its
- * request file or its result. A name already at complete/<id> can only be
- * planted (only the server writes there): it is removed, never written through.
+ * Publishes results in three steps, so that a server killed at any moment
+ * leaves either the request (which runs again) or its result, never both in
+ * public and never neither:
+ *   1. write the result, complete, to running/<id>.result (server-only, not a
+ *      public name; created with O_EXCL);
+ *   2. remove the request's last state entry (running/, pending/ or requested/);
+ *   3. rename running/<id>.result to complete/<id>.
+ * A starting server publishes any valid running/<id>.result it finds (and
+ * drops its request), and discards a torn one, whose request then runs again
+ * (see planStagedResults). A name already at complete/<id> can only be
+ * planted (only the server writes there): it is removed (unlink, or rmdir for an
+ * empty directory) before the rename, never written through; a non-empty
+ * directory there makes the result undeliverable: it is dropped and logged,
+ * the directory left alone.
+ *
+ * A result that cannot be written now (a full disk, EMFILE, EACCES on tmp/ or
+ * complete/) stays in memory, its request stays in its state directory, and it
+ * is retried every second, in order with the results after it; meanwhile
+ * `blocked` is true (the server starts no task whose result could not be
+ * written either). If the server stops first, the request runs again at the
+ * next start.
  *
  * In durable mode results are group-committed: the results of a tick (and of
  * every tick while a commit runs) are written, fsynced concurrently so the
  * file system commits them together, linked, and covered by one fsync of
- * complete/. Only then are their running/ entries removed: if power fails
- * first, the request is still in running/ and runs again.
+ * running/ before their requests are removed and they are renamed into
+ * complete/, which is fsynced last: after a power loss a request has either
+ * its request file or a complete staged result.
  */
+import { isErrno } from './errors.js';
 import type { Logger } from './logger.js';
-import { serializeError } from './errors.js';
+import { FaultLog } from './spool/fault-log.js';
 import { entryPath, type SpoolPaths } from './spool/layout.js';
 import * as sfs from './spool/fs.js';
 
@@ -21,90 +40,257 @@ interface Pending {
   id: string;
   from: LastState;
   bytes: Buffer;
+  /** Written, complete, to running/<id>.result (step 1). */
+  staged: boolean;
+  /** Durable mode: the staged file is fsynced. */
+  synced: boolean;
+  /** Its request's last state entry is removed (step 2). */
+  requestRemoved: boolean;
+  /** A planted non-empty directory holds complete/<id>: nothing was published. */
+  dropped: boolean;
+  /** Renamed to complete/<id>, or dropped (step 3): nothing left to do. */
+  done: boolean;
+  /** Aborted before it was published: step 3 removes it instead. */
+  cancelled: boolean;
 }
 
-/** After a failed durable commit (a full disk), wait this long before trying again. */
+/** Where a result waits between its write and its publication: `running/<id>.result`. */
+export function stagedResultPath(paths: SpoolPaths, id: string): string {
+  return `${entryPath(paths, 'running', id)}${STAGED_SUFFIX}`;
+}
+export const STAGED_SUFFIX = '.result';
+
+/** After a failed write or commit (a full disk), wait this long before trying again. */
 const RETRY_MS = 1000;
 
 export class ResultWriter {
   readonly #paths: SpoolPaths;
   readonly #durable: boolean;
   readonly #log: Logger;
-  readonly #onPublished: (id: string) => void;
+  readonly #faults: FaultLog;
+  readonly #step: string;
+  readonly #onPublished: (id: string, published: boolean) => void;
+  readonly #onKept: (id: string, from: LastState) => void;
+  /** Results not written yet: the next group commit's (durable), or those waiting for a retry. */
   #batch: Pending[] = [];
+  /** A group commit, or the retry loop, under way. */
   #committing: Promise<void> | undefined;
+  #blocked = false;
   #closed = false;
+  #wake: (() => void) | undefined;
 
-  constructor(paths: SpoolPaths, durable: boolean, log: Logger, onPublished: (id: string) => void) {
+  /**
+   * @param onPublished called once a result is published (or dropped), its request finished
+   * @param onKept called when a request's last state entry is a non-empty
+   *   directory (planted), which is left in place
+   */
+  constructor(paths: SpoolPaths, durable: boolean, log: Logger, onPublished: (id: string, published: boolean) => void, onKept: (id: string, from: LastState) => void = () => {}) {
     this.#paths = paths;
     this.#durable = durable;
     this.#log = log;
+    this.#faults = new FaultLog(log);
+    this.#step = durable ? 'durable commit of results' : 'writing results';
     this.#onPublished = onPublished;
+    this.#onKept = onKept;
   }
 
-  /** Publishes at once, or (durable) joins the next group commit. */
+  /** Whether results are waiting because writing them failed (a full disk …) and no retry has succeeded yet. */
+  get blocked(): boolean {
+    return this.#blocked;
+  }
+
+  /** Publishes at once, or (durable) joins the next group commit; or, while writes fail, waits for the retry. */
   write(id: string, from: LastState, bytes: Buffer): void {
-    if (!this.#durable) {
-      this.#publish(id, sfs.writeTemp(this.#paths.dirs.tmp, 'result', bytes));
-      this.#finish(id, from);
+    this.#batch.push({ id, from, bytes, staged: false, synced: false, requestRemoved: false, dropped: false, done: false, cancelled: false });
+    if (this.#committing !== undefined) return; // the commit or retry under way takes this one too
+    if (this.#durable) {
+      this.#committing = new Promise<void>((resolve) => setImmediate(() => void this.#commitAll().then(resolve)));
       return;
     }
-    this.#batch.push({ id, from, bytes });
-    this.#committing ??= new Promise<void>((resolve) => setImmediate(() => void this.#commitAll().then(resolve)));
+    if (!this.#flush()) this.#committing = this.#retryLoop();
   }
 
-  /** Resolves when every result written so far is committed (or given up at close). */
+  /** Resolves when every result written so far is published (or given up at close). */
   async idle(): Promise<void> {
     while (this.#committing !== undefined) await this.#committing;
   }
 
-  /** Stops retrying failed commits: their requests stay in running/ and run again at the next start. */
+  /** Stops retrying: requests whose result is not written stay where they are and run again at the next start. */
   close(): void {
     this.#closed = true;
+    this.#wake?.();
+  }
+
+  /** Whether a result for this id is being written. */
+  holds(id: string): boolean {
+    return this.#find(id) !== undefined;
+  }
+
+  /**
+   * An abort for a request whose result is being written: the result is not
+   * published (its staged file is removed at step 3), and `onPublished` is
+   * called with `published: false`.
+   */
+  cancel(id: string): void {
+    const item = this.#find(id);
+    if (item !== undefined) item.cancelled = true;
+  }
+
+  #find(id: string): Pending | undefined {
+    return this.#batch.find((item) => item.id === id) ?? this.#inCommit.get(id);
+  }
+
+  /** The group commit under way, by id. */
+  #inCommit = new Map<string, Pending>();
+
+  /** Default mode: publishes the waiting results in order; false (logged once) at the first that fails. */
+  #flush(): boolean {
+    while (this.#batch.length > 0) {
+      const item = this.#batch[0]!;
+      try {
+        this.#stage(item);
+        this.#clearDestination(item);
+        this.#removeRequest(item);
+        this.#publish(item);
+      } catch (err) {
+        this.#failed(err);
+        return false;
+      }
+      this.#batch.shift();
+    }
+    this.#succeeded();
+    return true;
+  }
+
+  async #retryLoop(): Promise<void> {
+    while (this.#batch.length > 0 && !this.#closed) {
+      await this.#sleep();
+      if (!this.#closed) this.#flush();
+    }
+    this.#committing = undefined;
   }
 
   async #commitAll(): Promise<void> {
     while (this.#batch.length > 0 && !this.#closed) {
       const batch = this.#batch;
       this.#batch = [];
+      for (const item of batch) this.#inCommit.set(item.id, item);
       try {
         await this.#commit(batch);
+        this.#succeeded();
       } catch (err) {
-        this.#log.error('durable commit of results failed; will retry', { results: batch.length, error: serializeError(err).message });
-        this.#batch = [...batch, ...this.#batch];
-        await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+        this.#batch = [...batch.filter((item) => !item.done), ...this.#batch];
+        this.#failed(err);
+        await this.#sleep();
+      } finally {
+        this.#inCommit.clear();
       }
     }
     this.#committing = undefined;
   }
 
+  /** Group commit: stage and fsync every result, fsync running/, remove the requests, publish, fsync complete/. */
   async #commit(batch: Pending[]): Promise<void> {
-    const temps: string[] = [];
-    try {
-      for (const item of batch) temps.push(sfs.writeTemp(this.#paths.dirs.tmp, 'result', item.bytes));
-      await Promise.all(temps.map((temp) => sfs.syncFileAsync(temp)));
-      batch.forEach((item, i) => this.#publish(item.id, temps[i]!));
-      temps.length = 0; // published (publish removes the temp name)
-      await sfs.syncDirectoryAsync(this.#paths.dirs.complete);
-      for (const item of batch) this.#finish(item.id, item.from);
-    } finally {
-      for (const temp of temps) sfs.removeEntry(temp);
-    }
+    for (const item of batch) this.#stage(item);
+    const unsynced = batch.filter((item) => !item.synced && !item.cancelled);
+    await Promise.all(
+      unsynced.map(async (item) => {
+        await sfs.syncFileAsync(stagedResultPath(this.#paths, item.id));
+        item.synced = true;
+      }),
+    );
+    await sfs.syncDirectoryAsync(this.#paths.dirs.running);
+    for (const item of batch) this.#clearDestination(item);
+    for (const item of batch) this.#removeRequest(item);
+    for (const item of batch) if (!item.done) this.#publish(item);
+    await sfs.syncDirectoryAsync(this.#paths.dirs.complete);
   }
 
-  #publish(id: string, temp: string): void {
-    const dest = entryPath(this.#paths, 'complete', id);
-    if (sfs.linkExclusive(temp, dest)) {
-      sfs.removeEntry(temp);
+  /** Step 1: the complete result at running/<id>.result (a leftover of an earlier failed attempt is replaced). */
+  #stage(item: Pending): void {
+    if (item.staged) return;
+    const staged = stagedResultPath(this.#paths, item.id);
+    sfs.removeEntry(staged);
+    sfs.writeNew(staged, item.bytes);
+    item.staged = true;
+  }
+
+  /** Step 2: removes the request's last state entry, whatever it is, without following it. */
+  #removeRequest(item: Pending): void {
+    if (item.requestRemoved) return;
+    const removal = sfs.removeAnyEntry(entryPath(this.#paths, item.from, item.id));
+    item.requestRemoved = true;
+    if (removal === 'kept') this.#onKept(item.id, item.from);
+  }
+
+  /**
+   * Before step 2: makes complete/<id> free (only the server creates names there:
+   * anything found is planted, and removed). Done while the request is still in
+   * place, so that a fault here (EACCES on complete/) leaves the request where
+   * clients look for it rather than only in running/<id>.result.
+   */
+  #clearDestination(item: Pending): void {
+    if (item.done || item.cancelled) return;
+    const dest = entryPath(this.#paths, 'complete', item.id);
+    if (!sfs.entryExists(dest)) return;
+    if (sfs.removeAnyEntry(dest) === 'kept') {
+      this.#log.error('cannot publish the result: a non-empty directory someone planted holds complete/<id>; the result is dropped and the directory left for the operator', { id: item.id });
+      sfs.removeEntry(stagedResultPath(this.#paths, item.id));
+      item.dropped = item.done = true;
+      this.#onPublished(item.id, false);
       return;
     }
-    this.#log.warn('removed a foreign entry at complete/<id> before writing the result', { id });
-    sfs.removeEntry(dest);
-    if (!sfs.publish(temp, dest)) throw new Error(`cannot publish result for ${id}: complete/${id} keeps reappearing`);
+    this.#log.warn('removed a foreign entry at complete/<id> before writing the result', { id: item.id });
   }
 
-  #finish(id: string, from: LastState): void {
-    sfs.removeEntry(entryPath(this.#paths, from, id));
-    this.#onPublished(id);
+  /** Step 3: renames the staged result to complete/<id> (cleared by #clearDestination). */
+  #publish(item: Pending): void {
+    if (item.done) return;
+    if (item.cancelled) {
+      sfs.removeEntry(stagedResultPath(this.#paths, item.id));
+      item.done = true;
+      this.#onPublished(item.id, false);
+      return;
+    }
+    const staged = stagedResultPath(this.#paths, item.id);
+    const dest = entryPath(this.#paths, 'complete', item.id);
+    let moved: boolean;
+    try {
+      moved = sfs.moveEntry(staged, dest); // rename(2) replaces a planted file or symlink itself, never its target
+    } catch (err) {
+      // A directory planted since #clearDestination: clear it, then try once more.
+      if (!['EISDIR', 'ENOTEMPTY', 'EEXIST'].some((code) => isErrno(err, code))) throw err;
+      this.#clearDestination(item);
+      if (item.done) return;
+      moved = sfs.moveEntry(staged, dest);
+    }
+    if (!moved) throw new Error(`the staged result of ${item.id} vanished before it was published`);
+    item.done = true;
+    this.#onPublished(item.id, true);
+  }
+
+  #failed(err: unknown): void {
+    this.#blocked = true;
+    this.#faults.failed(this.#step, err, { results: this.#batch.length });
+  }
+
+  #succeeded(): void {
+    this.#blocked = false;
+    this.#faults.succeeded(this.#step);
+  }
+
+  /** Waits RETRY_MS, or until close(). */
+  #sleep(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#wake = undefined;
+        resolve();
+      }, RETRY_MS);
+      this.#wake = () => {
+        clearTimeout(timer);
+        this.#wake = undefined;
+        resolve();
+      };
+    });
   }
 }

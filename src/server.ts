@@ -3,22 +3,29 @@
  *
  * Single-threaded by construction: every transition happens inside `tick()`,
  * which runs synchronously to the end; watchers, timers and the task manager
- * only record what they saw and schedule the next tick. Each tick runs, in
- * order: reapCompleted → admitNew → processAborts → startPending → housekeep.
+ * only record what they saw and schedule the next tick. Each tick first checks
+ * that the spool is still the one it started on, with real directories (see
+ * protocol.ts: checkLayout), then runs, in order:
+ * reapCompleted → admitNew → processAborts → startPending → parkWaiting.
+ *
+ * A fault in a step (EACCES, EMFILE, ENOSPC …) is logged once per episode and
+ * retried at the next event or rescan; a step that fails leaves the server's
+ * books as they were for what it did not finish, so nothing is lost.
  */
 import type { FSWatcher } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Meter } from '@opentelemetry/api';
-import { InvalidOptionError, ProtocolError, serializeError, type SerializedError } from './errors.js';
+import { InvalidOptionError, ProtocolError, serializeError, SpoolError, type SerializedError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import { stripUndefined } from './options.js';
 import { ServerMetrics, type FinishStatus } from './metrics.js';
 import { PendingQueue } from './pending-queue.js';
-import { planAbort, planRecovery, tombstoneExpired, type AbortTarget, type InterruptedPolicy } from './protocol.js';
-import { decodeRequest, encodeResult, MAX_REQUEST_BYTES, type ResultEnvelope, type ResultStatus } from './spool/codec.js';
-import { entryPath, logPath, openSpool, removeLogs, type SpoolPaths } from './spool/layout.js';
+import { checkLayout, planAbort, planRecovery, tombstoneExpired, type AbortTarget, type InterruptedPolicy } from './protocol.js';
+import { decodeRequest, decodeResult, encodeResult, MAX_REQUEST_BYTES, MAX_RESULT_BYTES, type RequestEnvelope, type ResultEnvelope, type ResultStatus } from './spool/codec.js';
+import { entryPath, logPath, observeLayout, openSpool, removeLogs, type LayoutObservation, type SpoolDir, type SpoolPaths } from './spool/layout.js';
+import { FaultLog } from './spool/fault-log.js';
 import { planHousekeeping, type AgedEntry } from './housekeeping.js';
-import { ResultWriter, type LastState } from './result-writer.js';
+import { ResultWriter, stagedResultPath, STAGED_SUFFIX, type LastState } from './result-writer.js';
 import { acquireLock, type HeldLock } from './spool/lock.js';
 import { isRequestId } from './spool/request-id.js';
 import { readAbortReason } from './spool/abort-reason.js';
@@ -122,8 +129,12 @@ export function resolveServerOptions(options: WorkQueueServerOptions): ResolvedO
 }
 
 
-/** At shutdown, how long to wait for durable results still being committed. */
+/** At shutdown, how long to wait for results still being committed (durable) or retried (a full disk). */
 const COMMIT_WAIT_AT_STOP_MS = 10_000;
+
+/** The directories the server watches for new entries. */
+type WatchedDir = 'requested' | 'aborting';
+const WATCHED_DIRS: readonly WatchedDir[] = ['requested', 'aborting'];
 
 export interface ProcessRequestsOptions {
   /** Stops the server: no new starts, running tasks get `shutdownGraceMs`, the lock is released. */
@@ -181,10 +192,29 @@ export class WorkQueueServer {
   /** Running ids whose run timeout expired, to terminate at the next tick. */
   #expired = new Set<string>();
   #nextHousekeeping = 0;
+  /** Faults of steps retried later (tick, rescan, lock check …), each logged once per episode. */
+  readonly #faults: FaultLog;
+  /** Ids whose result is with the writer but not published yet (a full disk …): not taken in again meanwhile. */
+  readonly #answering = new Set<string>();
+  /** Aborts that arrived while their request's result was being written; carried out once it is published. */
+  readonly #abortsAfterPublish = new Set<string>();
+  /** Planted non-empty directories the server cannot remove, as `dir/id`: answered once, then left alone. */
+  readonly #ignored = new Set<string>();
+  /** The spool and its directories as the server found them at start (updated when one is recreated). */
+  #layout!: LayoutObservation;
+  /** Why the server must stop (the spool is gone, replaced, or leads out of itself; the lock is lost): no tick touches the spool once set. */
+  #fatal: Error | undefined;
+  #onFatal: (err: Error) => void = () => {};
+  readonly #watchers = new Map<WatchedDir, FSWatcher>();
+  /** State directories found missing, with how many periodic checks in a row found them so. */
+  readonly #missing = new Map<SpoolDir, number>();
+  /** Watched directories without a working watcher (it failed, or the directory was recreated): retried at each periodic rescan. */
+  readonly #unwatched = new Set<WatchedDir>();
 
   constructor(options: WorkQueueServerOptions) {
     this.#o = resolveServerOptions(options);
     this.#log = this.#o.logger;
+    this.#faults = new FaultLog(this.#log);
   }
 
   /** Requests queued and running, for status and tests. */
@@ -202,10 +232,26 @@ export class WorkQueueServer {
    */
   async processRequests(manager: TaskManager, options: ProcessRequestsOptions = {}): Promise<void> {
     const { signal } = options;
-    this.#paths = openSpool(this.#o.spool);
+    this.#paths = openSpool(this.#o.spool); // refuses state directories that are symlinks
+    this.#layout = observeLayout(this.#paths);
     this.#manager = manager;
     const lock = acquireLock(this.#paths, { maxTasks: manager.maxTasks });
-    this.#writer = new ResultWriter(this.#paths, this.#o.durable, this.#log, () => this.#unclaimedResults++);
+    this.#writer = new ResultWriter(
+      this.#paths,
+      this.#o.durable,
+      this.#log,
+      (id, published) => {
+        if (published) this.#unclaimedResults++;
+        this.#answering.delete(id);
+        if (this.#abortsAfterPublish.delete(id)) {
+          // The abort won: the result was never published. Like an abort of a complete request, it is not counted again.
+          this.#removeLogs(id);
+          this.#removeIn('aborting', id);
+          this.#log.debug('abort removed a result before it was published', { id });
+        }
+      },
+      (id, from) => this.#leaveInPlace(from, id),
+    );
     const stops: Array<() => void> = [];
     try {
       const snapshot = () => ({
@@ -221,7 +267,10 @@ export class WorkQueueServer {
       this.#recover();
       manager.setWakeHandler(() => this.#schedule());
       manager.setEventHandler?.((event) => this.#onManagerEvent(event));
-      if (this.#o.watch) stops.push(...this.#startWatchers());
+      if (this.#o.watch) {
+        for (const dir of WATCHED_DIRS) this.#watch(dir);
+        stops.push(() => this.#closeWatchers());
+      }
       await this.#runUntilStopped(lock, stops, signal);
     } finally {
       for (const stop of stops) stop();
@@ -243,20 +292,26 @@ export class WorkQueueServer {
     const done = new Promise<void>((resolve, reject) => {
       finish = (err?: unknown) => (err === undefined ? resolve() : reject(err));
     });
-    const rescan = setInterval(() => {
-      if (!lock.stillHeld()) {
-        finish(new Error(`lost the lock of spool ${this.#paths.root}: another process replaced it; stopping`));
-        return;
-      }
-      this.#safely('rescan', () => this.#rescan(true));
-      if (this.#o.now() >= this.#nextHousekeeping) {
-        this.#nextHousekeeping = this.#o.now() + this.#o.housekeepingIntervalMs;
-        this.#housekeep();
-      }
-    }, this.#o.rescanIntervalMs);
+    let stopping = false;
+    // The spool is gone or unsafe, or the lock lost: stop as at a signal (tasks are terminated and run
+    // again at the next start), then reject, so a supervisor restarts the server on whatever is there.
+    this.#onFatal = (err) => {
+      if (stopping) return;
+      stopping = true;
+      this.#log.error(`stopping: ${err.message}`);
+      void this.#drain().then(
+        () => finish(err),
+        () => finish(err),
+      );
+    };
+    const rescan = setInterval(() => this.#periodic(lock), this.#o.rescanIntervalMs);
     stops.push(() => clearInterval(rescan));
     this.#tick();
-    const onAbort = (): void => void this.#drain().then(() => finish(), finish);
+    const onAbort = (): void => {
+      if (stopping) return;
+      stopping = true;
+      void this.#drain().then(() => finish(), finish);
+    };
     if (signal?.aborted) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -267,11 +322,55 @@ export class WorkQueueServer {
   }
 
 
+  /** The periodic safety net: checks the spool and the lock, re-arms lost watchers, rescans, housekeeps. */
+  #periodic(lock: HeldLock): void {
+    let intact = this.#guardLayout(true);
+    if (this.#fatal !== undefined) return;
+    if (!this.#lockStillHeld(lock)) return;
+    // Only with the lock still in place: a spool being removed (rm -rf) loses it, or itself, within the interval.
+    if (!intact && this.#recreateMissing()) intact = this.#guardLayout();
+    if (intact) {
+      this.#rewatch();
+      this.#rescan(true);
+      if (this.#housekeepingDue()) this.#housekeep();
+    }
+    this.#schedule(); // a tick even when the rescan failed: what an earlier tick could not do is retried
+  }
+
+  /** Whether the lock still names this server; stops the server if not. A lock that cannot be read now (EACCES, EMFILE) is not lost. */
+  #lockStillHeld(lock: HeldLock): boolean {
+    try {
+      const held = lock.stillHeld();
+      this.#faults.succeeded('lock check');
+      if (held) return true;
+    } catch (err) {
+      this.#faults.failed('lock check', err);
+      return true;
+    }
+    this.#stopFatally(new Error(`lost the lock of spool ${this.#paths.root}: another process replaced it; stopping`));
+    return false;
+  }
+
+  /** Whether housekeeping is due; a wall clock stepped back does not postpone it by the step. */
+  #housekeepingDue(): boolean {
+    const now = this.#o.now();
+    if (now < this.#nextHousekeeping && this.#nextHousekeeping - now <= this.#o.housekeepingIntervalMs) return false;
+    this.#nextHousekeeping = now + this.#o.housekeepingIntervalMs;
+    return true;
+  }
+
+  #stopFatally(err: Error): void {
+    if (this.#fatal !== undefined) return;
+    this.#fatal = err;
+    this.#onFatal(err);
+  }
+
   /** Stops starting work, lets tasks finish within the grace period, then terminates the rest. */
   async #drain(): Promise<void> {
     this.#draining = true;
     this.#log.info('stopping: no new tasks will start', { running: this.#running.size, pending: this.#queue.size });
-    const deadline = this.#o.now() + this.#o.shutdownGraceMs;
+    // A spool that is gone or unsafe gets no grace: nothing of it may be touched any more.
+    const deadline = this.#o.now() + (this.#fatal === undefined ? this.#o.shutdownGraceMs : 0);
     while (this.#running.size > 0 && this.#o.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - this.#o.now()))));
       this.#tick();
@@ -283,7 +382,7 @@ export class WorkQueueServer {
       this.#forgetRunning(id);
       this.#metrics.killed('shutdown');
       this.#metrics.forget(id);
-      removeLogs(this.#paths, id); // the next run writes its own
+      if (this.#fatal === undefined) this.#removeLogs(id); // the next run writes its own
       this.#log.info('terminated at shutdown; will run again at next start', { id });
     }
     await this.#manager.close();
@@ -294,17 +393,92 @@ export class WorkQueueServer {
       new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), COMMIT_WAIT_AT_STOP_MS))),
     ]);
     clearTimeout(timer);
-    if (!committed) this.#log.warn('stopped before every durable result was committed; those requests run again at the next start');
+    if (!committed) this.#log.warn('stopped before every result was written; those requests run again at the next start');
     this.#writer.close();
     this.#log.info('server stopped', { pending: this.#queue.size });
   }
 
-  /** Runs a step outside a tick (timers, watcher callbacks): a fault is logged and retried later, never thrown into the event loop. */
+  /** Runs a step outside a tick (timers, watcher callbacks): a fault is logged once and retried later, never thrown into the event loop. */
   #safely(step: string, run: () => void): void {
     try {
       run();
+      this.#faults.succeeded(step);
     } catch (err) {
-      this.#log.error(`${step} failed; will retry`, { error: serializeError(err).message });
+      this.#faults.failed(step, err);
+    }
+  }
+
+  /**
+   * Checks, before anything touches the spool, that it is the spool the server
+   * started on and that its directories are real ones: stops the server if not
+   * (see checkLayout). False when nothing may touch the spool now: stopping, the
+   * check itself failed, or a directory is missing (see #recreateMissing).
+   * @param periodic counts this check towards recreating a missing directory
+   */
+  #guardLayout(periodic = false): boolean {
+    if (this.#fatal !== undefined) return false;
+    let verdict: ReturnType<typeof checkLayout<SpoolDir>>;
+    try {
+      verdict = checkLayout(this.#layout, observeLayout(this.#paths));
+      this.#faults.succeeded('spool check');
+    } catch (err) {
+      this.#faults.failed('spool check', err); // cannot tell (EACCES on the spool): touch nothing until we can
+      return false;
+    }
+    if (verdict.kind === 'stop') {
+      this.#stopFatally(new SpoolError(`spool ${this.#paths.root}: ${verdict.reason}; stopping`));
+      return false;
+    }
+    for (const dir of verdict.replaced) {
+      if (this.#missing.delete(dir)) this.#log.info('a missing spool directory is back', { dir });
+      else this.#log.warn('a spool directory was replaced while the server ran; using the new one', { dir });
+      this.#adoptDirectory(dir);
+    }
+    for (const dir of verdict.recreate) {
+      if (!this.#missing.has(dir)) {
+        this.#missing.set(dir, 0);
+        this.#log.error('a spool directory is missing (removed by hand or by a tmp cleaner?); it is made again if it stays missing', { dir });
+      }
+      if (periodic) this.#missing.set(dir, this.#missing.get(dir)! + 1);
+    }
+    return verdict.recreate.length === 0;
+  }
+
+  /**
+   * Recreates, with its mode, each directory found missing at two periodic
+   * checks in a row: a tmp cleaner removed it. (A spool being removed as a whole
+   * loses its lock, or itself, in between, and the server stops instead of
+   * fighting the removal.) True if any was recreated.
+   */
+  #recreateMissing(): boolean {
+    let any = false;
+    for (const [dir, checks] of this.#missing) {
+      if (checks < 2) continue;
+      try {
+        sfs.makeDirectoryWithMode(this.#paths.dirs[dir], this.#layout.dirs[dir].mode ?? 0o777);
+        this.#faults.succeeded(`recreating ${dir}/`);
+      } catch (err) {
+        this.#faults.failed(`recreating ${dir}/`, err, { dir });
+        continue;
+      }
+      this.#missing.delete(dir);
+      this.#log.warn('recreated a missing spool directory', { dir });
+      this.#adoptDirectory(dir);
+      any = true;
+    }
+    return any;
+  }
+
+  /** Takes a recreated or replaced directory as the one to serve: its identity, its watcher, its entries. */
+  #adoptDirectory(dir: SpoolDir): void {
+    this.#safely(`adopting ${dir}/`, () => {
+      this.#layout.dirs[dir] = sfs.identifyEntry(this.#paths.dirs[dir]);
+      if (dir === 'pending') this.#queuePending();
+    });
+    if (dir === 'requested' || dir === 'aborting') {
+      this.#unwatched.add(dir);
+      this.#rewatch();
+      this.#rescan(false, this.#o.watch); // what it holds now, the old watcher never reported
     }
   }
 
@@ -317,25 +491,38 @@ export class WorkQueueServer {
     });
   }
 
-  /** One pass of the loop. Synchronous: nothing else runs until it returns. */
+  /**
+   * One pass of the loop. Synchronous: nothing else runs until it returns.
+   * A step that fails (EACCES, EMFILE, ENOSPC …) does not stop the steps after
+   * it, except that nothing starts while aborts could not be carried out (an
+   * abort must win); the next event or rescan retries.
+   */
   #tick(): void {
     this.#ticks++;
-    try {
-      this.#manager.startTick();
-      const counts: TickCounts = { added: 0, started: 0, aborted: 0, completed: 0 };
-      counts.completed = this.#reapCompleted();
-      counts.aborted += this.#expireRunTimeouts();
-      counts.added = this.#admitNew();
-      counts.aborted += this.#processAborts();
-      if (!this.#draining) counts.started = this.#startPending();
-      this.#parkWaiting();
-      this.#logTick(counts);
-      this.#metrics.tick();
-    } catch (err) {
-      // An unexpected fault (EACCES, ENOSPC …): log it; the next event or rescan retries.
-      this.#metrics.tick(err);
-      this.#log.error('tick failed; will retry at the next event or rescan', { error: serializeError(err).message });
-    }
+    let failure: unknown;
+    const step = (run: () => number): number => {
+      try {
+        return run();
+      } catch (err) {
+        failure ??= err;
+        return 0;
+      }
+    };
+    step(() => (this.#manager.startTick(), 0));
+    if (!this.#guardLayout()) return;
+    const counts: TickCounts = { added: 0, started: 0, aborted: 0, completed: 0 };
+    counts.completed = step(() => this.#reapCompleted());
+    counts.aborted += step(() => this.#expireRunTimeouts());
+    counts.added = step(() => this.#admitNew());
+    const before = failure;
+    counts.aborted += step(() => this.#processAborts());
+    const abortsFailed = failure !== before;
+    if (!this.#draining && !abortsFailed) counts.started = step(() => this.#startPending());
+    step(() => (this.#parkWaiting(), 0));
+    this.#logTick(counts);
+    this.#metrics.tick(failure);
+    if (failure === undefined) this.#faults.succeeded('tick');
+    else this.#faults.failed('tick', failure);
   }
 
   /** Terminates tasks past their run timeout and answers them with a `timed_out` result. */
@@ -374,13 +561,34 @@ export class WorkQueueServer {
     return info;
   }
 
+  /**
+   * Removes a request's output logs; a failure (EACCES on logs/) is logged once
+   * and left to housekeeping, which removes orphaned logs after an hour.
+   */
+  #removeLogs(id: string): void {
+    try {
+      removeLogs(this.#paths, id);
+      this.#faults.succeeded('removing logs');
+    } catch (err) {
+      this.#faults.failed('removing logs', err, { id });
+    }
+  }
+
+  /** A planted non-empty directory under an id: left for the operator, never handled again by this server; logged once. */
+  #leaveInPlace(dir: string, id: string): void {
+    if (this.#ignored.has(`${dir}/${id}`)) return;
+    this.#ignored.add(`${dir}/${id}`);
+    this.#log.warn('left a non-empty directory in place for the operator; it is ignored from now on', { dir, id });
+  }
+
   #logTick(c: TickCounts): void {
     const now = this.#o.now();
     const busy = c.added + c.started + c.aborted + c.completed > 0;
     if (busy) {
       this.#log.info('tick', { new: c.added, started: c.started, aborted: c.aborted, completed: c.completed, pending: this.#queue.size, running: this.#running.size });
     }
-    if (now >= this.#nextHeartbeat) {
+    // A wall clock stepped back does not postpone the heartbeat by the step.
+    if (now >= this.#nextHeartbeat || this.#nextHeartbeat - now > this.#o.heartbeatIntervalMs) {
       this.#nextHeartbeat = now + this.#o.heartbeatIntervalMs;
       this.#log.info('heartbeat', { ticks: this.#ticks, pending: this.#queue.size, running: this.#running.size });
     }
@@ -403,30 +611,51 @@ export class WorkQueueServer {
     return n;
   }
 
-  /** Moves newly requested ids to pending/ and into the queue. */
+  /**
+   * Takes newly requested ids into the queue (they move to pending/ at the end
+   * of the tick, or straight to running/). An entry that is not a regular file
+   * is answered at once with a `rejected` result, never opened. A fault part-way
+   * leaves the names not yet looked at for the next tick.
+   */
   #admitNew(): number {
     if (this.#seenRequested.size === 0) return 0;
     const names = [...this.#seenRequested].sort();
     this.#seenRequested = new Set();
     let n = 0;
-    for (const id of names) {
-      if (this.#movedOut.has(id)) continue; // the event of our own move out of requested/
-      if (!this.#checkName('requested', id)) continue;
-      if (this.#queue.has(id) || this.#running.has(id)) continue;
-      if (this.#tombstones.has(id)) {
-        // The abort came first and wins: the request never starts.
-        if (sfs.removeEntry(entryPath(this.#paths, 'requested', id))) this.#finishAbort(id, 'requested');
-        continue;
-      }
-      if (!sfs.entryExists(entryPath(this.#paths, 'requested', id))) continue; // gone (its client aborted it by hand)
-      this.#unparked.add(id);
-      this.#queue.insert(id);
-      this.#queuedAt.set(id, this.#o.now());
-      this.#metrics.received(id);
-      this.#log.debug('admitted', { id });
-      n++;
+    let i = 0;
+    try {
+      for (; i < names.length; i++) if (this.#admitOne(names[i]!)) n++;
+    } catch (err) {
+      for (const name of names.slice(i)) this.#seenRequested.add(name);
+      throw err;
     }
     return n;
+  }
+
+  /** Admits one name seen in requested/; true when it joined the queue. */
+  #admitOne(id: string): boolean {
+    if (this.#movedOut.has(id)) return false; // the event of our own move out of requested/
+    if (!this.#checkName('requested', id)) return false;
+    if (this.#queue.has(id) || this.#running.has(id) || this.#answering.has(id) || this.#ignored.has(`requested/${id}`)) return false;
+    const path = entryPath(this.#paths, 'requested', id);
+    if (this.#tombstones.has(id)) {
+      // The abort came first and wins: the request never starts.
+      if (this.#removeIn('requested', id) !== 'absent') this.#finishAbort(id, 'requested');
+      return false;
+    }
+    const stat = sfs.entryStat(path);
+    if (stat === undefined) return false; // gone (its client aborted it by hand)
+    if (!stat.isFile()) {
+      this.#movedOut.add(id);
+      this.#rejectRequest(id, 'requested', new ProtocolError(`requested/${id} is ${sfs.describeEntry(stat)}; requests must be regular files`), undefined);
+      return false;
+    }
+    this.#unparked.add(id);
+    this.#queue.insert(id);
+    this.#queuedAt.set(id, this.#o.now());
+    this.#metrics.received(id);
+    this.#log.debug('admitted', { id });
+    return true;
   }
 
   /** Carries out abort requests: drop, terminate, remove the result, or keep a tombstone. */
@@ -435,127 +664,165 @@ export class WorkQueueServer {
     const names = [...this.#seenAborts].sort();
     this.#seenAborts = new Set();
     let n = 0;
-    for (const id of names) {
-      if (!this.#checkName('aborting', id)) continue;
-      const abortFile = entryPath(this.#paths, 'aborting', id);
-      if (!sfs.entryExists(abortFile)) {
-        this.#tombstones.delete(id);
-        continue;
-      }
-      const action = planAbort(this.#locate(id));
-      switch (action.kind) {
-        case 'drop':
-          this.#queue.remove(id);
-          this.#unparked.delete(id);
-          sfs.removeEntry(entryPath(this.#paths, action.state, id));
-          break;
-        case 'terminate':
-          this.#manager.terminateTask(id);
-          this.#forgetRunning(id);
-          removeLogs(this.#paths, id);
-          this.#metrics.killed('abort');
-          sfs.removeEntry(entryPath(this.#paths, 'running', id));
-          break;
-        case 'remove-result':
-          if (sfs.removeEntry(entryPath(this.#paths, 'complete', id))) this.#unclaimedResults--;
-          removeLogs(this.#paths, id);
-          this.#log.debug('abort removed an unclaimed result', { id });
-          sfs.removeEntry(abortFile);
-          continue; // the request already finished; it is not counted again
-        case 'keep-tombstone': {
-          const first = this.#tombstones.get(id) ?? this.#o.now();
-          this.#tombstones.set(id, first);
-          if (tombstoneExpired(first, this.#o.now(), this.#o.abortTombstoneMs)) {
-            sfs.removeEntry(abortFile);
-            this.#tombstones.delete(id);
-            this.#log.info('dropped abort for unknown id', { id });
-          }
-          continue;
-        }
-      }
-      this.#finishAbort(id, action.kind === 'terminate' ? 'running' : action.state);
-      n++;
+    let i = 0;
+    try {
+      for (; i < names.length; i++) if (this.#processAbort(names[i]!)) n++;
+    } catch (err) {
+      for (const name of names.slice(i)) this.#seenAborts.add(name); // retried at the next tick
+      throw err;
     }
     return n;
+  }
+
+  /**
+   * Carries out one abort; true when it removed a request. The request's entry
+   * is removed before the server's books change, so a removal that fails
+   * (EACCES) leaves everything as it was, to retry.
+   */
+  #processAbort(id: string): boolean {
+    if (!this.#checkName('aborting', id) || this.#ignored.has(`aborting/${id}`)) return false;
+    if (!sfs.entryExists(entryPath(this.#paths, 'aborting', id))) {
+      this.#tombstones.delete(id);
+      return false;
+    }
+    if (this.#writer.holds(id)) {
+      // Its result is being written: it will not be published.
+      this.#writer.cancel(id);
+      this.#abortsAfterPublish.add(id);
+      return false;
+    }
+    const action = planAbort(this.#locate(id));
+    switch (action.kind) {
+      case 'drop':
+        this.#removeIn(action.state, id);
+        this.#queue.remove(id);
+        this.#unparked.delete(id);
+        break;
+      case 'terminate':
+        this.#removeIn('running', id);
+        this.#manager.terminateTask(id);
+        this.#forgetRunning(id);
+        this.#metrics.killed('abort');
+        this.#removeLogs(id);
+        break;
+      case 'remove-result':
+        if (this.#removeIn('complete', id) === 'removed') this.#unclaimedResults--;
+        this.#removeLogs(id);
+        this.#log.debug('abort removed an unclaimed result', { id });
+        this.#removeIn('aborting', id);
+        return false; // the request already finished; it is not counted again
+      case 'keep-tombstone': {
+        const first = this.#tombstones.get(id) ?? this.#o.now();
+        this.#tombstones.set(id, first);
+        if (tombstoneExpired(first, this.#o.now(), this.#o.abortTombstoneMs)) {
+          this.#removeIn('aborting', id);
+          this.#tombstones.delete(id);
+          this.#log.info('dropped abort for unknown id', { id });
+        }
+        return false;
+      }
+    }
+    this.#finishAbort(id, action.kind === 'terminate' ? 'running' : action.state);
+    return true;
   }
 
   #finishAbort(id: string, state: string): void {
     const abortFile = entryPath(this.#paths, 'aborting', id);
     const reason = readAbortReason(abortFile);
     const uid = sfs.entryStat(abortFile)?.uid;
-    sfs.removeEntry(abortFile);
     this.#tombstones.delete(id);
     this.#queuedAt.delete(id);
     this.#metrics.aborted(id, reason === 'timeout' || reason === 'run-timeout' ? 'timed_out' : 'aborted');
     this.#log.debug('aborted', { id, state, reason, uid });
+    this.#removeIn('aborting', id);
   }
 
-  /** Starts pending requests in FIFO order while the manager has room. */
+  /** Starts pending requests in FIFO order while the manager has room and results can be written. */
   #startPending(): number {
     let n = 0;
-    while (this.#queue.size > 0 && this.#manager.hasCapacity()) {
+    while (this.#queue.size > 0 && this.#manager.hasCapacity() && !this.#writer.blocked) {
       const id = this.#queue.shift()!;
       const queuedAt = this.#queuedAt.get(id);
       this.#queuedAt.delete(id);
       const from = this.#unparked.delete(id) ? 'requested' : 'pending';
-      if (from === 'requested') this.#movedOut.add(id);
-      const pendingFile = entryPath(this.#paths, from, id);
-      let body: unknown;
-      let runTimeoutMs: number | undefined;
       try {
-        const bytes = sfs.readEntry(pendingFile, MAX_REQUEST_BYTES);
-        if (bytes === undefined) {
-          this.#log.warn('pending request vanished before it started', { id });
-          this.#metrics.forget(id);
-          continue;
-        }
-        const envelope = decodeRequest(bytes);
-        body = envelope.body;
-        runTimeoutMs = envelope.runTimeoutMs;
+        if (this.#startOne(id, from, queuedAt)) n++;
       } catch (err) {
-        if (!(err instanceof ProtocolError)) throw err;
-        this.#rejectRequest(id, from, err, queuedAt);
-        continue;
+        // A fault (EMFILE, EACCES …), not a broken request: back in line, where it was, for the next tick.
+        this.#queue.insert(id);
+        if (queuedAt !== undefined) this.#queuedAt.set(id, queuedAt);
+        if (from === 'requested') this.#unparked.add(id);
+        throw err;
       }
-      if (!sfs.moveEntry(pendingFile, entryPath(this.#paths, 'running', id))) {
-        this.#metrics.forget(id);
-        continue;
-      }
-      const startedAt = this.#o.now();
-      this.#metrics.started(id);
-      const info: RunningInfo = { startedAt, queuedAt };
-      if (runTimeoutMs !== undefined) {
-        info.runTimeoutMs = runTimeoutMs;
-        info.deadline = setTimeout(() => {
-          this.#expired.add(id);
-          this.#schedule();
-        }, runTimeoutMs);
-      }
-      this.#running.set(id, info);
-      this.#log.debug('started', { id });
-      try {
-        this.#manager.startTask(id, body);
-      } catch (err) {
-        this.#forgetRunning(id);
-        this.#publishResult(id, 'running', outcomeToResult(id, { ok: false, error: serializeError(err) }, { startedAt, queuedAt }, this.#o.now()));
-        this.#metrics.finished(id, 'error');
-      }
-      n++;
     }
     return n;
   }
 
-  /** Moves requests admitted this tick that could not start to pending/: queued, waiting for capacity. */
+  /**
+   * Reads a queued request, moves it to running/ and starts it; true when it
+   * started. A broken request gets a `rejected` result; a fault is thrown
+   * before anything changed.
+   */
+  #startOne(id: string, from: 'requested' | 'pending', queuedAt: number | undefined): boolean {
+    if (from === 'requested') this.#movedOut.add(id);
+    const file = entryPath(this.#paths, from, id);
+    let envelope: RequestEnvelope;
+    try {
+      const bytes = sfs.readEntry(file, MAX_REQUEST_BYTES);
+      if (bytes === undefined) {
+        this.#log.warn('pending request vanished before it started', { id });
+        this.#metrics.forget(id);
+        return false;
+      }
+      envelope = decodeRequest(bytes);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.#rejectRequest(id, from, err, queuedAt);
+      return false;
+    }
+    if (!sfs.moveEntry(file, entryPath(this.#paths, 'running', id))) {
+      this.#metrics.forget(id);
+      return false;
+    }
+    const startedAt = this.#o.now();
+    this.#metrics.started(id);
+    const info: RunningInfo = { startedAt, queuedAt };
+    const { runTimeoutMs } = envelope;
+    if (runTimeoutMs !== undefined) {
+      info.runTimeoutMs = runTimeoutMs;
+      info.deadline = setTimeout(() => {
+        this.#expired.add(id);
+        this.#schedule();
+      }, runTimeoutMs);
+    }
+    this.#running.set(id, info);
+    this.#log.debug('started', { id });
+    try {
+      this.#manager.startTask(id, envelope.body);
+    } catch (err) {
+      this.#forgetRunning(id);
+      this.#publishResult(id, 'running', outcomeToResult(id, { ok: false, error: serializeError(err) }, { startedAt, queuedAt }, this.#o.now()));
+      this.#metrics.finished(id, 'error');
+    }
+    return true;
+  }
+
+  /**
+   * Moves requests admitted this tick that could not start to pending/: queued,
+   * waiting for capacity. One that cannot be moved (a fault) stays admitted, in
+   * requested/, and is moved at the next tick.
+   */
   #parkWaiting(): void {
-    for (const id of this.#unparked) {
+    for (const id of [...this.#unparked]) {
       this.#movedOut.add(id);
-      if (!sfs.moveEntry(entryPath(this.#paths, 'requested', id), entryPath(this.#paths, 'pending', id))) {
+      const moved = sfs.moveEntry(entryPath(this.#paths, 'requested', id), entryPath(this.#paths, 'pending', id));
+      this.#unparked.delete(id);
+      if (!moved) {
         this.#queue.remove(id); // removed meanwhile by hand: nothing to run
         this.#queuedAt.delete(id);
         this.#metrics.forget(id);
       }
     }
-    this.#unparked.clear();
   }
 
   // ---- helpers ------------------------------------------------------------
@@ -567,6 +834,13 @@ export class WorkQueueServer {
     if (sfs.entryExists(entryPath(this.#paths, 'requested', id))) return 'requested';
     if (sfs.entryExists(entryPath(this.#paths, 'complete', id))) return 'complete';
     return 'unknown';
+  }
+
+  /** Removes `dir/id` whatever it is, without following it; a non-empty directory is left in place (logged once). */
+  #removeIn(dir: SpoolDir, id: string): sfs.Removal {
+    const removal = sfs.removeAnyEntry(entryPath(this.#paths, dir, id));
+    if (removal === 'kept') this.#leaveInPlace(dir, id);
+    return removal;
   }
 
   /** Answers a request that cannot be read or decoded with an error result, and logs it once. */
@@ -584,7 +858,7 @@ export class WorkQueueServer {
     this.#metrics.finished(id, 'rejected');
   }
 
-  /** Encodes a result and hands it to the writer (published now, or at the next group commit). */
+  /** Encodes a result and hands it to the writer (published now, at the next group commit, or at a retry). */
   #publishResult(id: string, from: LastState, result: Omit<ResultEnvelope, 'v' | 'type'>): void {
     let bytes: Buffer;
     try {
@@ -592,6 +866,7 @@ export class WorkQueueServer {
     } catch (err) {
       bytes = encodeResult({ ...withoutValue(result), ok: false, status: 'error', error: serializeError(new ProtocolError(`the task's result cannot be stored: ${(err as Error).message}`)) });
     }
+    this.#answering.add(id);
     this.#writer.write(id, from, bytes);
   }
 
@@ -605,9 +880,18 @@ export class WorkQueueServer {
     return false;
   }
 
+  /** Forgets warned names no longer in `dir`, so the set stays as small as the junk that is there. */
+  #forgetWarnedNames(dir: WatchedDir, present: readonly string[]): void {
+    const here = new Set(present);
+    for (const key of this.#warnedNames) {
+      if (key.startsWith(`${dir}/`) && !here.has(key.slice(dir.length + 1))) this.#warnedNames.delete(key);
+    }
+  }
+
   /** Removes unclaimed results past their TTL, stale temp files and orphaned logs; logs the counts. */
   #housekeep(): void {
     try {
+      // Directories are never removed (never descended into); other entries are unlinked, never followed.
       const aged = (dir: 'complete' | 'tmp' | 'logs'): AgedEntry[] =>
         sfs.listEntries(this.#paths.dirs[dir]).flatMap((name) => {
           const stat = sfs.entryStat(join(this.#paths.dirs[dir], name));
@@ -618,17 +902,18 @@ export class WorkQueueServer {
       for (const name of sfs.listEntries(this.#paths.dirs.requested)) live.add(name);
       const plan = planHousekeeping(this.#o.now(), this.#o, complete, aged('tmp'), aged('logs'), live);
       for (const id of plan.expiredResults) {
-        sfs.removeEntry(entryPath(this.#paths, 'complete', id));
-        removeLogs(this.#paths, id);
+        sfs.removeAnyEntry(entryPath(this.#paths, 'complete', id));
+        this.#removeLogs(id);
       }
-      for (const name of plan.staleTemps) sfs.removeEntry(join(this.#paths.dirs.tmp, name));
-      for (const name of plan.orphanLogs) sfs.removeEntry(join(this.#paths.dirs.logs, name));
+      for (const name of plan.staleTemps) sfs.removeAnyEntry(join(this.#paths.dirs.tmp, name));
+      for (const name of plan.orphanLogs) sfs.removeAnyEntry(join(this.#paths.dirs.logs, name));
       const removed = plan.expiredResults.length + plan.staleTemps.length + plan.orphanLogs.length;
       if (removed > 0) {
         this.#log.info('housekeeping', { expiredResults: plan.expiredResults.length, staleTemps: plan.staleTemps.length, orphanLogs: plan.orphanLogs.length });
       }
+      this.#faults.succeeded('housekeeping');
     } catch (err) {
-      this.#log.error('housekeeping failed; will retry', { error: serializeError(err).message });
+      this.#faults.failed('housekeeping', err);
     }
   }
 
@@ -636,14 +921,17 @@ export class WorkQueueServer {
 
   /** Rebuilds the queue from the spool: nothing a previous server left is lost. */
   #recover(): void {
-    const runningIds = sfs.listEntries(this.#paths.dirs.running).filter((n) => this.#checkName('running', n));
+    const inRunning = sfs.listEntries(this.#paths.dirs.running);
+    const finished = new Set(inRunning.filter((n) => n.endsWith(STAGED_SUFFIX)).map((n) => n.slice(0, -STAGED_SUFFIX.length)).filter(isRequestId));
+    for (const id of finished) this.#publishStaged(id);
+    const runningIds = inRunning.filter((n) => !n.endsWith(STAGED_SUFFIX) && !this.#publishedAtStart.has(n) && this.#checkName('running', n));
     const completeIds = new Set(sfs.listEntries(this.#paths.dirs.complete).filter(isRequestId));
     this.#unclaimedResults = completeIds.size;
     for (const step of planRecovery(runningIds, completeIds, this.#o.interrupted)) {
       const runningFile = entryPath(this.#paths, 'running', step.id);
-      if (step.kind === 'drop-leftover') sfs.removeEntry(runningFile);
+      if (step.kind === 'drop-leftover') this.#removeIn('running', step.id);
       else if (step.kind === 'requeue') {
-        removeLogs(this.#paths, step.id); // the interrupted run's output; the re-run writes its own
+        this.#removeLogs(step.id); // the interrupted run's output; the re-run writes its own
         sfs.moveEntry(runningFile, entryPath(this.#paths, 'pending', step.id));
       }
       else {
@@ -652,15 +940,52 @@ export class WorkQueueServer {
         this.#metrics.finished(step.id, 'restarted');
       }
     }
+    this.#queuePending();
+    this.#rescan();
+    this.#log.info('recovered spool', { pending: this.#queue.size, interrupted: runningIds.length, policy: this.#o.interrupted });
+  }
+
+  /** Ids whose staged result a starting server published: their request is finished. */
+  readonly #publishedAtStart = new Set<string>();
+
+  /**
+   * A result the previous server wrote but did not publish (it stopped between
+   * the steps of ResultWriter): publish it and drop its request, which is
+   * finished. A torn or foreign one is discarded, and its request runs again.
+   */
+  #publishStaged(id: string): void {
+    const staged = stagedResultPath(this.#paths, id);
+    let valid = false;
+    try {
+      const bytes = sfs.readEntry(staged, MAX_RESULT_BYTES);
+      valid = bytes !== undefined && decodeResult(bytes).id === id;
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+    }
+    if (!valid) {
+      sfs.removeAnyEntry(staged);
+      this.#log.warn('discarded a torn result the previous server left; the request runs again', { id });
+      return;
+    }
+    for (const dir of ['requested', 'pending', 'running'] as const) this.#removeIn(dir, id);
+    const dest = entryPath(this.#paths, 'complete', id);
+    if (sfs.entryExists(dest) && sfs.removeAnyEntry(dest) === 'kept') return;
+    sfs.moveEntry(staged, dest);
+    this.#publishedAtStart.add(id);
+    this.#unclaimedResults++;
+    this.#log.info('published a result the previous server had written but not published', { id });
+  }
+
+  /** Queues every id in pending/ the server does not know yet (at start, or when pending/ was replaced). */
+  #queuePending(): void {
     const now = this.#o.now();
     for (const id of sfs.listEntries(this.#paths.dirs.pending)) {
       if (!this.#checkName('pending', id)) continue;
+      if (this.#queue.has(id) || this.#running.has(id) || this.#answering.has(id) || this.#ignored.has(`pending/${id}`)) continue;
       this.#queue.insert(id);
       this.#queuedAt.set(id, now);
       this.#metrics.queued(id);
     }
-    this.#rescan();
-    this.#log.info('recovered spool', { pending: this.#queue.size, interrupted: runningIds.length, policy: this.#o.interrupted });
   }
 
   /**
@@ -668,22 +993,38 @@ export class WorkQueueServer {
    * missed. A periodic rescan also judges the watcher: an entry it finds
    * unreported is only a suspect (its event may still be queued), counted as
    * missed at the next periodic rescan unless the watcher reports it meanwhile.
+   * A directory that cannot be read is logged once and read again next time.
+   * @param judge whether entries not reported yet become suspects
    */
-  #rescan(periodic = false): void {
+  #rescan(periodic = false, judge = periodic && this.#o.watch): void {
     if (periodic) this.#movedOut = new Set(); // bounded: a rescan re-reads requested/ anyway
-    const judge = periodic && this.#o.watch;
-    if (judge) this.#countMissed();
+    if (periodic && this.#o.watch) this.#countMissed();
     const { requested, aborting, complete } = this.#paths.dirs;
-    for (const name of sfs.listEntries(requested)) {
-      if (judge && !this.#seenRequested.has(name) && isRequestId(name) && !this.#queue.has(name)) this.#unreported.add(join(requested, name));
-      this.#seenRequested.add(name);
-    }
-    for (const name of sfs.listEntries(aborting)) {
-      if (judge && !this.#seenAborts.has(name) && isRequestId(name) && !this.#tombstones.has(name)) this.#unreported.add(join(aborting, name));
-      this.#seenAborts.add(name);
-    }
-    this.#unclaimedResults = sfs.listEntries(complete).filter(isRequestId).length;
+    this.#safely('rescan of requested/', () => {
+      const names = sfs.listEntries(requested);
+      for (const name of names) {
+        if (judge && !this.#seenRequested.has(name) && this.#isNewRequest(name)) this.#unreported.add(join(requested, name));
+        this.#seenRequested.add(name);
+      }
+      if (periodic) this.#forgetWarnedNames('requested', names);
+    });
+    this.#safely('rescan of aborting/', () => {
+      const names = sfs.listEntries(aborting);
+      for (const name of names) {
+        if (judge && !this.#seenAborts.has(name) && isRequestId(name) && !this.#tombstones.has(name) && !this.#ignored.has(`aborting/${name}`)) this.#unreported.add(join(aborting, name));
+        this.#seenAborts.add(name);
+      }
+      if (periodic) this.#forgetWarnedNames('aborting', names);
+    });
+    this.#safely('rescan of complete/', () => {
+      this.#unclaimedResults = sfs.listEntries(complete).filter(isRequestId).length;
+    });
     this.#schedule();
+  }
+
+  /** Whether a name in requested/ is a request the server has yet to take in (not one it knows, answers, or ignores). */
+  #isNewRequest(name: string): boolean {
+    return isRequestId(name) && !this.#queue.has(name) && !this.#answering.has(name) && !this.#ignored.has(`requested/${name}`);
   }
 
   /** Counts and logs the suspects of the last periodic rescan that the watcher never reported. */
@@ -698,28 +1039,55 @@ export class WorkQueueServer {
     this.#log.warn('the file watcher missed entries; the rescan found them', { requested, aborting });
   }
 
-  #startWatchers(): Array<() => void> {
-    const watchers: FSWatcher[] = [];
-    const watch = (dir: string, seen: () => Set<string>): void => {
-      watchers.push(
-        sfs.watchDirectory(
-          dir,
-          (name) => {
-            if (name === null) this.#safely('rescan', () => this.#rescan());
-            else {
-              seen().add(name);
-              // A late event clears a suspect; the one for the server's own move out of dir does not.
-              if (this.#unreported.size > 0 && this.#unreported.has(join(dir, name)) && sfs.entryExists(join(dir, name))) this.#unreported.delete(join(dir, name));
-            }
-            this.#schedule();
-          },
-          (err) => this.#log.error('watcher failed; relying on rescans', { dir, error: err.message }),
-        ),
+  /** Watches a directory for new entries. If that fails (EMFILE …), rescans cover it and the watch is retried at each periodic rescan. */
+  #watch(dir: WatchedDir): void {
+    const path = this.#paths.dirs[dir];
+    try {
+      const watcher = sfs.watchDirectory(
+        path,
+        (name) => this.#onWatchEvent(dir, path, name),
+        (err) => {
+          this.#log.error('watcher failed; relying on rescans', { dir: path, error: err.message });
+          this.#unwatched.add(dir);
+        },
       );
-    };
-    watch(this.#paths.dirs.requested, () => this.#seenRequested);
-    watch(this.#paths.dirs.aborting, () => this.#seenAborts);
-    return watchers.map((w) => () => w.close());
+      this.#watchers.set(dir, watcher);
+      this.#unwatched.delete(dir);
+      this.#faults.succeeded(`watching ${dir}/`);
+    } catch (err) {
+      this.#unwatched.add(dir);
+      this.#faults.failed(`watching ${dir}/`, err, { dir });
+    }
+  }
+
+  #onWatchEvent(dir: WatchedDir, path: string, name: string | null): void {
+    if (name === null) this.#rescan();
+    else if (name !== basename(path)) {
+      // (An event named after the directory itself is its own removal: the layout check handles that.)
+      (dir === 'requested' ? this.#seenRequested : this.#seenAborts).add(name);
+      // A late event clears a suspect; the one for the server's own move out of dir does not.
+      if (this.#unreported.size > 0 && this.#unreported.has(join(path, name))) {
+        this.#safely('watching', () => {
+          if (sfs.entryExists(join(path, name))) this.#unreported.delete(join(path, name));
+        });
+      }
+    }
+    this.#schedule();
+  }
+
+  /** Re-arms the watchers that failed or whose directory was recreated. */
+  #rewatch(): void {
+    if (!this.#o.watch) return;
+    for (const dir of [...this.#unwatched]) {
+      this.#watchers.get(dir)?.close();
+      this.#watchers.delete(dir);
+      this.#watch(dir);
+    }
+  }
+
+  #closeWatchers(): void {
+    for (const watcher of this.#watchers.values()) watcher.close();
+    this.#watchers.clear();
   }
 }
 

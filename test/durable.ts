@@ -39,7 +39,7 @@ t.test('durable mode: a result whose fsync fails (disk full) keeps its running/ 
   const errors: string[] = [];
   const logger: Logger = { debug() {}, info() {}, warn() {}, error: (message) => void errors.push(message) };
   const published: string[] = [];
-  const writer = new ResultWriter(paths, true, logger, (id) => published.push(id));
+  const writer = new ResultWriter(paths, true, logger, (id, isPublished) => isPublished && published.push(id));
   const id = '1795366421947895-8d42b22ad816';
   writeFileSync(entryPath(paths, 'running', id), 'request');
   writer.write(id, 'running', encodeResult({ id, ok: true, status: 'normal', value: 'done', finishedAt: Date.now() }));

@@ -14,13 +14,18 @@ export function encodeAbortReason(reason: AbortReason): Buffer {
   return Buffer.from(`${reason}\n`, 'ascii');
 }
 
-/** The reason in an abort file; 'user' when absent, unreadable or unknown. */
+/**
+ * The reason in an abort file; 'user' when absent, unreadable or unknown. The
+ * reason only labels metrics and logs, so no error reading it (not a regular
+ * file, EMFILE, EACCES …) may stop the abort itself.
+ */
 export function readAbortReason(path: string): AbortReason {
   let bytes: Buffer | undefined;
   try {
     bytes = sfs.readEntry(path, MAX_REASON_BYTES);
   } catch (err) {
-    if (err instanceof ProtocolError) return 'user';
+    // Not a regular file (ProtocolError), or a system error (EMFILE, EACCES …): the reason is only a label.
+    if (err instanceof ProtocolError || typeof (err as NodeJS.ErrnoException | undefined)?.code === 'string') return 'user';
     throw err;
   }
   const word = bytes?.toString('ascii').trim();

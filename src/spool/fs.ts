@@ -1,11 +1,14 @@
 /**
  * The only module that touches the file system for spool work (tests mock it to
  * inject faults). Files are published by link(2), which fails with EEXIST rather
- * than replace a name; entries are opened with O_NOFOLLOW|O_NONBLOCK so a symlink
- * or FIFO planted in the spool is refused instead of followed or blocked on.
+ * than replace a name; entries are checked with lstat and opened with
+ * O_NOFOLLOW|O_NONBLOCK, so a symlink, FIFO, socket or device planted in the
+ * spool is refused instead of followed, blocked on or opened; entries of any
+ * type are removed without being followed or descended into.
  * Every helper names the race it tolerates; anything else is thrown.
  */
 import * as fs from 'node:fs';
+import { dirname } from 'node:path';
 import * as fsp from 'node:fs/promises';
 import { isErrno, ProtocolError } from '../errors.js';
 
@@ -79,6 +82,20 @@ export function writeTemp(tmpDir: string, tag: string, bytes: Uint8Array, option
   return path;
 }
 
+/** Writes bytes to a new file at `path` (O_EXCL: fails with EEXIST rather than replace anything). */
+export function writeNew(path: string, bytes: Uint8Array, mode = 0o644): void {
+  const fd = fs.openSync(path, CREATE_FLAGS, mode);
+  try {
+    let offset = 0;
+    while (offset < bytes.length) offset += fs.writeSync(fd, bytes, offset, bytes.length - offset);
+  } catch (err) {
+    fs.closeSync(fd);
+    removeEntry(path);
+    throw err;
+  }
+  fs.closeSync(fd);
+}
+
 /**
  * Gives the complete file at `tempPath` the name `dest`, only if `dest` is free.
  * Returns false when the name is taken (EEXIST: an id collision or a planted
@@ -120,30 +137,62 @@ export function createEmptyExclusive(path: string, mode = 0o644): boolean {
 /**
  * Renames an entry between state directories. Returns false when the source is
  * gone (ENOENT: already moved or removed by its owner). Callers guarantee the
- * destination name is free: only the server creates names there.
+ * destination name is free: only the server creates names there. ENOENT while
+ * the source is still there means the destination directory is missing: that
+ * is a fault, thrown, not a race.
  */
 export function moveEntry(from: string, to: string): boolean {
   try {
     fs.renameSync(from, to);
     return true;
   } catch (err) {
-    if (isErrno(err, 'ENOENT')) return false;
+    if (isErrno(err, 'ENOENT') && !entryExists(from)) return false;
     throw err;
   }
 }
 
+/** Describes an entry that is not a regular file, for error messages: "a FIFO", "a symbolic link" … */
+export function describeEntry(stat: fs.Stats): string {
+  if (stat.isSymbolicLink()) return 'a symbolic link';
+  if (stat.isDirectory()) return 'a directory';
+  if (stat.isFIFO()) return 'a FIFO';
+  if (stat.isSocket()) return 'a socket';
+  if (stat.isBlockDevice() || stat.isCharacterDevice()) return 'a device';
+  return 'not a regular file';
+}
+
+/** Whether the server may look up names in `dir` (EACCES on an entry then means the entry itself is unreadable). */
+function isSearchable(dir: string): boolean {
+  try {
+    fs.accessSync(dir, fs.constants.X_OK);
+    return true;
+  } catch {
+    return false; // EACCES, or anything else that stops us from telling: the directory is the problem
+  }
+}
+
 /**
- * Reads a whole spool entry without following a symlink or blocking on a FIFO.
+ * Reads a whole spool entry without following a symlink, blocking on a FIFO or
+ * opening a device (lstat first; the fstat after opening closes the race).
  * Returns undefined when it does not exist (ENOENT); throws ProtocolError when
- * it is not a regular file or is larger than `maxBytes`.
+ * it is not a regular file, is larger than `maxBytes`, or is itself unreadable
+ * (EACCES in a directory the server can search: the file's own mode).
  */
 export function readEntry(path: string, maxBytes: number): Buffer | undefined {
+  const before = entryStat(path);
+  if (before === undefined) return undefined;
+  if (!before.isFile()) throw new ProtocolError(`${path} is ${describeEntry(before)}; spool entries must be regular files`);
+  if (before.size > maxBytes) throw new ProtocolError(`${path} is ${before.size} bytes; the limit is ${maxBytes}`);
   let fd: number;
   try {
     fd = fs.openSync(path, READ_FLAGS);
   } catch (err) {
     if (isErrno(err, 'ENOENT')) return undefined;
     if (isErrno(err, 'ELOOP')) throw new ProtocolError(`${path} is a symbolic link; spool entries must be regular files`);
+    if (isErrno(err, 'ENXIO')) throw new ProtocolError(`${path} is a socket; spool entries must be regular files`);
+    if ((isErrno(err, 'EACCES') || isErrno(err, 'EPERM')) && isSearchable(dirname(path))) {
+      throw new ProtocolError(`${path} cannot be read by the server: ${(err as Error).message}`, { cause: err });
+    }
     throw err;
   }
   try {
@@ -172,6 +221,79 @@ export function removeEntry(path: string): boolean {
     if (isErrno(err, 'ENOENT')) return false;
     throw err;
   }
+}
+
+/**
+ * What removeAnyEntry did: `removed`; `absent` (it was already gone, ENOENT);
+ * `kept`: a non-empty directory, which is never descended into.
+ */
+export type Removal = 'removed' | 'absent' | 'kept';
+
+/**
+ * Removes an entry of any type without following or opening it: unlink(2)
+ * (a symlink goes, never its target; a FIFO is never opened), or rmdir(2) for
+ * an empty directory. A non-empty directory is left alone (`kept`).
+ */
+export function removeAnyEntry(path: string): Removal {
+  try {
+    fs.unlinkSync(path);
+    return 'removed';
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return 'absent';
+    // unlink(2) of a directory: EISDIR on Linux, EPERM elsewhere.
+    if (!isErrno(err, 'EISDIR') && !isErrno(err, 'EPERM')) throw err;
+    try {
+      fs.rmdirSync(path);
+      return 'removed';
+    } catch (dirErr) {
+      if (isErrno(dirErr, 'ENOENT')) return 'absent';
+      if (isErrno(dirErr, 'ENOTEMPTY') || isErrno(dirErr, 'EEXIST')) return 'kept';
+      throw isErrno(dirErr, 'ENOTDIR') ? err : dirErr; // not a directory: the unlink's EPERM was the real answer
+    }
+  }
+}
+
+/** What is at a path, as far as the spool's layout cares. */
+export interface EntryIdentity {
+  type: 'directory' | 'symlink' | 'other' | 'missing';
+  dev?: number;
+  ino?: number;
+  /** Permission bits, including setgid and sticky (`mode & 0o7777`). */
+  mode?: number;
+}
+
+/**
+ * Identifies the entry at `path`: lstat, or stat (following a symlink) with
+ * `follow` (for the spool directory itself, which may be reached by one).
+ * ENOENT and ENOTDIR (a parent is gone or replaced) read as missing; other errors are thrown.
+ */
+export function identifyEntry(path: string, follow = false): EntryIdentity {
+  let stat: fs.Stats | undefined;
+  try {
+    stat = follow ? fs.statSync(path, { throwIfNoEntry: false }) : fs.lstatSync(path, { throwIfNoEntry: false });
+  } catch (err) {
+    if (isErrno(err, 'ENOTDIR') || isErrno(err, 'ENOENT')) return { type: 'missing' };
+    throw err;
+  }
+  if (stat === undefined) return { type: 'missing' };
+  const type = stat.isDirectory() ? 'directory' : stat.isSymbolicLink() ? 'symlink' : 'other';
+  return { type, dev: stat.dev, ino: stat.ino, mode: stat.mode & 0o7777 };
+}
+
+/**
+ * Creates one directory with exactly `mode` (chmod after mkdir, so neither the
+ * umask nor mkdir's handling of the sticky and setgid bits changes it).
+ * False when it already exists (EEXIST: another process made it first).
+ */
+export function makeDirectoryWithMode(path: string, mode: number): boolean {
+  try {
+    fs.mkdirSync(path, { mode });
+  } catch (err) {
+    if (isErrno(err, 'EEXIST')) return false;
+    throw err;
+  }
+  fs.chmodSync(path, mode);
+  return true;
 }
 
 /** Whether a name exists in a directory, without following symlinks (no exception on ENOENT: this is a hot path). */

@@ -2,11 +2,13 @@
  * The spool's shape: one directory per state plus `tmp/`, a `format` marker and
  * the server lock. Anyone (server or client) may create a missing part; nobody
  * ever deletes the spool. A spool whose format marker names another protocol
- * version is refused, never rewritten.
+ * version, or is not a regular file, is refused, never rewritten; so is one
+ * whose state directories are not real directories (a symlink could lead out
+ * of the spool). The spool directory itself may be reached through a symlink.
  */
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { SpoolError } from '../errors.js';
+import { ProtocolError, SpoolError } from '../errors.js';
 import * as sfs from './fs.js';
 
 /** States a request moves through, in order. */
@@ -22,6 +24,8 @@ export const PROTOCOL_VERSION = 1;
 export const FORMAT_FILE = 'format';
 export const LOCK_FILE = 'server.lock';
 const FORMAT_PREFIX = 'spool-workqueue protocol ';
+/** Longest format file read: ours is 27 bytes; anything much larger is not ours. */
+const MAX_FORMAT_BYTES = 4096;
 
 export interface SpoolPaths {
   readonly root: string;
@@ -80,13 +84,50 @@ export function openSpool(root: string, options: OpenSpoolOptions = {}): SpoolPa
   checkFormat(paths, create);
   for (const dir of SPOOL_DIRS) {
     if (create) sfs.makeDirectory(paths.dirs[dir], dirMode, false);
-    else if (!sfs.isDirectory(paths.dirs[dir])) throw new SpoolError(`spool ${root} is missing its ${dir}/ directory`);
+    const entry = sfs.identifyEntry(paths.dirs[dir]);
+    if (entry.type === 'missing') throw new SpoolError(`spool ${root} is missing its ${dir}/ directory`);
+    const problem = directoryProblem(entry);
+    if (problem !== undefined) throw new SpoolError(`spool ${root}: its ${dir}/ ${problem}`);
   }
   return paths;
 }
 
+/** Why an entry cannot serve as a state directory; undefined when it can (a real directory). */
+export function directoryProblem(entry: sfs.EntryIdentity): string | undefined {
+  switch (entry.type) {
+    case 'directory':
+      return undefined;
+    case 'missing':
+      return 'directory is missing';
+    case 'symlink':
+      return 'is a symbolic link; wq never follows a symlink out of the spool (make it a real directory)';
+    case 'other':
+      return 'is not a directory';
+  }
+}
+
+/** What the spool directory and each state directory are now (see protocol.ts: checkLayout). */
+export interface LayoutObservation {
+  root: sfs.EntryIdentity;
+  dirs: Record<SpoolDir, sfs.EntryIdentity>;
+}
+
+/** Observes the layout: the spool directory (through a symlink, if it is reached by one) and each state directory (never through one). */
+export function observeLayout(paths: SpoolPaths): LayoutObservation {
+  const root = sfs.identifyEntry(paths.root, true);
+  const dirs = Object.fromEntries(SPOOL_DIRS.map((d) => [d, sfs.identifyEntry(paths.dirs[d])])) as Record<SpoolDir, sfs.EntryIdentity>;
+  return { root, dirs };
+}
+
 function checkFormat(paths: SpoolPaths, create: boolean): void {
-  const text = sfs.readSmallTextFile(paths.formatFile);
+  let bytes: Buffer | undefined;
+  try {
+    bytes = sfs.readEntry(paths.formatFile, MAX_FORMAT_BYTES);
+  } catch (err) {
+    if (!(err instanceof ProtocolError)) throw err;
+    throw new SpoolError(`${paths.root} is not a usable wq spool: ${err.message}`, { cause: err });
+  }
+  const text = bytes?.toString('utf8');
   if (text === undefined) {
     if (!create) return;
     // Several processes may race here; each writes the same bytes atomically.

@@ -6,7 +6,7 @@
  * starting servers cannot both replace the same stale lock.
  */
 import { hostname } from 'node:os';
-import { SpoolLockedError, SpoolError, isErrno } from '../errors.js';
+import { ProtocolError, SpoolLockedError, SpoolError, isErrno } from '../errors.js';
 import type { SpoolPaths } from './layout.js';
 import * as sfs from './fs.js';
 
@@ -26,7 +26,11 @@ export interface LockOwner {
 
 export interface HeldLock {
   readonly owner: LockOwner;
-  /** Whether the lock file still names us (another process could only replace it by force). */
+  /**
+   * Whether the lock file still names us (another process could only replace it
+   * by force). Throws when the lock cannot be read now (EACCES, EMFILE …): a
+   * fault to retry, not a lost lock.
+   */
   stillHeld(): boolean;
   release(): void;
 }
@@ -89,20 +93,29 @@ export function acquireLock(paths: SpoolPaths, info: Record<string, unknown> = {
   throw new SpoolError(`could not take the lock of spool ${paths.root}: it kept changing hands`);
 }
 
+/**
+ * A lock that is not a readable JSON file (garbage, a FIFO, a symlink, an empty
+ * directory someone planted) names no owner and is removed like a stale one,
+ * never followed; a non-empty directory there is refused.
+ */
 function removeStaleLock(paths: SpoolPaths, judged: LockOwner | undefined): void {
   const marker = `${paths.lockFile}.steal`;
   if (!sfs.createEmptyExclusive(marker)) {
     const stat = sfs.entryStat(marker);
-    if (stat !== undefined && Date.now() - stat.mtimeMs > STEAL_MARKER_STALE_MS) sfs.removeEntry(marker);
+    if (stat !== undefined && Date.now() - stat.mtimeMs > STEAL_MARKER_STALE_MS) removeOrRefuse(paths, marker);
     return; // someone else is taking over right now; the caller retries
   }
   try {
     // Re-read under the marker: only remove the very lock we judged stale.
     const now = readLockOwner(paths);
-    if (JSON.stringify(now) === JSON.stringify(judged)) sfs.removeEntry(paths.lockFile);
+    if (JSON.stringify(now) === JSON.stringify(judged)) removeOrRefuse(paths, paths.lockFile);
   } finally {
     sfs.removeEntry(marker);
   }
+}
+
+function removeOrRefuse(paths: SpoolPaths, path: string): void {
+  if (sfs.removeAnyEntry(path) === 'kept') throw new SpoolError(`spool ${paths.root}: ${path} is a non-empty directory, not a lock; remove it`);
 }
 
 function heldLock(paths: SpoolPaths, owner: LockOwner, text: string): HeldLock {
@@ -110,7 +123,13 @@ function heldLock(paths: SpoolPaths, owner: LockOwner, text: string): HeldLock {
   return {
     owner,
     stillHeld: () => {
-      const bytes = safeRead(paths.lockFile);
+      let bytes: Buffer | undefined;
+      try {
+        bytes = sfs.readEntry(paths.lockFile, MAX_LOCK_BYTES);
+      } catch (err) {
+        if (err instanceof ProtocolError) return false; // not a regular file, or too large: not ours
+        throw err;
+      }
       return bytes !== undefined && bytes.toString('utf8') === text;
     },
     release: () => {
