@@ -25,6 +25,7 @@ import { decodeRequest, decodeResult, encodeResult, MAX_REQUEST_BYTES, MAX_RESUL
 import { entryPath, logPath, observeLayout, openSpool, removeLogs, type LayoutObservation, type SpoolDir, type SpoolPaths } from './spool/layout.js';
 import { FaultLog } from './spool/fault-log.js';
 import { planHousekeeping, type AgedEntry } from './housekeeping.js';
+import { mayAbort, type AbortPolicy } from './permissions.js';
 import { ResultWriter, stagedResultPath, STAGED_SUFFIX, type LastState } from './result-writer.js';
 import { acquireLock, type HeldLock } from './spool/lock.js';
 import { isRequestId } from './spool/request-id.js';
@@ -60,6 +61,12 @@ export interface WorkQueueServerOptions {
    * @default 600000 (10 minutes)
    */
   abortTombstoneMs?: number;
+  /**
+   * Who may abort a queued or running request: its owner (the user who made
+   * its file), the server's user and root; or anyone who can write aborting/.
+   * @default 'owner'
+   */
+  abortPolicy?: AbortPolicy;
   /**
    * On shutdown, how long running tasks may go on to finish before they are
    * terminated (terminated tasks are re-run by the next server).
@@ -99,6 +106,7 @@ export function resolveServerOptions(options: WorkQueueServerOptions): ResolvedO
     watch: true,
     rescanIntervalMs: 2000,
     abortTombstoneMs: 600_000,
+    abortPolicy: 'owner',
     shutdownGraceMs: 0,
     durable: false,
     logger: silentLogger,
@@ -113,6 +121,9 @@ export function resolveServerOptions(options: WorkQueueServerOptions): ResolvedO
   };
   if (typeof resolved.spool !== 'string' || resolved.spool === '') {
     throw new InvalidOptionError(`Expected \`spool\` to be a non-empty string, got \`${String(resolved.spool)}\``);
+  }
+  if (resolved.abortPolicy !== 'owner' && resolved.abortPolicy !== 'anyone') {
+    throw new InvalidOptionError(`Expected \`abortPolicy\` to be 'owner' or 'anyone', got \`${String(resolved.abortPolicy)}\``);
   }
   if (resolved.interrupted !== 'rerun' && resolved.interrupted !== 'fail') {
     throw new InvalidOptionError(`Expected \`interrupted\` to be 'rerun' or 'fail', got \`${String(resolved.interrupted)}\``);
@@ -692,6 +703,10 @@ export class WorkQueueServer {
       return false;
     }
     const action = planAbort(this.#locate(id));
+    if ((action.kind === 'drop' || action.kind === 'terminate') && !this.#abortAllowed(id, action.kind === 'drop' ? action.state : 'running')) {
+      this.#removeIn('aborting', id);
+      return false;
+    }
     switch (action.kind) {
       case 'drop':
         this.#removeIn(action.state, id);
@@ -834,6 +849,19 @@ export class WorkQueueServer {
     if (sfs.entryExists(entryPath(this.#paths, 'requested', id))) return 'requested';
     if (sfs.entryExists(entryPath(this.#paths, 'complete', id))) return 'complete';
     return 'unknown';
+  }
+
+  /**
+   * In a spool shared by several users, only the request's owner (the owner of
+   * its file), the server's user and root may abort it, unless the operator
+   * allows anyone (`abortPolicy: 'anyone'`). A refused abort is logged.
+   */
+  #abortAllowed(id: string, state: 'requested' | 'pending' | 'running'): boolean {
+    const abortUid = sfs.entryStat(entryPath(this.#paths, 'aborting', id))?.uid;
+    const ownerUid = sfs.entryStat(entryPath(this.#paths, state, id))?.uid;
+    if (abortUid === undefined || mayAbort(abortUid, ownerUid, process.getuid?.() ?? 0, this.#o.abortPolicy)) return true;
+    this.#log.warn('refused an abort filed by a user who does not own the request', { id, abortUid, ownerUid });
+    return false;
   }
 
   /** Removes `dir/id` whatever it is, without following it; a non-empty directory is left in place (logged once). */

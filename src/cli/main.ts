@@ -53,6 +53,7 @@ already served (or the --metrics-port address unusable), 4 unknown request id, 1
     .addOption(new Option('--handler <module>', 'run requests in a pool of Node processes that load this ES module; its default export gets (request, { id, signal })').conflicts('exec'))
     .option('--exec <command>', "run COMMAND with each request's arguments appended (no shell; quotes group words)")
     .addOption(new Option('--max-load <load>', 'start new tasks only while the 1-minute load average is below this (e.g. the number of cores)').argParser(parseLoad))
+    .option('--allow-foreign-aborts', "in a spool shared by several users, let any of them abort another's queued or running request (by default only its owner, this server's user and root may)")
     .option('--allow-shared-commands', 'DANGEROUS: let plain command mode serve a spool that other users can write; every one of them can then run any command as this user')
     .option('--durable', 'fsync results before they count as written, so they survive a power loss (group-committed; see docs/protocol.md)')
     .option('--fail-interrupted', 'complete requests that were running when the previous server stopped with a "server restarted" error, instead of running them again')

@@ -20,6 +20,7 @@ export interface ServeFlags {
   failInterrupted?: boolean;
   durable?: boolean;
   allowSharedCommands?: boolean;
+  allowForeignAborts?: boolean;
   maxLoad?: number;
   grace: number;
   killGrace: number;
@@ -60,6 +61,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
     rescanIntervalMs: Math.max(1, flags.rescanInterval),
     resultTtlMs: flags.resultTtl,
     durable: flags.durable === true,
+    abortPolicy: flags.allowForeignAborts ? 'anyone' : 'owner',
     logger,
     meter: metrics?.meter,
   });

@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { openSpool } from '../../src/spool/layout.js';
-import { ROOT, startCliServer } from '../fixtures/helpers.js';
+import { WorkQueueClient } from '../../src/client.js';
+import { InProcessTaskManager } from '../../src/task-manager/in-process.js';
+import { ROOT, startCliServer, startServer, waitFor } from '../fixtures/helpers.js';
 import { wq } from '../fixtures/cli.js';
 
 t.test('plain command mode refuses a spool other users can write', async (t) => {
@@ -86,4 +88,30 @@ t.test('the documented shared setup: a user cannot remove another user\'s reques
   const removeOwn = spawnSync(process.execPath, ['-e', `require('fs').unlinkSync(${JSON.stringify(join(spool, 'requested', id))})`], { uid: alice, gid: group, env, encoding: 'utf8' });
   t.equal(removeOwn.status, 0, 'alice can take her own request back before the server admits it');
   t.strictSame(readdirSync(join(spool, 'requested')), []);
+});
+
+t.test("in a shared spool, only a request's owner may abort it (unless --allow-foreign-aborts)", { skip: isRoot ? false : 'needs root to act as two users' }, async (t) => {
+  const spool = mkdtempSync(join(tmpdir(), 'wq-shared-'));
+  t.teardown(() => rmSync(spool, { recursive: true, force: true }));
+  const group = 4242;
+  chownSync(spool, 0, group);
+  chmodSync(spool, 0o2775);
+  openSpool(spool);
+  for (const dir of ['requested', 'aborting', 'tmp']) chmodSync(join(spool, dir), 0o3777);
+  const env = { ...process.env, HOME: '/nonexistent', NODE_OPTIONS: '' };
+  const asUser = (uid: number, args: string[]) => spawnSync(process.execPath, [join(ROOT, 'bin', 'wq'), ...args], { uid, gid: group, env, encoding: 'utf8' });
+  const warnings: string[] = [];
+  const logger = { debug() {}, info() {}, error() {}, warn: (message: string) => void warnings.push(message) };
+  // Capacity 0: requests stay queued, so each abort meets a pending request.
+  startServer(t, new InProcessTaskManager(() => 'ran', { maxTasks: 0 }), { spool, logger, rescanIntervalMs: 20 });
+  const client = new WorkQueueClient({ spool });
+  t.teardown(() => client.close());
+  const id = asUser(4301, ['enqueue', '--spool', spool, '--quiet', '--', 'true']).stdout.trim();
+  await waitFor(() => client.state(id) === 'pending', 'admitted');
+  t.equal(asUser(4302, ['abort', '--spool', spool, '--quiet', id]).status, 0, 'bob may file an abort …');
+  await waitFor(() => warnings.some((w) => w.includes('refused an abort')), 'the refusal to be logged');
+  t.equal(client.state(id), 'pending', "… but alice's request stays queued");
+  t.strictSame(readdirSync(join(spool, 'aborting')), [], 'the refused abort is removed');
+  t.equal(asUser(4301, ['abort', '--spool', spool, '--quiet', id]).status, 0);
+  await waitFor(() => client.state(id) === undefined, "alice's own abort to be carried out");
 });
