@@ -29,6 +29,8 @@ import { stripUndefined } from './options.js';
 export const MAX_ID_ATTEMPTS = 100;
 /** States after requested/, checked (in flow order) for an id that is already taken. */
 const LATER_STATES = ['pending', 'running', 'complete'] as const;
+/** Waits whose request is looked for in every state at each re-check (in turn, when there are more). */
+const UNKNOWN_CHECKS_PER_RECHECK = 256;
 /** Consecutive re-checks that must find a request nowhere before wait() calls it unknown. */
 const MISSING_CHECKS_BEFORE_UNKNOWN = 2;
 
@@ -337,8 +339,37 @@ export class WorkQueueClient {
   }
 
   #poke(name: string | null, full: boolean): void {
-    const targets = name === null || full ? [...this.#waiters.values()] : [this.#waiters.get(name)];
-    for (const set of targets) for (const poke of [...(set ?? [])]) poke(full);
+    if (full) return this.#recheck();
+    const targets = name === null ? [...this.#waiters.values()] : [this.#waiters.get(name)];
+    for (const set of targets) for (const poke of [...(set ?? [])]) poke(false);
+  }
+
+  /** Where the last re-check's unknown-request checks stopped, so each re-check takes the next ones. */
+  #recheckCursor = 0;
+
+  /**
+   * The safety re-check. One listing of complete/ finds every result the
+   * watcher missed (it drops events on overflow), however many waits there
+   * are; and up to UNKNOWN_CHECKS_PER_RECHECK waits, in turn, check whether
+   * their request has vanished from every state.
+   */
+  #recheck(): void {
+    try {
+      for (const name of sfs.listEntries(this.#spoolPaths().dirs.complete)) {
+        const set = this.#waiters.get(name);
+        if (set !== undefined) for (const poke of [...set]) poke(false);
+      }
+    } catch {
+      // complete/ unreadable for now: the per-wait checks below still run
+    }
+    const ids = [...this.#waiters.keys()];
+    if (ids.length === 0) return;
+    const count = Math.min(ids.length, UNKNOWN_CHECKS_PER_RECHECK);
+    for (let i = 0; i < count; i++) {
+      const set = this.#waiters.get(ids[(this.#recheckCursor + i) % ids.length]!);
+      for (const poke of [...(set ?? [])]) poke(true);
+    }
+    this.#recheckCursor = (this.#recheckCursor + count) % ids.length;
   }
 }
 
