@@ -9,6 +9,7 @@ import { formatRequestId, type IdSource } from '../src/spool/request-id.js';
 import { InProcessTaskManager } from '../src/task-manager/in-process.js';
 import type { TaskManager, TaskOutcome } from '../src/task-manager/types.js';
 import { spoolContents, startServer, waitFor } from './fixtures/helpers.js';
+import { ScriptedTaskManager } from './fixtures/scripted-manager.js';
 
 /** A promise the test resolves when it chooses: a task that finishes on cue. */
 function gate<T = void>(): { promise: Promise<T>; open(value: T): void } {
@@ -18,48 +19,6 @@ function gate<T = void>(): { promise: Promise<T>; open(value: T): void } {
 }
 
 /** Capacity and completion decided by the test (the server's tests use a fuller one). */
-class ManualTaskManager implements TaskManager {
-  capacity = 0;
-  readonly started: string[] = [];
-  #live = new Set<string>();
-  #outcomes: Array<[string, TaskOutcome]> = [];
-  #wake = (): void => {};
-  get size(): number {
-    return this.#live.size;
-  }
-  get maxTasks(): number {
-    return this.capacity;
-  }
-  startTick(): void {}
-  hasCapacity(): boolean {
-    return this.#live.size < this.capacity;
-  }
-  startTask(id: string): void {
-    this.started.push(id);
-    this.#live.add(id);
-  }
-  terminateTask(id: string): void {
-    this.#live.delete(id);
-  }
-  reap(): Iterable<[string, TaskOutcome]> {
-    const out = this.#outcomes;
-    this.#outcomes = [];
-    return out;
-  }
-  setWakeHandler(wake: () => void): void {
-    this.#wake = wake;
-  }
-  async close(): Promise<void> {}
-  setCapacity(n: number): void {
-    this.capacity = n;
-    this.#wake();
-  }
-  finish(id: string, value: unknown): void {
-    this.#live.delete(id);
-    this.#outcomes.push([id, { ok: true, value }]);
-    this.#wake();
-  }
-}
 
 /**
  * A fresh spool path in the test's own directory. tap removes that directory
@@ -148,14 +107,14 @@ t.test('state() reports each state a request passes through', async (t) => {
   const client = makeClient(t, spool);
   const id = await client.enqueue('x');
   t.equal(client.state(id), 'requested', 'before any server');
-  const manager = new ManualTaskManager();
+  const manager = new ScriptedTaskManager();
   startServer(t, manager, { spool, rescanIntervalMs: 50 });
   await waitFor(() => client.state(id) === 'pending', 'pending');
   t.equal(client.state(id), 'pending');
   manager.setCapacity(1);
   await waitFor(() => client.state(id) === 'running', 'running');
-  t.strictSame(manager.started, [id]);
-  manager.finish(id, 'value');
+  t.strictSame(manager.startedIds, [id]);
+  manager.finish(id, { ok: true, value: 'value' });
   await waitFor(() => client.state(id) === 'complete', 'complete');
   t.equal(await client.wait(id), 'value');
   t.equal(client.state(id), undefined, 'claimed: in no state');
@@ -200,14 +159,14 @@ t.test('watch: false polls and still completes', async (t) => {
 
 t.test('a wait started after the result is published claims it at once', async (t) => {
   const spool = spoolDir(t);
-  const manager = new ManualTaskManager();
+  const manager = new ScriptedTaskManager();
   manager.capacity = 1;
   startServer(t, manager, { spool, rescanIntervalMs: 50 });
   // A poll period far beyond the test's time: only the first, immediate check can find it.
   const client = makeClient(t, spool, { watch: false, recheckIntervalMs: 3_600_000 });
   const id = await client.enqueue('x');
   await waitFor(() => manager.started.length === 1, 'started');
-  manager.finish(id, 'ready');
+  manager.finish(id, { ok: true, value: 'ready' });
   await waitFor(() => client.state(id) === 'complete', 'published');
   t.equal(await client.wait(id), 'ready');
 });
@@ -244,7 +203,7 @@ t.test('waiting for an aborted request reports it unknown, and the abort is file
   await client.abort(id, 'timeout'); // a second abort is as good as the first
   t.strictSame(spoolContents(spool).aborting, [id]);
   t.strictSame(readdirSync(join(spool, 'tmp')), [], 'no temp files left by either abort');
-  const manager = new ManualTaskManager();
+  const manager = new ScriptedTaskManager();
   manager.capacity = 1;
   startServer(t, manager, { spool, rescanIntervalMs: 50 });
   await t.rejects(client.wait(id), UnknownRequestError);

@@ -15,82 +15,11 @@ import { formatRequestId, type IdSource } from '../src/spool/request-id.js';
 import { InProcessTaskManager } from '../src/task-manager/in-process.js';
 import type { TaskManager, TaskOutcome } from '../src/task-manager/types.js';
 import { spoolContents, startServer, waitFor } from './fixtures/helpers.js';
+import { ScriptedTaskManager } from './fixtures/scripted-manager.js';
 
 const STATE_DIRS = ['requested', 'pending', 'running', 'complete', 'aborting', 'tmp'] as const;
 const EMPTY = Object.fromEntries(STATE_DIRS.map((d) => [d, []]));
 
-/**
- * A TaskManager the test drives by hand: it decides the capacity, sees every
- * start and termination in order, and completes tasks when told to.
- */
-class ScriptedTaskManager implements TaskManager {
-  capacity: number;
-  readonly started: Array<{ id: string; request: unknown }> = [];
-  readonly terminated: string[] = [];
-  readonly live = new Set<string>();
-  ticks = 0;
-  closed = false;
-  /** When set, startTask throws this for every task. */
-  failStarts: Error | undefined;
-  #outcomes: Array<[string, TaskOutcome]> = [];
-  #wake: () => void = () => {};
-
-  constructor(capacity = 0) {
-    this.capacity = capacity;
-  }
-
-  get size(): number {
-    return this.live.size;
-  }
-  get maxTasks(): number {
-    return this.capacity;
-  }
-  get startedIds(): string[] {
-    return this.started.map((s) => s.id);
-  }
-  startTick(): void {
-    this.ticks++;
-  }
-  hasCapacity(): boolean {
-    return this.live.size < this.capacity;
-  }
-  startTask(id: string, request: unknown): void {
-    if (this.failStarts) throw this.failStarts;
-    this.started.push({ id, request });
-    this.live.add(id);
-  }
-  terminateTask(id: string): void {
-    this.terminated.push(id);
-    this.live.delete(id);
-  }
-  reap(): Iterable<[string, TaskOutcome]> {
-    const out = this.#outcomes;
-    this.#outcomes = [];
-    return out;
-  }
-  setWakeHandler(wake: () => void): void {
-    this.#wake = wake;
-  }
-  async close(): Promise<void> {
-    this.closed = true;
-  }
-
-  // ---- the test's controls ----
-  setCapacity(n: number): void {
-    this.capacity = n;
-    this.#wake();
-  }
-  finish(id: string, outcome: TaskOutcome = { ok: true, value: `done ${id}` }): void {
-    this.live.delete(id);
-    this.#outcomes.push([id, outcome]);
-    this.#wake();
-  }
-  /** Reports an outcome for a task the server terminated: a manager that failed to kill it. */
-  finishLate(id: string, value: unknown = 'too late'): void {
-    this.#outcomes.push([id, { ok: true, value }]);
-    this.#wake();
-  }
-}
 
 /** Resolves once the server has run two more ticks, so it has looked at everything written before the call. */
 async function serverHasLooked(manager: ScriptedTaskManager): Promise<void> {
