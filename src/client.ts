@@ -20,7 +20,7 @@ import {
 } from './errors.js';
 import { encodeAbortReason, type AbortReason } from './spool/abort-reason.js';
 import { decodeResult, encodeRequest, MAX_RESULT_BYTES, type ResultEnvelope } from './spool/codec.js';
-import { entryPath, openSpool, removeLogs, REQUEST_STATES, type RequestState, type SpoolPaths } from './spool/layout.js';
+import { entryPath, openSpool, removeLogs, REQUEST_STATES, stagedResultPath, type RequestState, type SpoolPaths } from './spool/layout.js';
 import { isRequestId, RequestIdGenerator, type IdSource } from './spool/request-id.js';
 import * as sfs from './spool/fs.js';
 import { stripUndefined } from './options.js';
@@ -419,6 +419,10 @@ function claimResult(paths: SpoolPaths, id: string, keepLogs: boolean): RequestR
 
 /** Where a request is, checked in flow order so one that moves forward meanwhile is still found. */
 function locateRequest(paths: SpoolPaths, id: string): RequestState | undefined {
-  for (const state of REQUEST_STATES) if (sfs.entryExists(entryPath(paths, state, id))) return state;
+  for (const state of REQUEST_STATES) {
+    if (sfs.entryExists(entryPath(paths, state, id))) return state;
+    // Between its steps, a result being published waits as running/<id>.result.
+    if (state === 'running' && sfs.entryExists(stagedResultPath(paths, id))) return 'running';
+  }
   return undefined;
 }

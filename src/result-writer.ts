@@ -54,11 +54,8 @@ interface Pending {
   cancelled: boolean;
 }
 
-/** Where a result waits between its write and its publication: `running/<id>.result`. */
-export function stagedResultPath(paths: SpoolPaths, id: string): string {
-  return `${entryPath(paths, 'running', id)}${STAGED_SUFFIX}`;
-}
-export const STAGED_SUFFIX = '.result';
+export { stagedResultPath, STAGED_SUFFIX } from './spool/layout.js';
+import { stagedResultPath } from './spool/layout.js';
 
 /** After a failed write or commit (a full disk), wait this long before trying again. */
 const RETRY_MS = 1000;

@@ -44,6 +44,14 @@ export function entryPath(paths: SpoolPaths, dir: SpoolDir, id: string): string 
   return `${paths.dirs[dir]}/${id}`;
 }
 
+/** Suffix of a result written but not yet published: `running/<id>.result` (docs/protocol.md, *Publishing a result*). */
+export const STAGED_SUFFIX = '.result';
+
+/** Where a result waits between its write and its publication. */
+export function stagedResultPath(paths: SpoolPaths, id: string): string {
+  return `${entryPath(paths, 'running', id)}${STAGED_SUFFIX}`;
+}
+
 /** Files a command task leaves in logs/ while it runs: its output as it is written, and its pid. */
 export const LOG_SUFFIXES = ['stdout', 'stderr', 'pid'] as const;
 export type LogSuffix = (typeof LOG_SUFFIXES)[number];
