@@ -9,7 +9,7 @@ import t, { type Test } from 'tap';
 import { WorkQueueClient } from '../../src/client.js';
 import { TaskFailedError, UnknownRequestError } from '../../src/errors.js';
 import { CommandTaskManager, type CommandResult, type CommandTaskManagerOptions } from '../../src/task-manager/command.js';
-import { spoolContents, startServer, waitFor } from '../fixtures/helpers.js';
+import { rejectionOf, spoolContents, startServer, waitFor } from '../fixtures/helpers.js';
 import { isGone, killQuietly, readPid } from '../fixtures/processes.js';
 
 /** Waits never last forever: a task that hangs fails its test with a WorkQueueTimeoutError. */
@@ -36,16 +36,6 @@ async function run(client: WorkQueueClient, argv: string[], cwd?: string): Promi
 
 const text = (bytes: Uint8Array): string => Buffer.from(bytes).toString('utf8');
 
-/** The rejection of `promise`, or a test failure if it resolves. */
-async function rejectionOf(t: Test, promise: Promise<unknown>): Promise<any> {
-  try {
-    const value = await promise;
-    t.fail('expected a rejection', { value });
-    return undefined;
-  } catch (err) {
-    return err;
-  }
-}
 
 t.test('exit code, stdout and stderr come back', async (t) => {
   const { client } = serveCommands(t);

@@ -10,7 +10,7 @@ import t, { type Test } from 'tap';
 import { WorkQueueClient } from '../../src/client.js';
 import { TaskFailedError, UnknownRequestError } from '../../src/errors.js';
 import { HandlerLoadError, ProcessPoolTaskManager, type ProcessPoolTaskManagerOptions } from '../../src/task-manager/process-pool.js';
-import { spoolContents, startServer, waitFor } from '../fixtures/helpers.js';
+import { rejectionOf, spoolContents, startServer, waitFor } from '../fixtures/helpers.js';
 import { concurrencyOf, isGone, killQuietly, readLines } from '../fixtures/processes.js';
 
 /** Waits never last forever: a task that hangs fails its test with a WorkQueueTimeoutError. */
@@ -45,16 +45,6 @@ async function servePool(t: Test, body: string, options: Partial<ProcessPoolTask
   return { dir, spool, pool, client };
 }
 
-/** The rejection of `promise`, or a test failure if it resolves. */
-async function rejectionOf(t: Test, promise: Promise<unknown>): Promise<any> {
-  try {
-    const value = await promise;
-    t.fail('expected a rejection', { value });
-    return undefined;
-  } catch (err) {
-    return err;
-  }
-}
 
 t.test('a request goes to the handler and its value comes back through the spool', async (t) => {
   const { client } = await servePool(
