@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { openSpool } from '../../src/spool/layout.js';
 import { WorkQueueClient } from '../../src/client.js';
 import { InProcessTaskManager } from '../../src/task-manager/in-process.js';
@@ -53,6 +53,18 @@ t.test('spools wq creates are private to their creator whatever the umask', asyn
 });
 
 const isRoot = process.getuid?.() === 0;
+
+/**
+ * Fails with the cause when another uid cannot run this Node and the wq entry
+ * point: a Node or a checkout under a 0700 directory (mktemp -d, /root) would
+ * otherwise show up as an obscure failure far from its cause.
+ */
+function assertOtherUsersCanRunWq(t: Test, uid: number, gid: number): boolean {
+  const probe = spawnSync(process.execPath, [join(ROOT, 'bin', 'wq'), '--version'], { uid, gid, env: { ...process.env, HOME: '/nonexistent', NODE_OPTIONS: '' }, encoding: 'utf8' });
+  const reason = probe.error ? String(probe.error.message) : probe.status !== 0 ? probe.stderr : '';
+  t.equal(reason, '', `uid ${uid} can run ${process.execPath} and ${join(ROOT, 'bin', 'wq')} (both must be readable and their directories traversable by other users)`);
+  return reason === '';
+}
 t.test('the documented shared setup: a user cannot remove another user\'s request', { skip: isRoot ? false : 'needs root to act as two users' }, async (t) => {
   // Outside the test tree, which other users may not be able to traverse.
   const spool = mkdtempSync(join(tmpdir(), 'wq-shared-'));
@@ -74,6 +86,7 @@ t.test('the documented shared setup: a user cannot remove another user\'s reques
     chmodSync(join(spool, dir), 0o2755);
   }
   openSpool(spool); // the format marker, written once by whoever comes first: root here
+  if (!assertOtherUsersCanRunWq(t, alice, group)) return;
   // NODE_OPTIONS cleared: tap's process tracker would try to write its own files as these users.
   const env = { ...process.env, HOME: '/nonexistent', NODE_OPTIONS: '' };
   const asUser = (uid: number, args: string[]) => spawnSync(process.execPath, [join(ROOT, 'bin', 'wq'), ...args], { uid, gid: group, env, encoding: 'utf8' });
@@ -98,6 +111,7 @@ t.test("in a shared spool, only a request's owner may abort it (unless --allow-f
   chmodSync(spool, 0o2775);
   openSpool(spool);
   for (const dir of ['requested', 'aborting', 'tmp']) chmodSync(join(spool, dir), 0o3777);
+  if (!assertOtherUsersCanRunWq(t, 4301, group)) return;
   const env = { ...process.env, HOME: '/nonexistent', NODE_OPTIONS: '' };
   const asUser = (uid: number, args: string[]) => spawnSync(process.execPath, [join(ROOT, 'bin', 'wq'), ...args], { uid, gid: group, env, encoding: 'utf8' });
   const warnings: string[] = [];
