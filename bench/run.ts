@@ -2,7 +2,8 @@
  * `npm run bench`: every figure in docs/benchmarks.md, measured in one run.
  * Scenarios run in separate processes (server and clients apart, as in use),
  * repeated and interleaved; the table shows medians and each row's ratio to the
- * raw file-call loop (the limit). `--quick` runs fewer requests and repeats.
+ * raw file-call loop (the limit). `--quick` runs fewer requests and repeats;
+ * `--only=REGEX` runs only the matching rows (plus the limit), without rewriting the docs.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, fsyncSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync, mkdirSync, constants } from 'node:fs';
@@ -19,6 +20,12 @@ const HERE = fileURLToPath(new URL('.', import.meta.url));
 const ROOT = resolve(HERE, '..', '..');
 const WQ = join(ROOT, 'bin', 'wq');
 const QUICK = process.argv.includes('--quick');
+/** `--only=REGEX`: run just the rows (and the "depth" / "cli" sections) whose name matches; docs are not rewritten. */
+const ONLY = (() => {
+  const arg = process.argv.find((a) => a.startsWith('--only='));
+  return arg === undefined ? undefined : new RegExp(arg.slice('--only='.length), 'i');
+})();
+const selected = (name: string): boolean => ONLY === undefined || ONLY.test(name);
 const REPEATS = QUICK ? 1 : 3;
 const N = {
   sequential: QUICK ? 500 : 2000,
@@ -255,7 +262,8 @@ async function cliRatio(): Promise<{ nodeMs: number; wqMs: number; ratio: number
   const node: number[] = [];
   const wq: number[] = [];
   const floor: number[] = [];
-  const libraries = ['-e', `require(${JSON.stringify(join(ROOT, 'node_modules', 'commander'))}); require(${JSON.stringify(join(ROOT, 'node_modules', 'msgpackr', 'dist', 'node.cjs'))})`];
+  // msgpackr's pure-JS build, as bundled into the CLI (its node.cjs would also look for a native addon).
+  const libraries = ['-e', `require(${JSON.stringify(join(ROOT, 'node_modules', 'commander'))}); require(${JSON.stringify(join(ROOT, 'node_modules', 'msgpackr', 'dist', 'index.js'))})`];
   for (let i = 0; i < 3; i++) time(['-e', '0']), time([WQ, 'enqueue', '--wait', '--', 'true']), time(libraries); // warm the page cache
   for (let i = 0; i < N.cli; i++) {
     node.push(time(['-e', '0']));
@@ -307,19 +315,23 @@ async function main(): Promise<void> {
   ];
   for (let rep = 0; rep < REPEATS; rep++) {
     process.stderr.write(`repeat ${rep + 1}/${REPEATS}\n`);
-    for (const [name, run] of scenarios) add(name, await run());
+    for (const [name, run] of scenarios) if (selected(name) || (rep === 0 && name.includes('the limit'))) add(name, await run());
   }
-  process.stderr.write('ancestor-like polling\n');
-  add('ancestor-like: no watching, 2 s / 1 s polling', await ancestorLike());
-  process.stderr.write('depth scaling\n');
+  const ancestorName = 'ancestor-like: no watching, 2 s / 1 s polling';
+  if (selected(ancestorName)) {
+    process.stderr.write('ancestor-like polling\n');
+    add(ancestorName, await ancestorLike());
+  }
   const depths: DepthFigures[] = [];
-  for (const d of N.depths) {
-    depths.push(await depth(d));
-    process.stderr.write(`  depth ${d}: ${JSON.stringify(depths.at(-1))}\n`);
+  if (selected('depth')) {
+    process.stderr.write('depth scaling\n');
+    for (const d of N.depths) {
+      depths.push(await depth(d));
+      process.stderr.write(`  depth ${d}: ${JSON.stringify(depths.at(-1))}\n`);
+    }
   }
-  process.stderr.write('CLI ratio\n');
-  const cli = await cliRatio();
-  process.stderr.write(`  ${JSON.stringify(cli)}\n`);
+  const cli = selected('cli') ? await cliRatio() : { nodeMs: NaN, wqMs: NaN, ratio: NaN, floorMs: NaN, floorRatio: NaN };
+  process.stderr.write(`CLI ratio: ${JSON.stringify(cli)}\n`);
 
   const rows: Row[] = [...samples].map(([name, runs]) => ({ name, summary: medianSummary(runs) }));
   const limit = rows[0]!.summary;
@@ -337,7 +349,7 @@ async function main(): Promise<void> {
     `\`wq enqueue --wait -- true\` ${fmt(cli.wqMs, 1)} ms ÷ \`node -e 0\` ${fmt(cli.nodeMs, 1)} ms = **${fmt(cli.ratio, 2)}** ` +
     `(medians of ${N.cli} interleaved runs). Floor: merely loading commander and msgpackr takes ${fmt(cli.floorMs, 1)} ms = ${fmt(cli.floorRatio, 2)} × \`node -e 0\`.`;
   process.stdout.write(`\n${table}\n\n${depthTable}\n\n${cliLine}\n`);
-  if (!QUICK) writeReport(started, table, depthTable, cliLine);
+  if (!QUICK && ONLY === undefined) writeReport(started, table, depthTable, cliLine);
   rmSync(work, { recursive: true, force: true });
 }
 

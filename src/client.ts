@@ -33,6 +33,8 @@ const LATER_STATES = ['pending', 'running', 'complete'] as const;
 const UNKNOWN_CHECKS_PER_RECHECK = 256;
 /** Consecutive re-checks that must find a request nowhere before wait() calls it unknown. */
 const MISSING_CHECKS_BEFORE_UNKNOWN = 2;
+/** Ids this client enqueued and has not waited for yet, remembered (newest) so a wait need not look for them. */
+const MAX_REMEMBERED_IDS = 4096;
 
 export interface WorkQueueClientOptions {
   /** The spool directory. Created (with its state directories) if missing. */
@@ -152,9 +154,18 @@ export class WorkQueueClient {
       // link(2) only guards requested/: make sure no older request with this id
       // is further along (a clock and random source that both repeat).
       if (LATER_STATES.some((state) => sfs.entryExists(entryPath(paths, state, id))) && sfs.removeEntry(published)) continue;
+      this.#remember(id);
       return id;
     }
     throw new WorkQueueError(`could not find a free request id in ${MAX_ID_ATTEMPTS} attempts; is the id source broken?`, 'ERR_ID_EXHAUSTED');
+  }
+
+  /** See MAX_REMEMBERED_IDS. */
+  readonly #enqueuedHere = new Set<string>();
+
+  #remember(id: string): void {
+    this.#enqueuedHere.add(id);
+    if (this.#enqueuedHere.size > MAX_REMEMBERED_IDS) this.#enqueuedHere.delete(this.#enqueuedHere.values().next().value!);
   }
 
   /** Durable enqueues waiting for the next group commit. */
@@ -260,7 +271,9 @@ export class WorkQueueClient {
       signal?.addEventListener('abort', onCancel, { once: true });
       if (timeoutMs !== undefined) timer = setTimeout(() => giveUp('timeout', new WorkQueueTimeoutError(id, timeoutMs)), timeoutMs);
       this.#addWaiter(id, attempt);
-      attempt(true);
+      // A request this client has just put in requested/ is known to exist:
+      // only its result is looked for now, and the re-checks look for the rest.
+      attempt(!this.#enqueuedHere.delete(id));
     });
   }
 
@@ -396,8 +409,7 @@ function assertRequestId(id: string): void {
  */
 function claimResult(paths: SpoolPaths, id: string, keepLogs: boolean): RequestResult | undefined {
   const path = entryPath(paths, 'complete', id);
-  if (!sfs.entryExists(path)) return undefined; // the common miss, without an exception
-  const bytes = sfs.readEntry(path, MAX_RESULT_BYTES);
+  const bytes = sfs.readEntry(path, MAX_RESULT_BYTES); // undefined, without an exception, for the common miss
   if (bytes === undefined) return undefined;
   let result: RequestResult;
   try {

@@ -9,7 +9,6 @@
  */
 import * as fs from 'node:fs';
 import { dirname } from 'node:path';
-import * as fsp from 'node:fs/promises';
 import { isErrno, ProtocolError } from '../errors.js';
 
 const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_WRONLY, O_CREAT, O_EXCL } = fs.constants;
@@ -317,7 +316,8 @@ export function listEntries(dir: string): string[] {
  * wait for a commit of their own.
  */
 export async function syncFileAsync(path: string): Promise<void> {
-  const handle = await fsp.open(path, O_RDONLY | O_NOFOLLOW);
+  // fs.promises, not an import of node:fs/promises: loaded only by durable mode, not by every `wq` call.
+  const handle = await fs.promises.open(path, O_RDONLY | O_NOFOLLOW);
   try {
     await handle.sync();
   } finally {
@@ -327,7 +327,7 @@ export async function syncFileAsync(path: string): Promise<void> {
 
 /** fsyncs a directory asynchronously (see syncFileAsync). */
 export async function syncDirectoryAsync(dir: string): Promise<void> {
-  const handle = await fsp.open(dir, O_RDONLY);
+  const handle = await fs.promises.open(dir, O_RDONLY);
   try {
     await handle.sync();
   } finally {

@@ -91,8 +91,12 @@ export function openSpool(root: string, options: OpenSpoolOptions = {}): SpoolPa
   else if (!sfs.isDirectory(root)) throw new SpoolError(`spool ${root} does not exist`);
   checkFormat(paths, create);
   for (const dir of SPOOL_DIRS) {
-    if (create) sfs.makeDirectory(paths.dirs[dir], dirMode, false);
-    const entry = sfs.identifyEntry(paths.dirs[dir]);
+    let entry = sfs.identifyEntry(paths.dirs[dir]);
+    if (create && entry.type === 'missing') {
+      // Looked at first: a mkdir that fails with EEXIST costs an exception, on every `wq` call.
+      sfs.makeDirectory(paths.dirs[dir], dirMode, false);
+      entry = sfs.identifyEntry(paths.dirs[dir]);
+    }
     if (entry.type === 'missing') throw new SpoolError(`spool ${root} is missing its ${dir}/ directory`);
     const problem = directoryProblem(entry);
     if (problem !== undefined) throw new SpoolError(`spool ${root}: its ${dir}/ ${problem}`);

@@ -27,27 +27,32 @@ process.on('SIGTERM', () => {
 });
 process.on('disconnect', () => process.exit(0));
 
-try {
-  const handler = await loadHandler(process.argv[2] ?? '');
-  process.on('message', (message: ParentMessage) => {
-    if (message.type !== 'run') return;
-    const controller = new AbortController();
-    current = controller;
-    const { id } = message;
-    Promise.resolve()
-      .then(() => handler(message.request, { id, signal: controller.signal }))
-      .then(
-        (value) => send({ type: 'done', id, ok: true, value }),
-        (err: unknown) => send({ type: 'done', id, ok: false, error: serializeError(err) }),
-      )
-      .catch((err: unknown) => send({ type: 'done', id, ok: false, error: serializeError(err) })) // value not serialisable
-      .finally(() => {
-        if (current === controller) current = undefined;
-      });
-  });
-  send({ type: 'ready' });
-} catch (err) {
-  send({ type: 'load-error', error: serializeError(err) });
-  process.exitCode = 78; // EX_CONFIG
-  process.disconnect?.();
+async function main(): Promise<void> {
+  try {
+    const handler = await loadHandler(process.argv[2] ?? '');
+    process.on('message', (message: ParentMessage) => {
+      if (message.type !== 'run') return;
+      const controller = new AbortController();
+      current = controller;
+      const { id } = message;
+      Promise.resolve()
+        .then(() => handler(message.request, { id, signal: controller.signal }))
+        .then(
+          (value) => send({ type: 'done', id, ok: true, value }),
+          (err: unknown) => send({ type: 'done', id, ok: false, error: serializeError(err) }),
+        )
+        .catch((err: unknown) => send({ type: 'done', id, ok: false, error: serializeError(err) })) // value not serialisable
+        .finally(() => {
+          if (current === controller) current = undefined;
+        });
+    });
+    send({ type: 'ready' });
+  } catch (err) {
+    send({ type: 'load-error', error: serializeError(err) });
+    process.exitCode = 78; // EX_CONFIG
+    process.disconnect?.();
+  }
 }
+
+// Not a top-level await: `wq serve` runs this file from its CommonJS bundle too.
+void main();
