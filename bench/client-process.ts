@@ -21,6 +21,8 @@ export interface ClientConfig {
 export interface ClientReport {
   latenciesMs: number[];
   wallMs: number;
+  /** This process's CPU time (user + system) over the measured requests. */
+  cpuMs: number;
 }
 
 const config = JSON.parse(process.argv[2]!) as ClientConfig;
@@ -34,6 +36,7 @@ lines.close();
 const latenciesMs: number[] = [];
 let started = 0;
 const t0 = performance.now();
+const cpu0 = process.cpuUsage();
 async function loop(): Promise<void> {
   while (started < config.count) {
     started++;
@@ -43,6 +46,7 @@ async function loop(): Promise<void> {
   }
 }
 await Promise.all(Array.from({ length: config.concurrency }, loop));
-const report: ClientReport = { latenciesMs, wallMs: performance.now() - t0 };
+const cpu = process.cpuUsage(cpu0);
+const report: ClientReport = { latenciesMs, wallMs: performance.now() - t0, cpuMs: (cpu.user + cpu.system) / 1000 };
 process.stdout.write(`${JSON.stringify(report)}\n`);
 client.close();

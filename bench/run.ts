@@ -25,6 +25,8 @@ const ONLY = (() => {
   const arg = process.argv.find((a) => a.startsWith('--only='));
   return arg === undefined ? undefined : new RegExp(arg.slice('--only='.length), 'i');
 })();
+/** Extra Node flags for the server and client processes, e.g. WQ_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
+const NODE_ARGS = (process.env.WQ_BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 const selected = (name: string): boolean => ONLY === undefined || ONLY.test(name);
 const REPEATS = QUICK ? 1 : 3;
 const N = {
@@ -60,7 +62,7 @@ interface BenchServer {
 
 async function startServer(config: Partial<ServerConfig> & { spool: string }): Promise<BenchServer> {
   const full: ServerConfig = { manager: 'inproc', maxTasks: 64, watch: true, rescanIntervalMs: 2000, durable: false, ...config };
-  const child = spawn(process.execPath, [join(HERE, 'server-process.js'), JSON.stringify(full)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...NODE_ARGS, join(HERE, 'server-process.js'), JSON.stringify(full)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const out = lines(child);
   const first = await out.next();
   if (first.value !== 'ready') throw new Error(`bench server did not start: ${String(first.value)}`);
@@ -76,13 +78,14 @@ async function startServer(config: Partial<ServerConfig> & { spool: string }): P
 
 /** Starts client processes, lets them warm up, starts them together, merges their latencies. */
 async function runClients(configs: ClientConfig[]): Promise<LatencySummary> {
-  const children = configs.map((c) => spawn(process.execPath, [join(HERE, 'client-process.js'), JSON.stringify(c)], { stdio: ['pipe', 'pipe', 'inherit'] }));
+  const children = configs.map((c) => spawn(process.execPath, [...NODE_ARGS, join(HERE, 'client-process.js'), JSON.stringify(c)], { stdio: ['pipe', 'pipe', 'inherit'] }));
   const outs = children.map(lines);
   for (const out of outs) if ((await out.next()).value !== 'ready') throw new Error('bench client did not start');
   for (const child of children) child.stdin!.write('go\n');
   const reports = await Promise.all(outs.map(async (out) => JSON.parse(String((await out.next()).value)) as ClientReport));
   for (const child of children) child.stdin!.end();
-  return summarize(reports.flatMap((r) => r.latenciesMs), Math.max(...reports.map((r) => r.wallMs)));
+  const summary = summarize(reports.flatMap((r) => r.latenciesMs), Math.max(...reports.map((r) => r.wallMs)));
+  return { ...summary, clientCpuUsPerRequest: (reports.reduce((sum, r) => sum + r.cpuMs, 0) * 1000) / summary.count };
 }
 
 const clientConfig = (spool: string, over: Partial<ClientConfig> = {}): ClientConfig => ({
@@ -298,7 +301,8 @@ async function main(): Promise<void> {
   const samples = new Map<string, LatencySummary[]>();
   const add = (name: string, s: LatencySummary): void => {
     samples.set(name, [...(samples.get(name) ?? []), s]);
-    process.stderr.write(`  ${name}: p50 ${fmt(s.p50Ms, 3)} ms, p99 ${fmt(s.p99Ms, 3)} ms, ${fmt(s.rps, 0)} req/s\n`);
+    const cpu = s.clientCpuUsPerRequest === undefined ? '' : `, client CPU ${fmt(s.clientCpuUsPerRequest, 0)} µs/request`;
+    process.stderr.write(`  ${name}: p50 ${fmt(s.p50Ms, 3)} ms, p99 ${fmt(s.p99Ms, 3)} ms, ${fmt(s.rps, 0)} req/s${cpu}\n`);
   };
   const scenarios: Array<[string, () => Promise<LatencySummary> | LatencySummary]> = [
     ['raw file calls, sync, one loop (the limit)', () => rawLoop()],

@@ -16,6 +16,8 @@ export interface LatencySummary {
   p99Ms: number;
   /** Requests per second over the whole run. */
   rps: number;
+  /** CPU time the client processes spent per request (wq scenarios only). */
+  clientCpuUsPerRequest?: number;
 }
 
 export function summarize(latenciesMs: number[], wallMs: number): LatencySummary {
@@ -30,5 +32,6 @@ export function medianSummary(runs: LatencySummary[]): LatencySummary {
     p50Ms: median(runs.map((r) => r.p50Ms)),
     p99Ms: median(runs.map((r) => r.p99Ms)),
     rps: median(runs.map((r) => r.rps)),
+    ...(runs.every((r) => r.clientCpuUsPerRequest !== undefined) ? { clientCpuUsPerRequest: median(runs.map((r) => r.clientCpuUsPerRequest!)) } : {}),
   };
 }

@@ -36,6 +36,13 @@ const MISSING_CHECKS_BEFORE_UNKNOWN = 2;
 /** Ids this client enqueued and has not waited for yet, remembered (newest) so a wait need not look for them. */
 const MAX_REMEMBERED_IDS = 4096;
 
+/**
+ * How hard a wait looks when poked: `arrived`, its result's name was just seen
+ * in complete/ (read it straight away); `result`, look for the result;
+ * `everywhere`, and if there is none, look for the request in every state.
+ */
+type Look = 'arrived' | 'result' | 'everywhere';
+
 export interface WorkQueueClientOptions {
   /** The spool directory. Created (with its state directories) if missing. */
   spool: string;
@@ -105,7 +112,7 @@ export class WorkQueueClient {
   readonly #ids: RequestIdGenerator;
   #paths: SpoolPaths | undefined;
   /** id → callbacks of the waits for that id. */
-  readonly #waiters = new Map<string, Set<(full: boolean) => void>>();
+  readonly #waiters = new Map<string, Set<(look: Look) => void>>();
   #watcher: FSWatcher | undefined;
   #recheckTimer: NodeJS.Timeout | undefined;
 
@@ -256,11 +263,11 @@ export class WorkQueueClient {
         });
       };
       const onCancel = (): void => giveUp('cancelled', new WorkQueueCancelledError(id, signal?.reason));
-      function attempt(this: void, full: boolean): void {
+      function attempt(this: void, look: Look): void {
         try {
-          const result = claimResult(paths, id, options.keepLogs === true);
+          const result = claimResult(paths, id, options.keepLogs === true, look === 'arrived');
           if (result !== undefined) return settle(() => resolve(result));
-          if (!full) return;
+          if (look !== 'everywhere') return;
           missing = locateRequest(paths, id) === undefined ? missing + 1 : 0;
           if (missing >= MISSING_CHECKS_BEFORE_UNKNOWN) settle(() => reject(new UnknownRequestError(id)));
         } catch (err) {
@@ -273,7 +280,7 @@ export class WorkQueueClient {
       this.#addWaiter(id, attempt);
       // A request this client has just put in requested/ is known to exist:
       // only its result is looked for now, and the re-checks look for the rest.
-      attempt(!this.#enqueuedHere.delete(id));
+      attempt(this.#enqueuedHere.delete(id) ? 'result' : 'everywhere');
     });
   }
 
@@ -320,14 +327,14 @@ export class WorkQueueClient {
     return this.#paths;
   }
 
-  #addWaiter(id: string, poke: (full: boolean) => void): void {
+  #addWaiter(id: string, poke: (look: Look) => void): void {
     let set = this.#waiters.get(id);
     if (set === undefined) this.#waiters.set(id, (set = new Set()));
     set.add(poke);
     if (this.#o.watch && this.#watcher === undefined) {
       this.#watcher = sfs.watchDirectory(
         this.#spoolPaths().dirs.complete,
-        (name) => this.#poke(name, false),
+        (name) => this.#poke(name),
         () => {
           // The watch broke (the directory was replaced?): rely on the re-check.
           this.#watcher?.close();
@@ -336,10 +343,10 @@ export class WorkQueueClient {
       );
     }
     this.#watcher?.ref();
-    this.#recheckTimer ??= setInterval(() => this.#poke(null, true), this.#o.recheckIntervalMs);
+    this.#recheckTimer ??= setInterval(() => this.#recheck(), this.#o.recheckIntervalMs);
   }
 
-  #removeWaiter(id: string, poke: (full: boolean) => void): void {
+  #removeWaiter(id: string, poke: (look: Look) => void): void {
     const set = this.#waiters.get(id);
     set?.delete(poke);
     if (set?.size === 0) this.#waiters.delete(id);
@@ -351,10 +358,10 @@ export class WorkQueueClient {
     }
   }
 
-  #poke(name: string | null, full: boolean): void {
-    if (full) return this.#recheck();
+  /** A watcher event: the name of an entry that appeared in (or left) complete/; null when the system could not say. */
+  #poke(name: string | null): void {
     const targets = name === null ? [...this.#waiters.values()] : [this.#waiters.get(name)];
-    for (const set of targets) for (const poke of [...(set ?? [])]) poke(false);
+    for (const set of targets) for (const poke of [...(set ?? [])]) poke(name === null ? 'result' : 'arrived');
   }
 
   /** Where the last re-check's unknown-request checks stopped, so each re-check takes the next ones. */
@@ -370,7 +377,7 @@ export class WorkQueueClient {
     try {
       for (const name of sfs.listEntries(this.#spoolPaths().dirs.complete)) {
         const set = this.#waiters.get(name);
-        if (set !== undefined) for (const poke of [...set]) poke(false);
+        if (set !== undefined) for (const poke of [...set]) poke('arrived');
       }
     } catch {
       // complete/ unreadable for now: the per-wait checks below still run
@@ -380,7 +387,7 @@ export class WorkQueueClient {
     const count = Math.min(ids.length, UNKNOWN_CHECKS_PER_RECHECK);
     for (let i = 0; i < count; i++) {
       const set = this.#waiters.get(ids[(this.#recheckCursor + i) % ids.length]!);
-      for (const poke of [...(set ?? [])]) poke(true);
+      for (const poke of [...(set ?? [])]) poke('everywhere');
     }
     this.#recheckCursor = (this.#recheckCursor + count) % ids.length;
   }
@@ -407,9 +414,10 @@ function assertRequestId(id: string): void {
  * lets the server remove files, the client files an abort instead and the server
  * removes the result (the ancestor's hand-off).
  */
-function claimResult(paths: SpoolPaths, id: string, keepLogs: boolean): RequestResult | undefined {
+function claimResult(paths: SpoolPaths, id: string, keepLogs: boolean, expected: boolean): RequestResult | undefined {
   const path = entryPath(paths, 'complete', id);
-  const bytes = sfs.readEntry(path, MAX_RESULT_BYTES); // undefined, without an exception, for the common miss
+  // complete/ is the server's: only it (or root) adds entries there.
+  const bytes = sfs.readEntry(path, MAX_RESULT_BYTES, { trustedDirectory: expected });
   if (bytes === undefined) return undefined;
   let result: RequestResult;
   try {

@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap';
 import { EventEmitter } from 'node:events';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolveClientOptions, WorkQueueClient } from '../src/client.js';
 import { InvalidOptionError, ProtocolError, UnknownRequestError } from '../src/errors.js';
@@ -208,4 +209,25 @@ t.test('waiting for an aborted request reports it unknown, and the abort is file
   startServer(t, manager, { spool, rescanIntervalMs: 50 });
   await t.rejects(client.wait(id), UnknownRequestError);
   t.strictSame(manager.started, []);
+});
+
+t.test('what appears at complete/<id> while a client waits is read only if it is a regular file: a FIFO or symlink is refused, never blocks', async (t) => {
+  // The watcher's event makes the client open complete/<id> at once (no lstat
+  // first): O_NONBLOCK and O_NOFOLLOW, then fstat, must still refuse these.
+  for (const kind of ['fifo', 'symlink', 'directory'] as const) {
+    const spool = spoolDir(t);
+    const client = makeClient(t, spool, { recheckIntervalMs: 600_000 }); // only the watcher can wake the wait
+    const id = await client.enqueue(kind);
+    const waiting = client.wait(id);
+    const path = join(spool, 'complete', id);
+    if (kind === 'fifo') t.equal(spawnSync('mkfifo', [path]).status, 0, 'mkfifo');
+    else if (kind === 'symlink') symlinkSync(join(spool, 'requested', id), path); // a readable regular file behind it
+    else mkdirSync(path);
+    const err = await waiting.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    t.type(err, ProtocolError, `${kind}: the wait fails with a protocol error`);
+    t.match((err as Error).message, /spool entries must be regular files/, `${kind}: and says why`);
+  }
 });
