@@ -158,9 +158,10 @@ export class WorkQueueClient {
       const id = this.#ids.next();
       const published = entryPath(paths, 'requested', id);
       if (!sfs.linkExclusive(temp, published)) continue;
-      // link(2) only guards requested/: make sure no older request with this id
-      // is further along (a clock and random source that both repeat).
-      if (LATER_STATES.some((state) => sfs.entryExists(entryPath(paths, state, id))) && sfs.removeEntry(published)) continue;
+      // link(2) only guards requested/. Unless the suffix is random (the
+      // system source), make sure no older request with this id is further
+      // along (a clock and an id source that both repeat).
+      if (!this.#ids.randomSuffix && LATER_STATES.some((state) => sfs.entryExists(entryPath(paths, state, id))) && sfs.removeEntry(published)) continue;
       this.#remember(id);
       return id;
     }

@@ -26,6 +26,14 @@ export interface IdSource {
   nowMicros(): number;
   /** A suffix of 12 lowercase hex digits. */
   suffix(): string;
+  /**
+   * True when suffixes are 48 bits from a CSPRNG. Another request with the
+   * same id could then exist only if those bits repeated in the same
+   * microsecond (about 1 in 2.8e14 for two ids of one microsecond), so the
+   * client does not look for one past requested/ (see docs/protocol.md).
+   * @default false
+   */
+  randomSuffix?: boolean;
 }
 
 /**
@@ -63,6 +71,7 @@ export const systemIdSource: IdSource = {
   // global `performance` would load perf_hooks into every `wq` call).
   nowMicros: () => Date.now() * 1000 + (Math.floor(process.hrtime()[1] / 1000) % 1000),
   suffix: () => randomHex(SUFFIX_BYTES),
+  randomSuffix: true,
 };
 
 /** Makes ids that sort in the order this generator made them. */
@@ -72,6 +81,11 @@ export class RequestIdGenerator {
 
   constructor(source: IdSource = systemIdSource) {
     this.#source = source;
+  }
+
+  /** Whether this generator's suffixes are random (IdSource.randomSuffix). */
+  get randomSuffix(): boolean {
+    return this.#source.randomSuffix === true;
   }
 
   next(): string {
