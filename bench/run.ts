@@ -209,7 +209,7 @@ interface DepthFigures {
  */
 async function depth(d: number): Promise<DepthFigures> {
   const spool = freshSpool();
-  const client = new WorkQueueClient({ spool, recheckIntervalMs: 600_000 });
+  const client = new WorkQueueClient({ spool }); // the default 1 s re-check, as users run it
   const enqueueUs: number[] = [];
   const ids: string[] = [];
   for (let i = 0; i < d; i++) {
@@ -237,6 +237,19 @@ async function depth(d: number): Promise<DepthFigures> {
     drainRps: (d / drainMs) * 1000,
     cpuUsPerRequest: (cpuMs * 1000) / d,
     headToClientP50Ms: percentile([...headToClient].sort((a, b) => a - b), 50),
+  };
+}
+
+/** Median of each depth figure across repeated runs. */
+function medianDepth(depth: number, runs: DepthFigures[]): DepthFigures {
+  const m = (field: Exclude<keyof DepthFigures, 'depth'>): number => median(runs.map((r) => r[field]));
+  return {
+    depth,
+    enqueueFirstUs: m('enqueueFirstUs'),
+    enqueueLastUs: m('enqueueLastUs'),
+    drainRps: m('drainRps'),
+    cpuUsPerRequest: m('cpuUsPerRequest'),
+    headToClientP50Ms: m('headToClientP50Ms'),
   };
 }
 
@@ -329,10 +342,15 @@ async function main(): Promise<void> {
   const depths: DepthFigures[] = [];
   if (selected('depth')) {
     process.stderr.write('depth scaling\n');
-    for (const d of N.depths) {
-      depths.push(await depth(d));
-      process.stderr.write(`  depth ${d}: ${JSON.stringify(depths.at(-1))}\n`);
+    const runs = new Map<number, DepthFigures[]>();
+    for (let rep = 0; rep < REPEATS; rep++) {
+      for (const d of N.depths) {
+        const figures = await depth(d);
+        runs.set(d, [...(runs.get(d) ?? []), figures]);
+        process.stderr.write(`  depth ${d}: ${JSON.stringify(figures)}\n`);
+      }
     }
+    for (const [d, figures] of runs) depths.push(medianDepth(d, figures));
   }
   const cli = selected('cli') ? await cliRatio() : { nodeMs: NaN, wqMs: NaN, ratio: NaN, floorMs: NaN, floorRatio: NaN };
   process.stderr.write(`CLI ratio: ${JSON.stringify(cli)}\n`);
