@@ -4,28 +4,32 @@
  * Single-threaded by construction: every transition happens inside `tick()`,
  * which runs synchronously to the end; watchers, timers and the task manager
  * only record what they saw and schedule the next tick. Each tick first checks
- * that the spool is still the one it started on, with real directories (see
- * protocol.ts: checkLayout), then runs, in order:
- * reapCompleted → admitNew → processAborts → startPending → parkWaiting.
+ * that the spool is still the one it started on, with real directories
+ * (layout-guard.ts), then runs, in order: reapCompleted → expireRunTimeouts →
+ * admitNew → processAborts → startPending → parkWaiting.
+ *
+ * Beside it: its options (server-options.ts), its watches (directory-watchers.ts),
+ * result publication (result-writer.ts), housekeeping and abort decisions
+ * (housekeeping.ts, protocol.ts, permissions.ts: pure).
  *
  * A fault in a step (EACCES, EMFILE, ENOSPC …) is logged once per episode and
  * retried at the next event or rescan; a step that fails leaves the server's
  * books as they were for what it did not finish, so nothing is lost.
  */
-import type { FSWatcher } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import type { Meter } from '@opentelemetry/api';
-import { InvalidOptionError, ProtocolError, serializeError, SpoolError, type SerializedError } from './errors.js';
-import { silentLogger, type Logger } from './logger.js';
-import { stripUndefined } from './options.js';
+import { ProtocolError, serializeError, type SerializedError } from './errors.js';
+import type { Logger } from './logger.js';
+import { resolveServerOptions, type ResolvedOptions, type WorkQueueServerOptions } from './server-options.js';
 import { ServerMetrics, type FinishStatus } from './metrics.js';
+import { DirectoryWatchers, type WatchedDir } from './directory-watchers.js';
+import { LayoutGuard } from './layout-guard.js';
 import { PendingQueue } from './pending-queue.js';
-import { checkLayout, planAbort, planRecovery, tombstoneExpired, type AbortTarget, type InterruptedPolicy } from './protocol.js';
+import { planAbort, planRecovery, tombstoneExpired, type AbortTarget } from './protocol.js';
 import { decodeRequest, decodeResult, encodeResult, MAX_REQUEST_BYTES, MAX_RESULT_BYTES, type RequestEnvelope, type ResultEnvelope, type ResultStatus } from './spool/codec.js';
-import { entryPath, logPath, observeLayout, openSpool, removeLogs, type LayoutObservation, type SpoolDir, type SpoolPaths } from './spool/layout.js';
+import { entryPath, logPath, openSpool, removeLogs, type SpoolDir, type SpoolPaths } from './spool/layout.js';
 import { FaultLog } from './spool/fault-log.js';
 import { planHousekeeping, type AgedEntry } from './housekeeping.js';
-import { mayAbort, type AbortPolicy } from './permissions.js';
+import { mayAbort } from './permissions.js';
 import { ResultWriter, stagedResultPath, STAGED_SUFFIX, type LastState } from './result-writer.js';
 import { acquireLock, type HeldLock } from './spool/lock.js';
 import { isRequestId } from './spool/request-id.js';
@@ -33,119 +37,11 @@ import { readAbortReason } from './spool/abort-reason.js';
 import * as sfs from './spool/fs.js';
 import type { TaskManager, TaskManagerEvent, TaskOutcome } from './task-manager/types.js';
 
-export interface WorkQueueServerOptions {
-  /** The spool directory; created if missing. */
-  spool: string;
-  /**
-   * What to do with requests found in `running/` at start (a previous server
-   * died or was stopped while they ran): run them again, or complete them with
-   * a "server restarted" error.
-   * @default 'rerun'
-   */
-  interrupted?: InterruptedPolicy;
-  /**
-   * Watch `requested/` and `aborting/` for new entries. With `false` the server
-   * only polls, every `rescanIntervalMs` (the ancestor's behaviour; for benchmarks).
-   * @default true
-   */
-  watch?: boolean;
-  /**
-   * Period of the safety rescan of `requested/` and `aborting/`, which catches
-   * what the watcher dropped (inotify overflows silently).
-   * @default 2000
-   */
-  rescanIntervalMs?: number;
-  /**
-   * How long an abort for an id that does not exist (yet) is kept, so that it
-   * still wins if the request appears.
-   * @default 600000 (10 minutes)
-   */
-  abortTombstoneMs?: number;
-  /**
-   * Who may abort a queued or running request: its owner (the user who made
-   * its file), the server's user and root; or anyone who can write aborting/.
-   * @default 'owner'
-   */
-  abortPolicy?: AbortPolicy;
-  /**
-   * On shutdown, how long running tasks may go on to finish before they are
-   * terminated (terminated tasks are re-run by the next server).
-   * @default 0
-   */
-  shutdownGraceMs?: number;
-  /** fsync result files and directories before a result counts as written. @default false */
-  durable?: boolean;
-  /** Where the server logs transitions and summaries. @default silent */
-  logger?: Logger;
-  /** OpenTelemetry Meter for the server's instruments. @default the global meter */
-  meter?: Meter;
-  /**
-   * Wall clock in ms, injectable for tests. When injected, metric durations are
-   * measured with it too. @default Date.now (durations: performance.now, monotonic)
-   */
-  now?: () => number;
-  /** Interval of the "still alive" info log line. @default 300000 (5 minutes) */
-  heartbeatIntervalMs?: number;
-  /**
-   * Results nobody claims (their client died) are removed after this long.
-   * @default 604800000 (7 days)
-   */
-  resultTtlMs?: number;
-  /** Temp files and orphaned logs are removed after this long. @default 3600000 (1 hour) */
-  leftoverMaxAgeMs?: number;
-  /** How often housekeeping (TTL, temp files, orphaned logs) runs. @default 60000 */
-  housekeepingIntervalMs?: number;
-}
-
-type ResolvedOptions = Required<Omit<WorkQueueServerOptions, 'meter'>> & { meter: Meter | undefined };
-
-/** Fills defaults and validates; pure. */
-export function resolveServerOptions(options: WorkQueueServerOptions): ResolvedOptions {
-  const resolved: ResolvedOptions = {
-    interrupted: 'rerun',
-    watch: true,
-    rescanIntervalMs: 2000,
-    abortTombstoneMs: 600_000,
-    abortPolicy: 'owner',
-    shutdownGraceMs: 0,
-    durable: false,
-    logger: silentLogger,
-    now: Date.now,
-    heartbeatIntervalMs: 300_000,
-    resultTtlMs: 7 * 24 * 3600_000,
-    leftoverMaxAgeMs: 3600_000,
-    housekeepingIntervalMs: 60_000,
-    ...stripUndefined(options),
-    spool: options.spool,
-    meter: options.meter,
-  };
-  if (typeof resolved.spool !== 'string' || resolved.spool === '') {
-    throw new InvalidOptionError(`Expected \`spool\` to be a non-empty string, got \`${String(resolved.spool)}\``);
-  }
-  if (resolved.abortPolicy !== 'owner' && resolved.abortPolicy !== 'anyone') {
-    throw new InvalidOptionError(`Expected \`abortPolicy\` to be 'owner' or 'anyone', got \`${String(resolved.abortPolicy)}\``);
-  }
-  if (resolved.interrupted !== 'rerun' && resolved.interrupted !== 'fail') {
-    throw new InvalidOptionError(`Expected \`interrupted\` to be 'rerun' or 'fail', got \`${String(resolved.interrupted)}\``);
-  }
-  const durations = ['rescanIntervalMs', 'abortTombstoneMs', 'shutdownGraceMs', 'heartbeatIntervalMs', 'resultTtlMs', 'leftoverMaxAgeMs', 'housekeepingIntervalMs'] as const;
-  for (const key of durations) {
-    const value = resolved[key];
-    const min = key === 'rescanIntervalMs' || key === 'housekeepingIntervalMs' ? 1 : 0;
-    if (!(typeof value === 'number' && Number.isFinite(value) && value >= min)) {
-      throw new InvalidOptionError(`Expected \`${key}\` to be a finite number >= ${min}, got \`${String(value)}\` (${typeof value})`);
-    }
-  }
-  return resolved;
-}
-
+export { resolveServerOptions, type WorkQueueServerOptions } from './server-options.js';
 
 /** At shutdown, how long to wait for results still being committed (durable) or retried (a full disk). */
 const COMMIT_WAIT_AT_STOP_MS = 10_000;
 
-/** The directories the server watches for new entries. */
-type WatchedDir = 'requested' | 'aborting';
-const WATCHED_DIRS: readonly WatchedDir[] = ['requested', 'aborting'];
 
 export interface ProcessRequestsOptions {
   /** Stops the server: no new starts, running tasks get `shutdownGraceMs`, the lock is released. */
@@ -211,16 +107,13 @@ export class WorkQueueServer {
   readonly #abortsAfterPublish = new Set<string>();
   /** Planted non-empty directories the server cannot remove, as `dir/id`: answered once, then left alone. */
   readonly #ignored = new Set<string>();
-  /** The spool and its directories as the server found them at start (updated when one is recreated). */
-  #layout!: LayoutObservation;
+  /** Checks, before each tick, that the spool is still the one the server started on. */
+  #guard!: LayoutGuard;
   /** Why the server must stop (the spool is gone, replaced, or leads out of itself; the lock is lost): no tick touches the spool once set. */
   #fatal: Error | undefined;
   #onFatal: (err: Error) => void = () => {};
-  readonly #watchers = new Map<WatchedDir, FSWatcher>();
-  /** State directories found missing, with how many periodic checks in a row found them so. */
-  readonly #missing = new Map<SpoolDir, number>();
-  /** Watched directories without a working watcher (it failed, or the directory was recreated): retried at each periodic rescan. */
-  readonly #unwatched = new Set<WatchedDir>();
+  /** Watches of requested/ and aborting/ (none when `watch` is off). */
+  #watchers: DirectoryWatchers | undefined;
 
   constructor(options: WorkQueueServerOptions) {
     this.#o = resolveServerOptions(options);
@@ -244,7 +137,12 @@ export class WorkQueueServer {
   async processRequests(manager: TaskManager, options: ProcessRequestsOptions = {}): Promise<void> {
     const { signal } = options;
     this.#paths = openSpool(this.#o.spool); // refuses state directories that are symlinks
-    this.#layout = observeLayout(this.#paths);
+    this.#guard = new LayoutGuard(this.#paths, {
+      log: this.#log,
+      faults: this.#faults,
+      stop: (err) => this.#stopFatally(err),
+      adopted: (dir) => this.#adoptDirectory(dir),
+    });
     this.#manager = manager;
     const lock = acquireLock(this.#paths, { maxTasks: manager.maxTasks });
     this.#writer = new ResultWriter(
@@ -279,8 +177,14 @@ export class WorkQueueServer {
       manager.setWakeHandler(() => this.#schedule());
       manager.setEventHandler?.((event) => this.#onManagerEvent(event));
       if (this.#o.watch) {
-        for (const dir of WATCHED_DIRS) this.#watch(dir);
-        stops.push(() => this.#closeWatchers());
+        const watchers = new DirectoryWatchers((dir) => this.#paths.dirs[dir], {
+          onName: (dir, path, name) => this.#onWatchEvent(dir, path, name),
+          onBroken: (_dir, path, err) => this.#log.error('watcher failed; relying on rescans', { dir: path, error: err.message }),
+          onArmed: (dir, err) => (err === undefined ? this.#faults.succeeded(`watching ${dir}/`) : this.#faults.failed(`watching ${dir}/`, err, { dir })),
+        });
+        this.#watchers = watchers;
+        watchers.watchAll();
+        stops.push(() => watchers.close());
       }
       await this.#runUntilStopped(lock, stops, signal);
     } finally {
@@ -339,9 +243,9 @@ export class WorkQueueServer {
     if (this.#fatal !== undefined) return;
     if (!this.#lockStillHeld(lock)) return;
     // Only with the lock still in place: a spool being removed (rm -rf) loses it, or itself, within the interval.
-    if (!intact && this.#recreateMissing()) intact = this.#guardLayout();
+    if (!intact && this.#guard.recreateMissing()) intact = this.#guardLayout();
     if (intact) {
-      this.#rewatch();
+      this.#watchers?.rewatch();
       this.#rescan(true);
       if (this.#housekeepingDue()) this.#housekeep();
     }
@@ -419,76 +323,17 @@ export class WorkQueueServer {
     }
   }
 
-  /**
-   * Checks, before anything touches the spool, that it is the spool the server
-   * started on and that its directories are real ones: stops the server if not
-   * (see checkLayout). False when nothing may touch the spool now: stopping, the
-   * check itself failed, or a directory is missing (see #recreateMissing).
-   * @param periodic counts this check towards recreating a missing directory
-   */
+  /** Whether a tick may touch the spool now (see LayoutGuard.check). */
   #guardLayout(periodic = false): boolean {
-    if (this.#fatal !== undefined) return false;
-    let verdict: ReturnType<typeof checkLayout<SpoolDir>>;
-    try {
-      verdict = checkLayout(this.#layout, observeLayout(this.#paths));
-      this.#faults.succeeded('spool check');
-    } catch (err) {
-      this.#faults.failed('spool check', err); // cannot tell (EACCES on the spool): touch nothing until we can
-      return false;
-    }
-    if (verdict.kind === 'stop') {
-      this.#stopFatally(new SpoolError(`spool ${this.#paths.root}: ${verdict.reason}; stopping`));
-      return false;
-    }
-    for (const dir of verdict.replaced) {
-      if (this.#missing.delete(dir)) this.#log.info('a missing spool directory is back', { dir });
-      else this.#log.warn('a spool directory was replaced while the server ran; using the new one', { dir });
-      this.#adoptDirectory(dir);
-    }
-    for (const dir of verdict.recreate) {
-      if (!this.#missing.has(dir)) {
-        this.#missing.set(dir, 0);
-        this.#log.error('a spool directory is missing (removed by hand or by a tmp cleaner?); it is made again if it stays missing', { dir });
-      }
-      if (periodic) this.#missing.set(dir, this.#missing.get(dir)! + 1);
-    }
-    return verdict.recreate.length === 0;
+    return this.#fatal === undefined && this.#guard.check(periodic);
   }
 
-  /**
-   * Recreates, with its mode, each directory found missing at two periodic
-   * checks in a row: a tmp cleaner removed it. (A spool being removed as a whole
-   * loses its lock, or itself, in between, and the server stops instead of
-   * fighting the removal.) True if any was recreated.
-   */
-  #recreateMissing(): boolean {
-    let any = false;
-    for (const [dir, checks] of this.#missing) {
-      if (checks < 2) continue;
-      try {
-        sfs.makeDirectoryWithMode(this.#paths.dirs[dir], this.#layout.dirs[dir].mode ?? 0o777);
-        this.#faults.succeeded(`recreating ${dir}/`);
-      } catch (err) {
-        this.#faults.failed(`recreating ${dir}/`, err, { dir });
-        continue;
-      }
-      this.#missing.delete(dir);
-      this.#log.warn('recreated a missing spool directory', { dir });
-      this.#adoptDirectory(dir);
-      any = true;
-    }
-    return any;
-  }
-
-  /** Takes a recreated or replaced directory as the one to serve: its identity, its watcher, its entries. */
+  /** Serves a recreated or replaced directory (LayoutGuard adopted it): its entries, its watcher. */
   #adoptDirectory(dir: SpoolDir): void {
-    this.#safely(`adopting ${dir}/`, () => {
-      this.#layout.dirs[dir] = sfs.identifyEntry(this.#paths.dirs[dir]);
-      if (dir === 'pending') this.#queuePending();
-    });
+    if (dir === 'pending') this.#safely('adopting pending/', () => this.#queuePending());
     if (dir === 'requested' || dir === 'aborting') {
-      this.#unwatched.add(dir);
-      this.#rewatch();
+      this.#watchers?.invalidate(dir);
+      this.#watchers?.rewatch();
       this.#rescan(false, this.#o.watch); // what it holds now, the old watcher never reported
     }
   }
@@ -1067,27 +912,6 @@ export class WorkQueueServer {
     this.#log.warn('the file watcher missed entries; the rescan found them', { requested, aborting });
   }
 
-  /** Watches a directory for new entries. If that fails (EMFILE …), rescans cover it and the watch is retried at each periodic rescan. */
-  #watch(dir: WatchedDir): void {
-    const path = this.#paths.dirs[dir];
-    try {
-      const watcher = sfs.watchDirectory(
-        path,
-        (name) => this.#onWatchEvent(dir, path, name),
-        (err) => {
-          this.#log.error('watcher failed; relying on rescans', { dir: path, error: err.message });
-          this.#unwatched.add(dir);
-        },
-      );
-      this.#watchers.set(dir, watcher);
-      this.#unwatched.delete(dir);
-      this.#faults.succeeded(`watching ${dir}/`);
-    } catch (err) {
-      this.#unwatched.add(dir);
-      this.#faults.failed(`watching ${dir}/`, err, { dir });
-    }
-  }
-
   #onWatchEvent(dir: WatchedDir, path: string, name: string | null): void {
     if (name === null) this.#rescan();
     else if (name !== basename(path)) {
@@ -1101,21 +925,6 @@ export class WorkQueueServer {
       }
     }
     this.#schedule();
-  }
-
-  /** Re-arms the watchers that failed or whose directory was recreated. */
-  #rewatch(): void {
-    if (!this.#o.watch) return;
-    for (const dir of [...this.#unwatched]) {
-      this.#watchers.get(dir)?.close();
-      this.#watchers.delete(dir);
-      this.#watch(dir);
-    }
-  }
-
-  #closeWatchers(): void {
-    for (const watcher of this.#watchers.values()) watcher.close();
-    this.#watchers.clear();
   }
 }
 

@@ -1,0 +1,115 @@
+/**
+ * The options of WorkQueueServer, their defaults and their validation (pure).
+ */
+import type { Meter } from '@opentelemetry/api';
+import { InvalidOptionError } from './errors.js';
+import { silentLogger, type Logger } from './logger.js';
+import { stripUndefined } from './options.js';
+import type { InterruptedPolicy } from './protocol.js';
+import type { AbortPolicy } from './permissions.js';
+
+export interface WorkQueueServerOptions {
+  /** The spool directory; created if missing. */
+  spool: string;
+  /**
+   * What to do with requests found in `running/` at start (a previous server
+   * died or was stopped while they ran): run them again, or complete them with
+   * a "server restarted" error.
+   * @default 'rerun'
+   */
+  interrupted?: InterruptedPolicy;
+  /**
+   * Watch `requested/` and `aborting/` for new entries. With `false` the server
+   * only polls, every `rescanIntervalMs` (the ancestor's behaviour; for benchmarks).
+   * @default true
+   */
+  watch?: boolean;
+  /**
+   * Period of the safety rescan of `requested/` and `aborting/`, which catches
+   * what the watcher dropped (inotify overflows silently).
+   * @default 2000
+   */
+  rescanIntervalMs?: number;
+  /**
+   * How long an abort for an id that does not exist (yet) is kept, so that it
+   * still wins if the request appears.
+   * @default 600000 (10 minutes)
+   */
+  abortTombstoneMs?: number;
+  /**
+   * Who may abort a queued or running request: its owner (the user who made
+   * its file), the server's user and root; or anyone who can write aborting/.
+   * @default 'owner'
+   */
+  abortPolicy?: AbortPolicy;
+  /**
+   * On shutdown, how long running tasks may go on to finish before they are
+   * terminated (terminated tasks are re-run by the next server).
+   * @default 0
+   */
+  shutdownGraceMs?: number;
+  /** fsync result files and directories before a result counts as written. @default false */
+  durable?: boolean;
+  /** Where the server logs transitions and summaries. @default silent */
+  logger?: Logger;
+  /** OpenTelemetry Meter for the server's instruments. @default the global meter */
+  meter?: Meter;
+  /**
+   * Wall clock in ms, injectable for tests. When injected, metric durations are
+   * measured with it too. @default Date.now (durations: performance.now, monotonic)
+   */
+  now?: () => number;
+  /** Interval of the "still alive" info log line. @default 300000 (5 minutes) */
+  heartbeatIntervalMs?: number;
+  /**
+   * Results nobody claims (their client died) are removed after this long.
+   * @default 604800000 (7 days)
+   */
+  resultTtlMs?: number;
+  /** Temp files and orphaned logs are removed after this long. @default 3600000 (1 hour) */
+  leftoverMaxAgeMs?: number;
+  /** How often housekeeping (TTL, temp files, orphaned logs) runs. @default 60000 */
+  housekeepingIntervalMs?: number;
+}
+
+export type ResolvedOptions = Required<Omit<WorkQueueServerOptions, 'meter'>> & { meter: Meter | undefined };
+
+/** Fills defaults and validates; pure. */
+export function resolveServerOptions(options: WorkQueueServerOptions): ResolvedOptions {
+  const resolved: ResolvedOptions = {
+    interrupted: 'rerun',
+    watch: true,
+    rescanIntervalMs: 2000,
+    abortTombstoneMs: 600_000,
+    abortPolicy: 'owner',
+    shutdownGraceMs: 0,
+    durable: false,
+    logger: silentLogger,
+    now: Date.now,
+    heartbeatIntervalMs: 300_000,
+    resultTtlMs: 7 * 24 * 3600_000,
+    leftoverMaxAgeMs: 3600_000,
+    housekeepingIntervalMs: 60_000,
+    ...stripUndefined(options),
+    spool: options.spool,
+    meter: options.meter,
+  };
+  if (typeof resolved.spool !== 'string' || resolved.spool === '') {
+    throw new InvalidOptionError(`Expected \`spool\` to be a non-empty string, got \`${String(resolved.spool)}\``);
+  }
+  if (resolved.abortPolicy !== 'owner' && resolved.abortPolicy !== 'anyone') {
+    throw new InvalidOptionError(`Expected \`abortPolicy\` to be 'owner' or 'anyone', got \`${String(resolved.abortPolicy)}\``);
+  }
+  if (resolved.interrupted !== 'rerun' && resolved.interrupted !== 'fail') {
+    throw new InvalidOptionError(`Expected \`interrupted\` to be 'rerun' or 'fail', got \`${String(resolved.interrupted)}\``);
+  }
+  const durations = ['rescanIntervalMs', 'abortTombstoneMs', 'shutdownGraceMs', 'heartbeatIntervalMs', 'resultTtlMs', 'leftoverMaxAgeMs', 'housekeepingIntervalMs'] as const;
+  for (const key of durations) {
+    const value = resolved[key];
+    const min = key === 'rescanIntervalMs' || key === 'housekeepingIntervalMs' ? 1 : 0;
+    if (!(typeof value === 'number' && Number.isFinite(value) && value >= min)) {
+      throw new InvalidOptionError(`Expected \`${key}\` to be a finite number >= ${min}, got \`${String(value)}\` (${typeof value})`);
+    }
+  }
+  return resolved;
+}
