@@ -33,7 +33,7 @@ const LATER_STATES = ['pending', 'running', 'complete'] as const;
 const UNKNOWN_CHECKS_PER_RECHECK = 256;
 /** Consecutive re-checks that must find a request nowhere before wait() calls it unknown. */
 const MISSING_CHECKS_BEFORE_UNKNOWN = 2;
-/** Ids this client enqueued and has not waited for yet, remembered (newest) so a wait need not look for them. */
+/** Ids this client enqueued and has not waited for yet, remembered (newest) so a wait need not look everywhere for them. */
 const MAX_REMEMBERED_IDS = 4096;
 
 /**
@@ -168,12 +168,16 @@ export class WorkQueueClient {
     throw new WorkQueueError(`could not find a free request id in ${MAX_ID_ATTEMPTS} attempts; is the id source broken?`, 'ERR_ID_EXHAUSTED');
   }
 
-  /** See MAX_REMEMBERED_IDS. */
-  readonly #enqueuedHere = new Set<string>();
+  /**
+   * See MAX_REMEMBERED_IDS: id → the watcher of complete/ that was live when
+   * it was published, if one was; 'arrived' once that watcher reported the id
+   * (before anyone waited for it); undefined when a wait must look.
+   */
+  readonly #enqueuedHere = new Map<string, FSWatcher | 'arrived' | undefined>();
 
   #remember(id: string): void {
-    this.#enqueuedHere.add(id);
-    if (this.#enqueuedHere.size > MAX_REMEMBERED_IDS) this.#enqueuedHere.delete(this.#enqueuedHere.values().next().value!);
+    this.#enqueuedHere.set(id, this.#watcher);
+    if (this.#enqueuedHere.size > MAX_REMEMBERED_IDS) this.#enqueuedHere.delete(this.#enqueuedHere.keys().next().value!);
   }
 
   /** Durable enqueues waiting for the next group commit. */
@@ -278,10 +282,18 @@ export class WorkQueueClient {
       if (signal?.aborted) return onCancel();
       signal?.addEventListener('abort', onCancel, { once: true });
       if (timeoutMs !== undefined) timer = setTimeout(() => giveUp('timeout', new WorkQueueTimeoutError(id, timeoutMs)), timeoutMs);
+      const fresh = this.#enqueuedHere.has(id);
+      const watcherAtPublish = this.#enqueuedHere.get(id);
+      this.#enqueuedHere.delete(id);
       this.#addWaiter(id, attempt);
       // A request this client has just put in requested/ is known to exist:
-      // only its result is looked for now, and the re-checks look for the rest.
-      attempt(this.#enqueuedHere.delete(id) ? 'result' : 'everywhere');
+      // only its result is looked for now (the re-checks look for the rest).
+      // Not even that if the watcher that is live now was already live when
+      // the request was published and has not reported it: the result's
+      // arrival is an event still to come.
+      if (!fresh) attempt('everywhere');
+      else if (watcherAtPublish === 'arrived') attempt('arrived');
+      else if (watcherAtPublish === undefined || watcherAtPublish !== this.#watcher) attempt('result');
     });
   }
 
@@ -361,6 +373,8 @@ export class WorkQueueClient {
 
   /** A watcher event: the name of an entry that appeared in (or left) complete/; null when the system could not say. */
   #poke(name: string | null): void {
+    if (name === null) for (const id of this.#enqueuedHere.keys()) this.#enqueuedHere.set(id, undefined); // cannot tell which
+    else if (!this.#waiters.has(name) && this.#enqueuedHere.has(name)) this.#enqueuedHere.set(name, 'arrived');
     const targets = name === null ? [...this.#waiters.values()] : [this.#waiters.get(name)];
     for (const set of targets) for (const poke of [...(set ?? [])]) poke(name === null ? 'result' : 'arrived');
   }

@@ -231,3 +231,21 @@ t.test('what appears at complete/<id> while a client waits is read only if it is
     t.match((err as Error).message, /spool entries must be regular files/, `${kind}: and says why`);
   }
 });
+
+t.test('a wait finds a result that arrived between enqueue() and wait(), with or without a watcher live at enqueue, without the safety re-check', async (t) => {
+  const spool = spoolDir(t);
+  startServer(t, new InProcessTaskManager((req: unknown) => ({ echo: req }), { maxTasks: 2 }), { spool });
+  // The re-check is 10 minutes away: only a look at wait() or a watcher event can find these results.
+  const client = makeClient(t, spool, { recheckIntervalMs: 600_000 });
+  const beforeAnyWatch = await client.enqueue('first');
+  await waitFor(() => spoolContents(spool).complete.includes(beforeAnyWatch), 'the first result');
+  t.strictSame(await client.wait(beforeAnyWatch), { echo: 'first' }, 'no watcher yet when it was published: wait() looks');
+  // Now the watcher of complete/ is live: its event for the next result comes while nobody waits.
+  const meanwhile = await client.enqueue('second');
+  await waitFor(() => spoolContents(spool).complete.includes(meanwhile), 'the second result');
+  await new Promise((resolve) => setTimeout(resolve, 50)); // let the watcher's event be handled first
+  const late = await Promise.race([client.wait(meanwhile), new Promise((resolve) => setTimeout(() => resolve('not found'), 5000))]);
+  t.strictSame(late, { echo: 'second' }, 'the watcher saw it arrive: wait() reads it at once');
+  const direct = await Promise.race([client.run('third'), new Promise((resolve) => setTimeout(() => resolve('not found'), 5000))]);
+  t.strictSame(direct, { echo: 'third' }, 'and run() gets its result from the event');
+});
