@@ -4,6 +4,12 @@
  * state directories (protocol.ts: checkLayout decides). A state directory a
  * tmp cleaner removed is recreated, with its mode, once two periodic checks in
  * a row found it missing; a replaced or recreated one is adopted.
+ *
+ * The check costs nine lookups. While a watch on the spool directory is live
+ * (see watched()), a tick repeats it only after that watch reported a change
+ * in the spool directory (a state directory renamed, removed or created, the
+ * spool itself moved or removed), or when LAYOUT_RECHECK_MS have passed (a
+ * watch can drop events); without one, at every tick.
  */
 import { SpoolError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -11,6 +17,9 @@ import { checkLayout } from './protocol.js';
 import type { FaultLog } from './spool/fault-log.js';
 import { observeLayout, type LayoutObservation, type SpoolDir, type SpoolPaths } from './spool/layout.js';
 import * as sfs from './spool/fs.js';
+
+/** With a live watch on the spool directory, the longest a tick goes on the last check's verdict. */
+export const LAYOUT_RECHECK_MS = 250;
 
 export interface LayoutGuardHooks {
   log: Logger;
@@ -28,6 +37,11 @@ export class LayoutGuard {
   readonly #layout: LayoutObservation;
   /** State directories found missing, with how many periodic checks in a row found them so. */
   readonly #missing = new Map<SpoolDir, number>();
+  /** A watch on the spool directory is live, and nothing it reported has been checked yet (#changed). */
+  #watched = false;
+  #changed = true;
+  /** When the last check found the layout servable (0: it did not). */
+  #lastGoodCheck = 0;
 
   constructor(paths: SpoolPaths, hooks: LayoutGuardHooks) {
     this.#paths = paths;
@@ -41,7 +55,10 @@ export class LayoutGuard {
    * failed, or a directory is missing (see recreateMissing).
    * @param periodic counts this check towards recreating a missing directory
    */
-  check(periodic = false): boolean {
+  check(periodic = false, now = Date.now()): boolean {
+    if (!periodic && this.#watched && !this.#changed && this.#lastGoodCheck > 0 && now - this.#lastGoodCheck < LAYOUT_RECHECK_MS) return true;
+    this.#changed = false; // before looking: a change reported while we look is looked at next time
+    this.#lastGoodCheck = 0;
     let verdict: ReturnType<typeof checkLayout<SpoolDir>>;
     try {
       verdict = checkLayout(this.#layout, observeLayout(this.#paths));
@@ -66,7 +83,24 @@ export class LayoutGuard {
       }
       if (periodic) this.#missing.set(dir, this.#missing.get(dir)! + 1);
     }
-    return verdict.recreate.length === 0;
+    if (verdict.recreate.length > 0) return false;
+    this.#lastGoodCheck = now;
+    return true;
+  }
+
+  /**
+   * Whether a watch on the spool directory is live. Only then may a tick skip
+   * the check; never when the spool is reached through a symlink (the watch
+   * follows it, and would not see the symlink itself change).
+   */
+  watched(live: boolean): void {
+    this.#watched = live && sfs.entryStat(this.#paths.root)?.isSymbolicLink() === false;
+    this.#changed = true;
+  }
+
+  /** The watch on the spool directory reported a change: the next tick checks. */
+  changed(): void {
+    this.#changed = true;
   }
 
   /**

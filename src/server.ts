@@ -185,6 +185,7 @@ export class WorkQueueServer {
         this.#watchers = watchers;
         watchers.watchAll();
         stops.push(() => watchers.close());
+        this.#watchSpoolDirectory(stops);
       }
       await this.#runUntilStopped(lock, stops, signal);
     } finally {
@@ -326,6 +327,32 @@ export class WorkQueueServer {
   /** Whether a tick may touch the spool now (see LayoutGuard.check). */
   #guardLayout(periodic = false): boolean {
     return this.#fatal === undefined && this.#guard.check(periodic);
+  }
+
+  /**
+   * Watches the spool directory itself, so that a tick re-checks the layout
+   * only after something in it changed (LayoutGuard). If the watch cannot be
+   * set up or breaks, every tick checks.
+   */
+  #watchSpoolDirectory(stops: Array<() => void>): void {
+    try {
+      const watcher = sfs.watchDirectory(
+        this.#paths.root,
+        () => {
+          this.#guard.changed();
+          this.#schedule();
+        },
+        (err) => {
+          this.#guard.watched(false);
+          this.#log.warn('watch of the spool directory failed; checking its layout at every tick', { error: err.message });
+        },
+      );
+      this.#guard.watched(true);
+      stops.push(() => watcher.close());
+    } catch (err) {
+      this.#guard.watched(false);
+      this.#log.warn('cannot watch the spool directory; checking its layout at every tick', { error: (err as Error).message });
+    }
   }
 
   /** Serves a recreated or replaced directory (LayoutGuard adopted it): its entries, its watcher. */
