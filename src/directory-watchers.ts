@@ -1,8 +1,9 @@
 /**
- * The server's watches on the directories clients write to. fs.watch is fast
- * but may drop events (inotify overflows) or fail (EMFILE, a recreated
- * directory); a watch that failed is remembered and re-armed by rewatch(),
- * and the server's rescans cover what it missed meanwhile.
+ * The server's watches: the directories clients write to, and the spool
+ * directory itself (for the layout guard). fs.watch is fast but may drop
+ * events (inotify overflows) or fail (EMFILE, a recreated directory); a watch
+ * that failed is remembered and re-armed by rewatch(), and the server's
+ * rescans and layout checks cover what it missed meanwhile.
  */
 import type { FSWatcher } from 'node:fs';
 import type { SpoolDir } from './spool/layout.js';
@@ -11,31 +12,34 @@ import * as sfs from './spool/fs.js';
 /** The directories the server watches for new entries. */
 export type WatchedDir = Extract<SpoolDir, 'requested' | 'aborting'>;
 export const WATCHED_DIRS: readonly WatchedDir[] = ['requested', 'aborting'];
+/** What the server watches: those directories, and `spool`, the spool directory itself. */
+export type WatchTarget = WatchedDir | 'spool';
+const WATCH_TARGETS: readonly WatchTarget[] = [...WATCHED_DIRS, 'spool'];
 
 export interface WatchHandlers {
   /** A name appeared in or left the directory at `path`; null when the system could not say which. */
-  onName(dir: WatchedDir, path: string, name: string | null): void;
+  onName(target: WatchTarget, path: string, name: string | null): void;
   /** A watch stopped working after it was set up; it is re-armed at the next rewatch(). */
-  onBroken(dir: WatchedDir, path: string, err: Error): void;
+  onBroken(target: WatchTarget, path: string, err: Error): void;
   /** Setting up a watch succeeded, or failed (it is retried at the next rewatch()). */
-  onArmed(dir: WatchedDir, err?: unknown): void;
+  onArmed(target: WatchTarget, err?: unknown): void;
 }
 
 export class DirectoryWatchers {
-  readonly #watchers = new Map<WatchedDir, FSWatcher>();
-  /** Directories without a working watch: it failed, or the directory was recreated. */
-  readonly #unwatched = new Set<WatchedDir>();
-  readonly #pathOf: (dir: WatchedDir) => string;
+  readonly #watchers = new Map<WatchTarget, FSWatcher>();
+  /** Targets without a working watch: it failed, or the directory was recreated. */
+  readonly #unwatched = new Set<WatchTarget>();
+  readonly #pathOf: (target: WatchTarget) => string;
   readonly #on: WatchHandlers;
 
-  constructor(pathOf: (dir: WatchedDir) => string, handlers: WatchHandlers) {
+  constructor(pathOf: (target: WatchTarget) => string, handlers: WatchHandlers) {
     this.#pathOf = pathOf;
     this.#on = handlers;
   }
 
-  /** Watches every watched directory. */
+  /** Watches every target. */
   watchAll(): void {
-    for (const dir of WATCHED_DIRS) this.#watch(dir);
+    for (const target of WATCH_TARGETS) this.#watch(target);
   }
 
   /** Marks a directory's watch as stale (its directory was recreated): rewatch() replaces it. */
@@ -57,7 +61,7 @@ export class DirectoryWatchers {
     this.#watchers.clear();
   }
 
-  #watch(dir: WatchedDir): void {
+  #watch(dir: WatchTarget): void {
     const path = this.#pathOf(dir);
     try {
       const watcher = sfs.watchDirectory(

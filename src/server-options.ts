@@ -19,8 +19,10 @@ export interface WorkQueueServerOptions {
    */
   interrupted?: InterruptedPolicy;
   /**
-   * Watch `requested/` and `aborting/` for new entries. With `false` the server
-   * only polls, every `rescanIntervalMs` (the ancestor's behaviour; for benchmarks).
+   * Watch `requested/` and `aborting/` for new entries, and the spool directory
+   * for changes to its layout. With `false` the server only polls, every
+   * `rescanIntervalMs`, and checks the layout at every tick (the ancestor's
+   * behaviour; for benchmarks).
    * @default true
    */
   watch?: boolean;

@@ -177,15 +177,26 @@ export class WorkQueueServer {
       manager.setWakeHandler(() => this.#schedule());
       manager.setEventHandler?.((event) => this.#onManagerEvent(event));
       if (this.#o.watch) {
-        const watchers = new DirectoryWatchers((dir) => this.#paths.dirs[dir], {
-          onName: (dir, path, name) => this.#onWatchEvent(dir, path, name),
-          onBroken: (_dir, path, err) => this.#log.error('watcher failed; relying on rescans', { dir: path, error: err.message }),
-          onArmed: (dir, err) => (err === undefined ? this.#faults.succeeded(`watching ${dir}/`) : this.#faults.failed(`watching ${dir}/`, err, { dir })),
+        const watchers = new DirectoryWatchers((target) => (target === 'spool' ? this.#paths.root : this.#paths.dirs[target]), {
+          onName: (target, path, name) => {
+            if (target !== 'spool') return this.#onWatchEvent(target, path, name);
+            this.#guard.changed(); // something in the spool directory changed: the next tick checks the layout
+            this.#schedule();
+          },
+          onBroken: (target, path, err) => {
+            if (target !== 'spool') return this.#log.error('watcher failed; relying on rescans', { dir: path, error: err.message });
+            this.#guard.watched(false);
+            this.#log.error('watch of the spool directory failed; checking its layout at every tick until it is re-armed', { dir: path, error: err.message });
+          },
+          onArmed: (target, err) => {
+            if (target === 'spool') this.#guard.watched(err === undefined);
+            if (err === undefined) this.#faults.succeeded(`watching ${target}/`);
+            else this.#faults.failed(`watching ${target}/`, err, { dir: target });
+          },
         });
         this.#watchers = watchers;
         watchers.watchAll();
         stops.push(() => watchers.close());
-        this.#watchSpoolDirectory(stops);
       }
       await this.#runUntilStopped(lock, stops, signal);
     } finally {
@@ -327,32 +338,6 @@ export class WorkQueueServer {
   /** Whether a tick may touch the spool now (see LayoutGuard.check). */
   #guardLayout(periodic = false): boolean {
     return this.#fatal === undefined && this.#guard.check(periodic);
-  }
-
-  /**
-   * Watches the spool directory itself, so that a tick re-checks the layout
-   * only after something in it changed (LayoutGuard). If the watch cannot be
-   * set up or breaks, every tick checks.
-   */
-  #watchSpoolDirectory(stops: Array<() => void>): void {
-    try {
-      const watcher = sfs.watchDirectory(
-        this.#paths.root,
-        () => {
-          this.#guard.changed();
-          this.#schedule();
-        },
-        (err) => {
-          this.#guard.watched(false);
-          this.#log.warn('watch of the spool directory failed; checking its layout at every tick', { error: err.message });
-        },
-      );
-      this.#guard.watched(true);
-      stops.push(() => watcher.close());
-    } catch (err) {
-      this.#guard.watched(false);
-      this.#log.warn('cannot watch the spool directory; checking its layout at every tick', { error: (err as Error).message });
-    }
   }
 
   /** Serves a recreated or replaced directory (LayoutGuard adopted it): its entries, its watcher. */
