@@ -5,14 +5,14 @@
  * raw file-call loop (the limit). `--quick` runs fewer requests and repeats;
  * `--only=REGEX` runs only the matching rows (plus the limit), without rewriting the docs.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, fsyncSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync, mkdirSync, constants } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { WorkQueueClient } from '../src/client.js';
-import type { ClientConfig, ClientReport } from './client-process.js';
+import type { ClientConfig } from './client-process.js';
+import { runBenchClients, startBenchServer, type BenchServer } from './processes.js';
 import type { ServerConfig } from './server-process.js';
 import { median, medianSummary, percentile, summarize, type LatencySummary } from './stats.js';
 
@@ -52,38 +52,13 @@ const freshSpool = (): string => join(work, `spool-${++spoolCounter}`);
 
 // ---- processes ---------------------------------------------------------------
 
-function lines(child: ChildProcess): AsyncIterator<string> {
-  return createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+function startServer(config: Partial<ServerConfig> & { spool: string }): Promise<BenchServer> {
+  return startBenchServer({ manager: 'inproc', maxTasks: 64, watch: true, rescanIntervalMs: 2000, durable: false, ...config }, { nodeArgs: NODE_ARGS });
 }
 
-interface BenchServer {
-  stop(): Promise<{ cpuMs: number }>;
-}
-
-async function startServer(config: Partial<ServerConfig> & { spool: string }): Promise<BenchServer> {
-  const full: ServerConfig = { manager: 'inproc', maxTasks: 64, watch: true, rescanIntervalMs: 2000, durable: false, ...config };
-  const child = spawn(process.execPath, [...NODE_ARGS, join(HERE, 'server-process.js'), JSON.stringify(full)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const out = lines(child);
-  const first = await out.next();
-  if (first.value !== 'ready') throw new Error(`bench server did not start: ${String(first.value)}`);
-  return {
-    async stop() {
-      child.kill('SIGTERM');
-      const report = await out.next();
-      await new Promise((r) => child.once('exit', r));
-      return JSON.parse(String(report.value)) as { cpuMs: number };
-    },
-  };
-}
-
-/** Starts client processes, lets them warm up, starts them together, merges their latencies. */
+/** Runs client processes together and merges their latencies. */
 async function runClients(configs: ClientConfig[]): Promise<LatencySummary> {
-  const children = configs.map((c) => spawn(process.execPath, [...NODE_ARGS, join(HERE, 'client-process.js'), JSON.stringify(c)], { stdio: ['pipe', 'pipe', 'inherit'] }));
-  const outs = children.map(lines);
-  for (const out of outs) if ((await out.next()).value !== 'ready') throw new Error('bench client did not start');
-  for (const child of children) child.stdin!.write('go\n');
-  const reports = await Promise.all(outs.map(async (out) => JSON.parse(String((await out.next()).value)) as ClientReport));
-  for (const child of children) child.stdin!.end();
+  const reports = await runBenchClients(configs, { nodeArgs: NODE_ARGS });
   const summary = summarize(reports.flatMap((r) => r.latenciesMs), Math.max(...reports.map((r) => r.wallMs)));
   return { ...summary, clientCpuUsPerRequest: (reports.reduce((sum, r) => sum + r.cpuMs, 0) * 1000) / summary.count };
 }
