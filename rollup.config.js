@@ -6,16 +6,68 @@
  * start about 20 ms sooner (docs/benchmarks.md, "CLI start-up"). The library
  * (dist/index.js) is not bundled.
  *
- * Bundled: our code, msgpackr (its pure-JS build), chokidar. Left as packages:
- * commander and write-file-atomic (CommonJS already, loaded with require) and
- * OpenTelemetry (imported only by `wq serve --metrics-port`).
+ * Bundled: our code, commander, msgpackr (its pure-JS build), chokidar. Left
+ * as packages: write-file-atomic (CommonJS, required only to create a spool) and
+ * OpenTelemetry (imported only by `wq serve --metrics-port`). After rollup,
+ * scripts/code-cache.cjs makes the bundle's V8 code caches.
  */
 import { rmSync } from 'node:fs';
 import { builtinModules } from 'node:module';
+import { resolve } from 'node:path';
+import commonjs from '@rollup/plugin-commonjs';
 import { nodeResolve } from '@rollup/plugin-node-resolve';
 
-const EXTERNAL_PACKAGES = ['commander', 'write-file-atomic', '@opentelemetry/'];
+const OUTPUT_DIR = 'dist/cli-bundle';
+const EXTERNAL_PACKAGES = ['write-file-atomic', '@opentelemetry/'];
+const LAZY_CHILD_PROCESS = '\0lazy-child-process';
+const isCommandersChildProcess = (id, importer) => id === 'node:child_process' && importer?.includes('/node_modules/commander/') === true;
+
+/**
+ * src/cli/commander.ts loads commander with require() for the unbundled build;
+ * in the bundle it is imported, so that it is bundled with the rest.
+ */
+const bundleCommander = {
+  name: 'bundle-commander',
+  load: (id) => (id.endsWith('/dist/cli/commander.js') ? "export { Command, CommanderError, InvalidArgumentError, Option } from 'commander';" : null),
+};
+
+/**
+ * commander requires node:child_process at load, for subcommands that are
+ * separate executables, which wq has none of. Loading it (and net, dgram and
+ * the streams it pulls in) costs every `wq` call about 2.5 ms, so commander
+ * gets a stand-in that requires it at the first spawn.
+ */
+const lazyChildProcess = {
+  name: 'lazy-child-process',
+  resolveId: (source, importer) => (isCommandersChildProcess(source, importer) ? LAZY_CHILD_PROCESS : null),
+  load: (id) =>
+    id === LAZY_CHILD_PROCESS ? "export default { spawn: (...args) => require('node:child_process').spawn(...args) };" : null,
+};
+
 const builtins = new Set(builtinModules);
+
+/**
+ * Chunks, named after what they hold so that a stack trace says where it is.
+ * What `wq enqueue`, `wait` and `abort` run (the static imports of the CLI's
+ * entry and of its request commands) is one chunk, the entry `wq.cjs`: each
+ * file more costs a call about half a millisecond to find, read and compile.
+ * The server's code (serve.cjs) loads it too, for what they share.
+ */
+const CLIENT_ROOTS = ['/dist/cli/main.js', '/dist/cli/request.js'];
+let clientModules;
+function clientChunk(id, { getModuleInfo }) {
+  if (clientModules === undefined) {
+    clientModules = new Set();
+    const visit = (moduleId) => {
+      if (clientModules.has(moduleId)) return;
+      clientModules.add(moduleId);
+      for (const next of getModuleInfo(moduleId)?.importedIds ?? []) visit(next);
+    };
+    for (const root of CLIENT_ROOTS) visit(resolve(root.slice(1)));
+  }
+  if (clientModules.has(id)) return 'wq';
+  return /\/node_modules\/(chokidar|readdirp)\//.test(id) ? 'chokidar' : undefined;
+}
 
 export default {
   input: {
@@ -23,20 +75,24 @@ export default {
     // Next to the chunk that spawns it: the pool finds it relative to its own file.
     'process-pool-worker': 'dist/task-manager/process-pool-worker.js',
   },
+  // The entry may export more than main(): then it can be the client chunk itself, not a facade that loads it.
+  preserveEntrySignatures: 'allow-extension',
   output: {
-    dir: 'dist/cli-bundle',
+    dir: OUTPUT_DIR,
     format: 'cjs',
     entryFileNames: '[name].cjs',
     chunkFileNames: '[name].cjs',
     generatedCode: 'es2015',
-    // Named after what they hold, so a stack trace says where it is.
-    manualChunks: (id) => (id.includes('/node_modules/msgpackr/') ? 'msgpackr' : /\/node_modules\/(chokidar|readdirp)\//.test(id) ? 'chokidar' : undefined),
+    manualChunks: clientChunk,
   },
-  external: (id) =>
-    id.startsWith('node:') || builtins.has(id) || EXTERNAL_PACKAGES.some((p) => id === p || id.startsWith(p.endsWith('/') ? p : `${p}/`)),
+  external: (id, importer) =>
+    (id.startsWith('node:') && !isCommandersChildProcess(id, importer)) || builtins.has(id) || EXTERNAL_PACKAGES.some((p) => id === p || id.startsWith(p.endsWith('/') ? p : `${p}/`)),
   plugins: [
-    { name: 'clean', buildStart: () => rmSync('dist/cli-bundle', { recursive: true, force: true }) }, // no chunk of an older build lingers
+    { name: 'clean', buildStart: () => rmSync(OUTPUT_DIR, { recursive: true, force: true }) }, // no chunk of an older build lingers
+    bundleCommander,
+    lazyChildProcess,
     nodeResolve({ exportConditions: ['node', 'import'], preferBuiltins: true }),
+    commonjs({ include: /\/node_modules\/commander\// }),
   ],
   onwarn(warning, warn) {
     // Harmless habits of bundled packages (an unused import, a module cycle) are theirs to keep.

@@ -1,0 +1,73 @@
+#!/usr/bin/env node
+/**
+ * Build step (`npm run build`, after rollup): V8 code caches for the bundled
+ * CLI (bin/code-cache.cjs). Serves a scratch spool with `wq serve` and runs
+ * `wq enqueue --wait -- true` against it in a child process that records what
+ * it compiled, then writes a cache for each bundle file that run loaded.
+ *
+ * `wq` works without the caches, only slower, so a failure here is reported
+ * and the build goes on; test/cli/code-cache.ts checks that they are there
+ * and used.
+ */
+'use strict';
+const { spawn, spawnSync } = require('node:child_process');
+const { mkdtempSync, readdirSync, readFileSync, rmSync } = require('node:fs');
+const { tmpdir } = require('node:os');
+const { join, sep } = require('node:path');
+const codeCache = require('../bin/code-cache.cjs');
+
+const ROOT = join(__dirname, '..');
+const BUNDLE = join(ROOT, 'dist', 'cli-bundle');
+const WQ = join(ROOT, 'bin', 'wq');
+const TIMEOUT_S = 60;
+/**
+ * import() in code (not in a comment). A vm.Script cannot import without an
+ * experimental loader, so such a file must be left to Node.
+ */
+const DYNAMIC_IMPORT = /^(?!\s*(\*|\/\/)).*\bimport\(/m;
+
+/** In the child: runs `wq` with `args` in this process, then writes the caches. */
+async function record(args) {
+  const cache = codeCache.install(BUNDLE + sep, { record: true });
+  const cli = require(join(BUNDLE, 'wq.cjs'));
+  const code = await cli.main([process.execPath, WQ, ...args]);
+  if (code !== 0) throw new Error(`wq ${args.join(' ')} exited ${code}`);
+  const written = cache.write().filter((file) => {
+    if (!DYNAMIC_IMPORT.test(readFileSync(file, 'utf8'))) return true;
+    rmSync(codeCache.cachePath(file), { force: true });
+    return false;
+  });
+  process.stderr.write(`code-cache: cached ${written.map((file) => file.slice(BUNDLE.length + 1)).join(', ')}\n`);
+}
+
+function removeCaches() {
+  for (const name of readdirSync(BUNDLE)) if (name.endsWith('.v8cache')) rmSync(join(BUNDLE, name));
+}
+
+async function build() {
+  removeCaches();
+  const scratch = mkdtempSync(join(tmpdir(), 'wq-code-cache-'));
+  const spool = join(scratch, 'spool');
+  const server = spawn(process.execPath, [WQ, 'serve', '--spool', spool, '--max-tasks', '1', '--log-level', 'error'], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  try {
+    const args = ['enqueue', '--spool', spool, '--wait', '--timeout', String(TIMEOUT_S), '--', 'true'];
+    const child = spawnSync(process.execPath, [__filename, '--record', ...args], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      timeout: (TIMEOUT_S + 10) * 1000,
+    });
+    if (child.status !== 0) throw new Error(child.error?.message ?? `the recording run exited ${child.status ?? child.signal}`);
+  } finally {
+    server.kill('SIGTERM');
+    await new Promise((resolve) => (server.exitCode === null && server.signalCode === null ? server.once('exit', resolve) : resolve()));
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+const [mode, ...args] = process.argv.slice(2);
+(mode === '--record' ? record(args) : build()).catch((err) => {
+  if (mode !== '--record') removeCaches(); // all or none
+  process.stderr.write(`code-cache: no code caches (wq works, but starts slower): ${err.message}\n`);
+  process.exitCode = mode === '--record' ? 1 : 0;
+});
