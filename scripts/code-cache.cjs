@@ -44,14 +44,32 @@ function removeCaches() {
   for (const name of readdirSync(BUNDLE)) if (name.endsWith('.v8cache')) rmSync(join(BUNDLE, name));
 }
 
+/** Resolves once `wq serve` has logged that it serves its spool (so the recorded run is the usual one). */
+function started(server) {
+  return new Promise((resolve, reject) => {
+    let log = '';
+    const timer = setTimeout(() => reject(new Error(`wq serve did not start within ${TIMEOUT_S} s: ${log}`)), TIMEOUT_S * 1000);
+    server.stderr.on('data', (chunk) => {
+      log += chunk;
+      if (log.includes('server started')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    server.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`wq serve exited (${code ?? signal}): ${log.trim()}`));
+    });
+  });
+}
+
 async function build() {
   removeCaches();
   const scratch = mkdtempSync(join(tmpdir(), 'wq-code-cache-'));
   const spool = join(scratch, 'spool');
-  const server = spawn(process.execPath, [WQ, 'serve', '--spool', spool, '--max-tasks', '1', '--log-level', 'error'], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const server = spawn(process.execPath, [WQ, 'serve', '--spool', spool, '--max-tasks', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
   try {
+    await started(server);
     const args = ['enqueue', '--spool', spool, '--wait', '--timeout', String(TIMEOUT_S), '--', 'true'];
     const child = spawnSync(process.execPath, [__filename, '--record', ...args], {
       stdio: ['ignore', 'ignore', 'inherit'],
