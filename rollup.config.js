@@ -41,7 +41,8 @@ const lazyChildProcess = {
   name: 'lazy-child-process',
   resolveId: (source, importer) => (isCommandersChildProcess(source, importer) ? LAZY_CHILD_PROCESS : null),
   load: (id) =>
-    id === LAZY_CHILD_PROCESS ? "export default { spawn: (...args) => require('node:child_process').spawn(...args) };" : null,
+    // A named export: commander's require() of it then yields { spawn }, as of the real module.
+    id === LAZY_CHILD_PROCESS ? "export function spawn(...args) { return require('node:child_process').spawn(...args); }" : null,
 };
 
 const builtins = new Set(builtinModules);
@@ -88,7 +89,13 @@ export default {
   external: (id, importer) =>
     (id.startsWith('node:') && !isCommandersChildProcess(id, importer)) || builtins.has(id) || EXTERNAL_PACKAGES.some((p) => id === p || id.startsWith(p.endsWith('/') ? p : `${p}/`)),
   plugins: [
-    { name: 'clean', buildStart: () => rmSync(OUTPUT_DIR, { recursive: true, force: true }) }, // no chunk of an older build lingers
+    {
+      name: 'clean',
+      buildStart: () => {
+        rmSync(OUTPUT_DIR, { recursive: true, force: true }); // no chunk of an older build lingers
+        clientModules = undefined; // nor an older module graph (rollup --watch)
+      },
+    },
     bundleCommander,
     lazyChildProcess,
     nodeResolve({ exportConditions: ['node', 'import'], preferBuiltins: true }),

@@ -11,13 +11,17 @@
  * only the source's length, so an edited file of the same size would run
  * stale code; hashing the source instead would cost about 2 ms per call). V8
  * refuses a cache made by another V8 version or with other flags; the file is
- * then compiled as usual. Files without a cache are left to Node.
+ * then compiled as usual. Files without a cache are left to Node. V8 notices a
+ * short cache but not one damaged in place, which can crash it: caches are
+ * written whole (rename), and `WQ_NO_CODE_CACHE=1` makes bin/wq skip them.
+ * The published package carries none: npm resets files' modification times,
+ * and another Node would refuse them anyway.
  */
 'use strict';
 const Module = require('node:module');
-const { readFileSync, statSync, writeFileSync } = require('node:fs');
+const { readFileSync, renameSync, statSync, writeFileSync } = require('node:fs');
 const { dirname } = require('node:path');
-const { Script } = require('node:vm');
+const { Script, constants } = require('node:vm');
 
 const mainModule = require.main;
 const MAGIC = Buffer.from('wqv8c1\0\0');
@@ -45,9 +49,19 @@ function decodeCache(stat, file) {
   return size === stat.size && mtimeNs === stat.mtimeNs ? file.subarray(HEADER_BYTES) : undefined;
 }
 
-/** Compiles a CommonJS file as Node's loader does (same wrapper), with or for a cache. */
+/**
+ * import() in code, not in a comment. A script compiled from a cache cannot
+ * import() (Node 20 loses the callback), so such files get no cache.
+ */
+const DYNAMIC_IMPORT = /^(?!\s*(\*|\/\/)).*\bimport\s*\(/m;
+
+/**
+ * Compiles a CommonJS file as Node's loader does (same wrapper), with or for
+ * a cache. import() works when recording (through Node's loader, with an
+ * ExperimentalWarning); files that use it are not cached.
+ */
 function compile(source, filename, cachedData) {
-  return new Script(Module.wrap(source), { filename, cachedData });
+  return new Script(Module.wrap(source), { filename, cachedData, importModuleDynamically: constants.USE_MAIN_CONTEXT_DEFAULT_LOADER });
 }
 
 /** Runs a compiled CommonJS file as `module`, as Node's loader does. */
@@ -55,15 +69,18 @@ function run(script, module, filename) {
   const wrapper = script.runInThisContext({ displayErrors: true });
   const require = (id) => module.require(id);
   require.resolve = (request, options) => Module._resolveFilename(request, module, false, options);
+  require.resolve.paths = (request) => Module._resolveLookupPaths(request, module);
   require.main = mainModule;
   require.cache = Module._cache;
+  require.extensions = Module._extensions;
   return wrapper.call(module.exports, module.exports, require, module, filename, dirname(filename));
 }
 
 /**
  * Compiles the `.cjs` files under `directory` (a path ending in a separator)
  * with their code cache. With `record`, compiles them without one and keeps
- * them, so that `write()` can save a cache for each after they have run.
+ * them, so that `write()` can save a cache for each after they have run
+ * (except those that use import()); it returns the files it wrote for.
  * `stats` counts files compiled with their cache (`used`), files whose cache
  * V8 refused (`rejected`) and files whose cache was made from another version
  * of them (`stale`).
@@ -73,10 +90,11 @@ function install(directory, { record = false } = {}) {
   const recorded = [];
   const nodeCompile = Module.prototype._compile;
   Module.prototype._compile = function compileWithCache(content, filename, ...rest) {
-    if (!filename.startsWith(directory) || !filename.endsWith('.cjs')) return nodeCompile.call(this, content, filename, ...rest);
+    if (!filename.startsWith(directory) || !filename.endsWith('.cjs') || content.startsWith('#!')) return nodeCompile.call(this, content, filename, ...rest);
     if (record) {
+      const stat = statSync(filename, { bigint: true });
       const script = compile(content, filename);
-      recorded.push({ filename, script, stat: statSync(filename, { bigint: true }) });
+      if (!DYNAMIC_IMPORT.test(content)) recorded.push({ filename, script, stat });
       return run(script, this, filename);
     }
     let cache;
@@ -96,7 +114,12 @@ function install(directory, { record = false } = {}) {
     return run(script, this, filename);
   };
   const write = () => {
-    for (const { filename, script, stat } of recorded) writeFileSync(cachePath(filename), encodeCache(stat, script.createCachedData()));
+    for (const { filename, script, stat } of recorded) {
+      // Whole or not at all: V8 notices a short cache, not one damaged in place (that can crash it).
+      const path = cachePath(filename);
+      writeFileSync(`${path}.${process.pid}.tmp`, encodeCache(stat, script.createCachedData()));
+      renameSync(`${path}.${process.pid}.tmp`, path);
+    }
     return recorded.map(({ filename }) => filename);
   };
   return { stats, write };

@@ -11,7 +11,7 @@
  */
 'use strict';
 const { spawn, spawnSync } = require('node:child_process');
-const { mkdtempSync, readdirSync, readFileSync, rmSync } = require('node:fs');
+const { mkdtempSync, readdirSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join, sep } = require('node:path');
 const codeCache = require('../bin/code-cache.cjs');
@@ -20,11 +20,6 @@ const ROOT = join(__dirname, '..');
 const BUNDLE = join(ROOT, 'dist', 'cli-bundle');
 const WQ = join(ROOT, 'bin', 'wq');
 const TIMEOUT_S = 60;
-/**
- * import() in code (not in a comment). A vm.Script cannot import without an
- * experimental loader, so such a file must be left to Node.
- */
-const DYNAMIC_IMPORT = /^(?!\s*(\*|\/\/)).*\bimport\(/m;
 
 /** In the child: runs `wq` with `args` in this process, then writes the caches. */
 async function record(args) {
@@ -32,11 +27,7 @@ async function record(args) {
   const cli = require(join(BUNDLE, 'wq.cjs'));
   const code = await cli.main([process.execPath, WQ, ...args]);
   if (code !== 0) throw new Error(`wq ${args.join(' ')} exited ${code}`);
-  const written = cache.write().filter((file) => {
-    if (!DYNAMIC_IMPORT.test(readFileSync(file, 'utf8'))) return true;
-    rmSync(codeCache.cachePath(file), { force: true });
-    return false;
-  });
+  const written = cache.write();
   process.stderr.write(`code-cache: cached ${written.map((file) => file.slice(BUNDLE.length + 1)).join(', ')}\n`);
 }
 
@@ -85,7 +76,13 @@ async function build() {
 
 const [mode, ...args] = process.argv.slice(2);
 (mode === '--record' ? record(args) : build()).catch((err) => {
-  if (mode !== '--record') removeCaches(); // all or none
+  if (mode !== '--record') {
+    try {
+      removeCaches(); // all or none
+    } catch {
+      // nothing to remove (no bundle at all): the message below says what failed
+    }
+  }
   process.stderr.write(`code-cache: no code caches (wq works, but starts slower): ${err.message}\n`);
   process.exitCode = mode === '--record' ? 1 : 0;
 });
