@@ -50,7 +50,9 @@ export function followLogs(spool: string, id: string, sinks: Record<'stdout' | '
     drain('stderr');
   };
   const watcher: FSWatcher = watch([files.stdout, files.stderr], { persistent: true, ignoreInitial: false });
-  watcher.on('add', drainAll).on('change', drainAll).on('error', () => {});
+  // chokidar arms its watches asynchronously: what is written before it is
+  // ready may raise no event, so read again once it is.
+  watcher.on('add', drainAll).on('change', drainAll).on('ready', drainAll).on('error', () => {});
   drainAll();
   return {
     get sawLogs() {
