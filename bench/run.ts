@@ -28,6 +28,11 @@ const ONLY = (() => {
 /** Extra Node flags for the server and client processes, e.g. WQ_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
 const NODE_ARGS = (process.env.WQ_BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 const selected = (name: string): boolean => ONLY === undefined || ONLY.test(name);
+/** `--depths=N,N`: the depth section's queue depths, for investigation (docs are rewritten only with the defaults). */
+const DEPTHS = (() => {
+  const arg = process.argv.find((a) => a.startsWith('--depths='));
+  return arg === undefined ? undefined : arg.slice('--depths='.length).split(',').map(Number);
+})();
 const REPEATS = QUICK ? 1 : 3;
 const N = {
   sequential: QUICK ? 500 : 2000,
@@ -35,7 +40,7 @@ const N = {
   raw: QUICK ? 5000 : 20000,
   rawDurable: QUICK ? 200 : 1000,
   ancestor: 3,
-  depths: QUICK ? [2000, 10000] : [2000, 10000, 100000],
+  depths: DEPTHS ?? (QUICK ? [2000, 10000] : [2000, 10000, 100000]),
   durable: QUICK ? 1000 : 5000,
   cli: QUICK ? 10 : 30,
 };
@@ -183,15 +188,36 @@ interface DepthFigures {
   drainRps: number;
   cpuUsPerRequest: number;
   headToClientP50Ms: number;
+  /** What creating (and removing) a file costs in this spool's running/, before the drain: CPU µs per file. */
+  spoolCreateUs: number;
+  /** The same in a fresh directory beside the spool, at the same moment. */
+  besideCreateUs: number;
 }
 
 /**
- * Depth scaling: D requests are queued with no server running (timing each
- * enqueue), then a server starts and drains them while one client waits for
- * all. Reports the enqueue cost near empty and near D, the drain rate, the
- * server's CPU per request, and the p50 time from a request's start (it has
- * reached the head) to its result being in the client's hands.
+ * CPU time (user + system) per file to create, write, close and remove 2,000
+ * small files in `dir`. On this machine's ext4 the figure depends on where the
+ * directory's files land: 20–30 µs in some directories, 200–600 µs in others,
+ * side by side and at the same moment (docs/benchmarks.md). Every depth row
+ * reports it for its own spool, since the server creates a file per request.
  */
+function createCostUs(dir: string): number {
+  mkdirSync(dir, { recursive: true });
+  const payload = Buffer.alloc(64, 1);
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
+  const count = 2000;
+  const cpu0 = process.cpuUsage();
+  for (let i = 0; i < count; i++) {
+    const path = join(dir, `.bench-probe-${i}`);
+    const fd = openSync(path, flags, 0o644);
+    writeSync(fd, payload);
+    closeSync(fd);
+    unlinkSync(path);
+  }
+  const cpu = process.cpuUsage(cpu0);
+  return (cpu.user + cpu.system) / count;
+}
+
 async function depth(d: number): Promise<DepthFigures> {
   const spool = freshSpool();
   const client = new WorkQueueClient({ spool }); // the default 1 s re-check, as users run it
@@ -202,6 +228,8 @@ async function depth(d: number): Promise<DepthFigures> {
     ids.push(await client.enqueue(i));
     enqueueUs.push((performance.now() - t) * 1000);
   }
+  const spoolCreateUs = createCostUs(join(spool, 'running'));
+  const besideCreateUs = createCostUs(`${spool}-beside`);
   const window = Math.min(1000, Math.floor(d / 2));
   const headToClient: number[] = [];
   const { result: drainMs, cpuMs } = await withServer({ spool, manager: 'inproc', maxTasks: 4 }, async () => {
@@ -222,6 +250,8 @@ async function depth(d: number): Promise<DepthFigures> {
     drainRps: (d / drainMs) * 1000,
     cpuUsPerRequest: (cpuMs * 1000) / d,
     headToClientP50Ms: percentile([...headToClient].sort((a, b) => a - b), 50),
+    spoolCreateUs,
+    besideCreateUs,
   };
 }
 
@@ -235,6 +265,8 @@ function medianDepth(depth: number, runs: DepthFigures[]): DepthFigures {
     drainRps: m('drainRps'),
     cpuUsPerRequest: m('cpuUsPerRequest'),
     headToClientP50Ms: m('headToClientP50Ms'),
+    spoolCreateUs: m('spoolCreateUs'),
+    besideCreateUs: m('besideCreateUs'),
   };
 }
 
@@ -350,15 +382,18 @@ async function main(): Promise<void> {
     ...rows.map((r) => `| ${r.name} | ${fmt(r.summary.p50Ms, 3)} | ${fmt(r.summary.p99Ms, 3)} | ${fmt(r.summary.rps, 0)} | ${fmt((r.summary.rps / limit.rps) * 100, 0)} % |`),
   ].join('\n');
   const depthTable = [
-    '| pending at start | enqueue µs (first 1k) | enqueue µs (last 1k) | drain req/s | server CPU µs/request | start → client p50 ms |',
-    '|---:|---:|---:|---:|---:|---:|',
-    ...depths.map((d) => `| ${d.depth} | ${fmt(d.enqueueFirstUs, 0)} | ${fmt(d.enqueueLastUs, 0)} | ${fmt(d.drainRps, 0)} | ${fmt(d.cpuUsPerRequest, 0)} | ${fmt(d.headToClientP50Ms, 3)} |`),
+    '| pending at start | enqueue µs (first 1k) | enqueue µs (last 1k) | drain req/s | server CPU µs/request | start → client p50 ms | file create in the spool, µs | beside it, µs |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...depths.map(
+      (d) =>
+        `| ${d.depth} | ${fmt(d.enqueueFirstUs, 0)} | ${fmt(d.enqueueLastUs, 0)} | ${fmt(d.drainRps, 0)} | ${fmt(d.cpuUsPerRequest, 0)} | ${fmt(d.headToClientP50Ms, 3)} | ${fmt(d.spoolCreateUs, 0)} | ${fmt(d.besideCreateUs, 0)} |`,
+    ),
   ].join('\n');
   const cliLine =
     `\`wq enqueue --wait -- true\` ${fmt(cli.wqMs, 1)} ms ÷ \`node -e 0\` ${fmt(cli.nodeMs, 1)} ms = **${fmt(cli.ratio, 2)}** ` +
     `(medians of ${N.cli} interleaved runs). For scale: loading commander and msgpackr from node_modules, with no code cache, takes ${fmt(cli.librariesMs, 1)} ms = ${fmt(cli.librariesRatio, 2)} × \`node -e 0\`.`;
   process.stdout.write(`\n${table}\n\n${depthTable}\n\n${cliLine}\n`);
-  if (!QUICK && ONLY === undefined) writeReport(started, table, depthTable, cliLine);
+  if (!QUICK && ONLY === undefined && DEPTHS === undefined) writeReport(started, table, depthTable, cliLine);
   rmSync(work, { recursive: true, force: true });
 }
 
