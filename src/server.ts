@@ -34,6 +34,7 @@ import { ResultWriter, stagedResultPath, STAGED_SUFFIX, type LastState } from '.
 import { acquireLock, type HeldLock } from './spool/lock.js';
 import { isRequestId } from './spool/request-id.js';
 import { readAbortReason } from './spool/abort-reason.js';
+import { describeFileSystem, fileSystemWarnings } from './spool/mount.js';
 import * as sfs from './spool/fs.js';
 import type { TaskManager, TaskManagerEvent, TaskOutcome } from './task-manager/types.js';
 
@@ -173,6 +174,7 @@ export class WorkQueueServer {
       // A test that fakes the wall clock fakes metric durations too; otherwise they use a monotonic clock.
       this.#metrics = new ServerMetrics(this.#o.meter, snapshot, this.#o.now === Date.now ? undefined : this.#o.now);
       this.#log.info('server started', { spool: this.#paths.root, pid: process.pid, maxTasks: manager.maxTasks });
+      this.#warnAboutFileSystem();
       this.#recover();
       manager.setWakeHandler(() => this.#schedule());
       manager.setEventHandler?.((event) => this.#onManagerEvent(event));
@@ -803,6 +805,13 @@ export class WorkQueueServer {
   }
 
   // ---- start-up, watching, rescans -----------------------------------------
+
+  /** Tells the operator once, at start, about a file system the spool's promises do not hold on. */
+  #warnAboutFileSystem(): void {
+    const info = describeFileSystem(this.#paths.root);
+    if (info === undefined) return;
+    for (const warning of fileSystemWarnings(info)) this.#log.warn(warning, { device: info.device, mountPoint: info.mountPoint, type: info.type });
+  }
 
   /** Rebuilds the queue from the spool: nothing a previous server left is lost. */
   #recover(): void {

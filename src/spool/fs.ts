@@ -42,6 +42,11 @@ export function readSmallTextFile(path: string): string | undefined {
   }
 }
 
+/** The path with every symlink resolved (throws if it does not exist). */
+export function resolveRealPath(path: string): string {
+  return fs.realpathSync(path);
+}
+
 export interface WriteOptions {
   /** fsync the file before it is published. @default false */
   durable?: boolean;
