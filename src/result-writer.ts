@@ -207,8 +207,7 @@ export class ResultWriter {
   #stage(item: Pending): void {
     if (item.staged) return;
     const staged = stagedResultPath(this.#paths, item.id);
-    sfs.removeEntry(staged);
-    sfs.writeNew(staged, item.bytes);
+    sfs.writeNewReplacing(staged, item.bytes);
     item.staged = true;
   }
 

@@ -101,6 +101,22 @@ export function writeNew(path: string, bytes: Uint8Array, mode = 0o644): void {
 }
 
 /**
+ * Like writeNew, but an entry already at `path` (not a directory) is removed
+ * and the write tried once more. The usual case, nothing there, costs one
+ * create and no exception; removing first would cost a failing unlink and
+ * the ENOENT error Node builds for it on every call.
+ */
+export function writeNewReplacing(path: string, bytes: Uint8Array, mode = 0o644): void {
+  try {
+    writeNew(path, bytes, mode);
+  } catch (err) {
+    if (!isErrno(err, 'EEXIST')) throw err;
+    removeEntry(path);
+    writeNew(path, bytes, mode);
+  }
+}
+
+/**
  * Gives the complete file at `tempPath` the name `dest`, only if `dest` is free.
  * Returns false when the name is taken (EEXIST: an id collision or a planted
  * entry); the temp file is removed either way.
