@@ -11,6 +11,7 @@ import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WorkQueueClient } from '../src/client.js';
+import { describeFileSystem } from '../src/spool/mount.js';
 import type { ClientConfig } from './client-process.js';
 import { runBenchClients, startBenchServer, type BenchServer } from './processes.js';
 import type { ServerConfig } from './server-process.js';
@@ -54,6 +55,12 @@ const N = {
  */
 const SEQUENTIAL_WARMUP = N.sequential;
 const COLD_WARMUP = 200;
+/**
+ * Untimed round trips per client process before a concurrent row, run as the
+ * timed ones are (as many at a time), for the same reason. Read from
+ * WQ_BENCH_CONCURRENT_WARMUP to compare (docs/benchmarks.md).
+ */
+const CONCURRENT_WARMUP = Number(process.env.WQ_BENCH_CONCURRENT_WARMUP ?? 2000);
 
 interface Row {
   name: string;
@@ -93,7 +100,7 @@ const clientConfig = (spool: string, over: Partial<ClientConfig> = {}): ClientCo
 function split(spool: string, total: number, concurrency: number, processes: number, over: Partial<ClientConfig> = {}): ClientConfig[] {
   return Array.from({ length: processes }, (_, i) => {
     const share = (n: number) => Math.floor(n / processes) + (i < n % processes ? 1 : 0);
-    return clientConfig(spool, { count: share(total), concurrency: share(concurrency), warmup: 50, ...over });
+    return clientConfig(spool, { count: share(total), concurrency: share(concurrency), warmup: CONCURRENT_WARMUP, ...over });
   });
 }
 
@@ -314,21 +321,34 @@ async function cliRatio(): Promise<{ nodeMs: number; wqMs: number; ratio: number
 
 // ---- report ------------------------------------------------------------------
 
+/**
+ * The file system of the work directory: type, and for ext4 whether it has a
+ * journal. ext4 without one (common for VM images) will not reuse an inode
+ * freed in the last 60 s (360 s while its inode table block is dirty) and
+ * checks every such inode at each file creation, so a queue that creates and
+ * removes files quickly gets slower as it runs (docs/benchmarks.md).
+ */
+function fileSystem(): { text: string; mountPoint: string; ext4NoJournal: boolean } {
+  const info = describeFileSystem(work);
+  if (info === undefined) return { text: 'unknown', mountPoint: '', ext4NoJournal: false };
+  const journal = info.journal === undefined ? '' : info.journal ? ', journal' : ', no journal';
+  return { text: `${info.type}${journal}`, mountPoint: info.mountPoint, ext4NoJournal: info.type === 'ext4' && info.journal === false };
+}
+
 function machine(): string {
-  const mounts = readFileSync('/proc/mounts', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' '))
-    .filter((f) => f.length > 2 && work.startsWith(f[1]!))
-    .sort((a, b) => b[1]!.length - a[1]!.length);
-  const fs = mounts[0] ? `${mounts[0][2]} (${mounts[0][1]})` : 'unknown';
-  return `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, spool on ${fs}`;
+  return `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, spool on ${fileSystem().text}`;
 }
 
 const fmt = (n: number, digits = 2): string => (Number.isFinite(n) ? n.toFixed(n !== 0 && Math.abs(n) < 10 && digits === 0 ? 1 : digits) : '—');
 
 async function main(): Promise<void> {
   const started = new Date();
-  process.stderr.write(`bench: ${QUICK ? 'quick, ' : ''}${REPEATS} interleaved repeat(s); work dir ${work}\n`);
+  process.stderr.write(`bench: ${QUICK ? 'quick, ' : ''}${REPEATS} interleaved repeat(s); work dir ${work} on ${fileSystem().text} (${fileSystem().mountPoint})\n`);
+  if (fileSystem().ext4NoJournal) {
+    process.stderr.write(
+      'bench: warning: the work directory is on ext4 without a journal, which checks every inode freed in the last minutes at each file creation; figures drift as the run goes on. For figures that hold, set TMPDIR to a directory on a file system with a journal (docs/benchmarks.md).\n',
+    );
+  }
   const samples = new Map<string, LatencySummary[]>();
   const add = (name: string, s: LatencySummary): void => {
     samples.set(name, [...(samples.get(name) ?? []), s]);
