@@ -283,6 +283,18 @@ function medianDepth(depth: number, runs: DepthFigures[]): DepthFigures {
  * (commander and msgpackr) from node_modules the usual way (no bundle, no code
  * cache).
  */
+/**
+ * Writes every dirty page out (sync(1)) before a section, so that the
+ * write-back of the previous section (100,000 files in the depth rows) does
+ * not land in this one's measurements. Measured after a 100k depth row: CLI
+ * ratio 1.24/1.27/1.30/1.29 without, 1.13/1.19/1.21/1.19 with (interleaved;
+ * WQ_BENCH_SETTLE=0 turns it off).
+ */
+const SETTLE = process.env.WQ_BENCH_SETTLE !== '0';
+function settle(): void {
+  spawnSync('sync', { stdio: 'ignore' });
+}
+
 async function cliRatio(): Promise<{ nodeMs: number; wqMs: number; ratio: number; librariesMs: number; librariesRatio: number }> {
   const spool = freshSpool();
   const server = spawn(process.execPath, [WQ, 'serve', '--spool', spool], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -384,6 +396,7 @@ async function main(): Promise<void> {
     const runs = new Map<number, DepthFigures[]>();
     for (let rep = 0; rep < REPEATS; rep++) {
       for (const d of N.depths) {
+        if (SETTLE) settle();
         const figures = await depth(d);
         runs.set(d, [...(runs.get(d) ?? []), figures]);
         process.stderr.write(`  depth ${d}: ${JSON.stringify(figures)}\n`);
@@ -391,6 +404,7 @@ async function main(): Promise<void> {
     }
     for (const [d, figures] of runs) depths.push(medianDepth(d, figures));
   }
+  if (selected('cli') && SETTLE) settle();
   const cli = selected('cli') ? await cliRatio() : { nodeMs: NaN, wqMs: NaN, ratio: NaN, librariesMs: NaN, librariesRatio: NaN };
   process.stderr.write(`CLI ratio: ${JSON.stringify(cli)}\n`);
 
