@@ -448,7 +448,7 @@ Measured by \`npm run bench\` (\`bench/run.ts\`), which rewrites the figures abo
 - **Date**: ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC
 - **Machine**: ${machine()}
 - **Node**: ${process.version}
-- **Command**: \`npm run bench\` (${REPEATS} interleaved repeats; medians shown)
+- **Command**: \`npm run bench\`${process.env.TMPDIR ? ', with \`TMPDIR\` on that file system' : ''} (${REPEATS} interleaved repeats; medians shown)
 
 Server and clients run in separate processes; the task is a no-op that returns its request.
 "limit" is the protocol's file calls alone, synchronous, in one loop (no events, no encoding):
