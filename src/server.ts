@@ -810,7 +810,7 @@ export class WorkQueueServer {
   #warnAboutFileSystem(): void {
     const info = describeFileSystem(this.#paths.root);
     if (info === undefined) return;
-    for (const warning of fileSystemWarnings(info)) this.#log.warn(warning, { device: info.device, mountPoint: info.mountPoint, type: info.type });
+    for (const warning of fileSystemWarnings(info)) this.#log.warn(warning, { source: info.source, mountPoint: info.mountPoint, type: info.type });
   }
 
   /** Rebuilds the queue from the spool: nothing a previous server left is lost. */

@@ -47,6 +47,24 @@ export function resolveRealPath(path: string): string {
   return fs.realpathSync(path);
 }
 
+/** `major:minor` of the file system that holds `path` (Linux's dev_t encoding). */
+export function deviceNumber(path: string): string {
+  const dev = fs.statSync(path, { bigint: true }).dev;
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+  return `${major}:${minor}`;
+}
+
+/** The kernel's name of block device `major:minor` (`vda1`, `dm-0`), from /sys/dev/block; undefined if it is not one. */
+export function blockDeviceName(majorMinor: string): string | undefined {
+  try {
+    return fs.readlinkSync(`/sys/dev/block/${majorMinor}`).split('/').pop() || undefined;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+}
+
 export interface WriteOptions {
   /** fsync the file before it is published. @default false */
   durable?: boolean;

@@ -181,6 +181,9 @@ t.test('--log-level warn: a quiet run logs nothing', async (t) => {
   t.equal(r.code, 0);
   child.kill('SIGTERM');
   t.equal((await exited(child)).code, 0);
-  t.equal(readFileSync(logFile, 'utf8'), '', 'no info or debug lines');
+  // On ext4 without a journal (or a network file system) the server rightly warns about it at
+  // start (test/spool/mount.ts); nothing else may be there.
+  const lines = readFileSync(logFile, 'utf8').split('\n').filter((l) => l !== '');
+  t.strictSame(lines.filter((l) => !/ warn the spool is on /.test(l)), [], 'no info or debug lines');
   t.equal(stderr.text(), '');
 });
