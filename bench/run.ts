@@ -60,7 +60,12 @@ const COLD_WARMUP = 200;
  * timed ones are (as many at a time), for the same reason. Read from
  * WQ_BENCH_CONCURRENT_WARMUP to compare (docs/benchmarks.md).
  */
-const CONCURRENT_WARMUP = Number(process.env.WQ_BENCH_CONCURRENT_WARMUP ?? 2000);
+const CONCURRENT_WARMUP = (() => {
+  const text = process.env.WQ_BENCH_CONCURRENT_WARMUP ?? '2000';
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`WQ_BENCH_CONCURRENT_WARMUP must be an integer >= 0, got ${JSON.stringify(text)}`);
+  return n;
+})();
 
 interface Row {
   name: string;
@@ -278,12 +283,6 @@ function medianDepth(depth: number, runs: DepthFigures[]): DepthFigures {
 }
 
 /**
- * `wq enqueue --wait -- true` against a running server, over `node -e 0`,
- * interleaved; and, for scale, loading just the two libraries the command needs
- * (commander and msgpackr) from node_modules the usual way (no bundle, no code
- * cache).
- */
-/**
  * Writes every dirty page out (sync(1)) before a section, so that the
  * write-back of the previous section (100,000 files in the depth rows) does
  * not land in this one's measurements. Measured after a 100k depth row: CLI
@@ -295,6 +294,12 @@ function settle(): void {
   spawnSync('sync', { stdio: 'ignore' });
 }
 
+/**
+ * `wq enqueue --wait -- true` against a running server, over `node -e 0`,
+ * interleaved; and, for scale, loading just the two libraries the command needs
+ * (commander and msgpackr) from node_modules the usual way (no bundle, no code
+ * cache).
+ */
 async function cliRatio(): Promise<{ nodeMs: number; wqMs: number; ratio: number; librariesMs: number; librariesRatio: number }> {
   const spool = freshSpool();
   const server = spawn(process.execPath, [WQ, 'serve', '--spool', spool], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -343,7 +348,7 @@ async function cliRatio(): Promise<{ nodeMs: number; wqMs: number; ratio: number
 function fileSystem(): { text: string; mountPoint: string; ext4NoJournal: boolean } {
   const info = describeFileSystem(work);
   if (info === undefined) return { text: 'unknown', mountPoint: '', ext4NoJournal: false };
-  const journal = info.journal === undefined ? '' : info.journal ? ', journal' : ', no journal';
+  const journal = info.journal === undefined ? '' : info.journal ? ' with a journal' : ' without a journal';
   return { text: `${info.type}${journal}`, mountPoint: info.mountPoint, ext4NoJournal: info.type === 'ext4' && info.journal === false };
 }
 
@@ -448,7 +453,7 @@ Measured by \`npm run bench\` (\`bench/run.ts\`), which rewrites the figures abo
 - **Date**: ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC
 - **Machine**: ${machine()}
 - **Node**: ${process.version}
-- **Command**: \`npm run bench\`${process.env.TMPDIR ? ', with \`TMPDIR\` on that file system' : ''} (${REPEATS} interleaved repeats; medians shown)
+- **Command**: \`npm run bench\`${fileSystem().mountPoint !== '/' && process.env.TMPDIR ? ', with \`TMPDIR\` in a directory on that file system' : ''} (${REPEATS} interleaved repeats; medians shown)
 
 Server and clients run in separate processes; the task is a no-op that returns its request.
 "limit" is the protocol's file calls alone, synchronous, in one loop (no events, no encoding):
