@@ -9,11 +9,11 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { WorkQueueClient } from '../src/client.js';
 import { TaskFailedError, WorkQueueTimeoutError } from '../src/errors.js';
-import type { Logger, LogFields } from '../src/logger.js';
 import { DURATION_BUCKETS_S, INSTRUMENTS, METRIC_ATTRIBUTES as A, ServerMetrics, type QueueSnapshot } from '../src/metrics.js';
 import { InProcessTaskManager, type TaskContext } from '../src/task-manager/in-process.js';
 import { ProcessPoolTaskManager } from '../src/task-manager/process-pool.js';
 import { startServer, waitFor } from './fixtures/helpers.js';
+import { RecordingLogger } from './fixtures/hostile.js';
 import { testMetrics } from './fixtures/metric-reader.js';
 
 const IDLE: QueueSnapshot = { pending: 0, running: 0, capacityUsage: 0, capacityLimit: 1, unclaimedResults: 0 };
@@ -259,13 +259,6 @@ t.test('timed out (client deadline and run timeout), restarted, and tasks killed
   t.equal(c.value('received'), 3, 'R, X, Y (the second server recovered R from running/, not received it)');
 });
 
-/** A logger that keeps its lines. */
-function recordingLogger(): Logger & { lines: Array<{ level: string; message: string; fields?: LogFields }> } {
-  const lines: Array<{ level: string; message: string; fields?: LogFields }> = [];
-  const at = (level: string) => (message: string, fields?: LogFields) => void lines.push({ level, message, fields });
-  return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
-}
-
 t.test('worker crashes, busy or idle, are counted and logged; kills are not crashes', async (t) => {
   const metrics = testMetrics(t);
   const dir = t.testdir({
@@ -279,7 +272,7 @@ t.test('worker crashes, busy or idle, are counted and logged; kills are not cras
   const pool = new ProcessPoolTaskManager({ handler: join(dir, 'handler.mjs') });
   t.teardown(() => pool.close());
   await pool.ready();
-  const logger = recordingLogger();
+  const logger = new RecordingLogger();
   startServer(t, pool, { spool: join(dir, 'spool'), meter: metrics.meter, logger });
   const client = new WorkQueueClient({ spool: join(dir, 'spool') });
   t.teardown(() => client.close());
@@ -309,7 +302,7 @@ t.test('worker crashes, busy or idle, are counted and logged; kills are not cras
 t.test('entries the watcher never reported are counted once the rescan finds them', async (t) => {
   const metrics = testMetrics(t);
   const spool = join(t.testdir(), 'spool');
-  const logger = recordingLogger();
+  const logger = new RecordingLogger();
   startServer(t, new InProcessTaskManager((request) => request), { spool, meter: metrics.meter, logger, rescanIntervalMs: 20 });
   const client = new WorkQueueClient({ spool });
   t.teardown(() => client.close());

@@ -14,6 +14,7 @@ import {
 import type { WorkQueueServer } from '../../src/server.js';
 import { InProcessTaskManager } from '../../src/task-manager/in-process.js';
 import { startServerFrom } from '../fixtures/faulty-fs.js';
+import { RecordingLogger, type LogLine } from '../fixtures/hostile.js';
 import { startServer, waitFor } from '../fixtures/helpers.js';
 
 // /proc/self/mountinfo as a VM image, a container and a lab host show it.
@@ -130,23 +131,10 @@ t.test('on this machine, describeFileSystem agrees with findmnt and /proc/fs/jbd
   t.equal(describeFileSystem(`${dir}/does-not-exist`), undefined, 'a path that does not exist is not described');
 });
 
-type Logged = Array<{ message: string; fields?: Record<string, unknown> }>;
-
-function recordingLogger(warnings: Logged, infos: string[]) {
-  return {
-    debug() {},
-    info: (message: string) => void infos.push(message),
-    warn: (message: string, fields?: Record<string, unknown>) => void warnings.push({ message, fields }),
-    error() {},
-  };
-}
-
 /** Starts a server whose spool seems to be on `info` (undefined: the real one), stops it once started; its warnings. */
-async function warningsAtStart(t: Test, info?: FileSystemInfo): Promise<Logged> {
+async function warningsAtStart(t: Test, info?: FileSystemInfo): Promise<LogLine[]> {
   const spool = t.testdir();
-  const warnings: Logged = [];
-  const infos: string[] = [];
-  const logger = recordingLogger(warnings, infos);
+  const logger = new RecordingLogger();
   const manager = new InProcessTaskManager(async () => 'ok', { maxTasks: 1 });
   let stop: () => Promise<void>;
   if (info === undefined) {
@@ -159,9 +147,9 @@ async function warningsAtStart(t: Test, info?: FileSystemInfo): Promise<Logged> 
     });
     ({ stop } = startServerFrom(t, Mocked, manager, { spool, logger }));
   }
-  await waitFor(() => infos.includes('server started'), 'the server to start');
+  await waitFor(() => logger.find('server started').length > 0, 'the server to start');
   await stop();
-  return warnings.filter((w) => /the spool is on/.test(w.message));
+  return logger.find(/the spool is on/).filter((l) => l.level === 'warn');
 }
 
 t.test('the server warns once at start about ext4 without a journal, with the mount in the fields', async (t) => {
