@@ -345,23 +345,25 @@ async function cliRatio(): Promise<{ nodeMs: number; wqMs: number; ratio: number
  * checks every such inode at each file creation, so a queue that creates and
  * removes files quickly gets slower as it runs (docs/benchmarks.md).
  */
-function fileSystem(): { text: string; mountPoint: string; ext4NoJournal: boolean } {
+function describeWorkFileSystem(): { text: string; mountPoint: string; ext4NoJournal: boolean } {
   const info = describeFileSystem(work);
   if (info === undefined) return { text: 'unknown', mountPoint: '', ext4NoJournal: false };
   const journal = info.journal === undefined ? '' : info.journal ? ' with a journal' : ' without a journal';
   return { text: `${info.type}${journal}`, mountPoint: info.mountPoint, ext4NoJournal: info.type === 'ext4' && info.journal === false };
 }
 
+const workFileSystem = describeWorkFileSystem();
+
 function machine(): string {
-  return `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, spool on ${fileSystem().text}`;
+  return `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, spool on ${workFileSystem.text}`;
 }
 
 const fmt = (n: number, digits = 2): string => (Number.isFinite(n) ? n.toFixed(n !== 0 && Math.abs(n) < 10 && digits === 0 ? 1 : digits) : '—');
 
 async function main(): Promise<void> {
   const started = new Date();
-  process.stderr.write(`bench: ${QUICK ? 'quick, ' : ''}${REPEATS} interleaved repeat(s); work dir ${work} on ${fileSystem().text} (${fileSystem().mountPoint})\n`);
-  if (fileSystem().ext4NoJournal) {
+  process.stderr.write(`bench: ${QUICK ? 'quick, ' : ''}${REPEATS} interleaved repeat(s); work dir ${work} on ${workFileSystem.text} (${workFileSystem.mountPoint})\n`);
+  if (workFileSystem.ext4NoJournal) {
     process.stderr.write(
       'bench: warning: the work directory is on ext4 without a journal, which checks every inode freed in the last minutes at each file creation; figures drift as the run goes on. For figures that hold, set TMPDIR to a directory on a file system with a journal (docs/benchmarks.md).\n',
     );
@@ -453,7 +455,7 @@ Measured by \`npm run bench\` (\`bench/run.ts\`), which rewrites the figures abo
 - **Date**: ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC
 - **Machine**: ${machine()}
 - **Node**: ${process.version}
-- **Command**: \`npm run bench\`${fileSystem().mountPoint !== '/' && process.env.TMPDIR ? ', with \`TMPDIR\` in a directory on that file system' : ''} (${REPEATS} interleaved repeats; medians shown)
+- **Command**: \`npm run bench\`${workFileSystem.mountPoint !== '/' && process.env.TMPDIR ? ', with \`TMPDIR\` in a directory on that file system' : ''} (${REPEATS} interleaved repeats; medians shown)
 
 Server and clients run in separate processes; the task is a no-op that returns its request.
 "limit" is the protocol's file calls alone, synchronous, in one loop (no events, no encoding):
