@@ -68,6 +68,18 @@ export class SpoolError extends WorkQueueError {
   }
 }
 
+/**
+ * A server refused to run a request because another user owns its file
+ * (`requestOwners`: a root command server runs only root's requests).
+ */
+export class ForeignRequestError extends WorkQueueError {
+  readonly ownerUid: number;
+  constructor(message: string, ownerUid: number) {
+    super(message, 'ERR_FOREIGN_REQUEST');
+    this.ownerUid = ownerUid;
+  }
+}
+
 /** Invalid options passed to a constructor or method. */
 export class InvalidOptionError extends WorkQueueError {
   constructor(message: string) {

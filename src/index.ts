@@ -20,6 +20,7 @@ export {
   SpoolLockedError,
   SpoolError,
   ProtocolError,
+  ForeignRequestError,
   InvalidOptionError,
   TaskFailedError,
 } from './errors.js';

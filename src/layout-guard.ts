@@ -1,7 +1,8 @@
 /**
  * Guards the spool's layout for the server: before a tick touches the spool,
  * the spool must still be the directory the server started on, with real
- * state directories (protocol.ts: checkLayout decides). A state directory a
+ * state directories that no one but the server's user and root can rename
+ * (protocol.ts: checkLayout decides). A state directory a
  * tmp cleaner removed is recreated, with its mode, once two periodic checks in
  * a row found it missing; a replaced or recreated one is adopted.
  *
@@ -43,9 +44,13 @@ export class LayoutGuard {
   /** When the last check found the layout servable (0: it did not). */
   #lastGoodCheck = 0;
 
-  constructor(paths: SpoolPaths, hooks: LayoutGuardHooks) {
+  /** Who the server runs as: only this user and root may be able to rename a state directory. */
+  readonly #serverUid: number;
+
+  constructor(paths: SpoolPaths, hooks: LayoutGuardHooks, serverUid: number) {
     this.#paths = paths;
     this.#on = hooks;
+    this.#serverUid = serverUid;
     this.#layout = observeLayout(paths);
   }
 
@@ -61,7 +66,7 @@ export class LayoutGuard {
     this.#lastGoodCheck = 0;
     let verdict: ReturnType<typeof checkLayout<SpoolDir>>;
     try {
-      verdict = checkLayout(this.#layout, observeLayout(this.#paths));
+      verdict = checkLayout(this.#layout, observeLayout(this.#paths), this.#serverUid);
       this.#on.faults.succeeded('spool check');
     } catch (err) {
       this.#on.faults.failed('spool check', err); // cannot tell (EACCES on the spool): touch nothing until we can

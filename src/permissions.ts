@@ -1,22 +1,73 @@
 /**
  * Who may do what in a spool shared by several users, decided from file
- * ownership and modes (plain data in, verdicts out; the callers stat the files).
+ * ownership and modes (plain data in, verdicts out; spool/access.ts stats the
+ * files). The server's user and root are the trusted owners: nobody else may
+ * own, or be able to rename, anything on the way to the spool's directories.
  */
 
-/** Mode bits of a directory and its owner, as lstat reports them. */
+/** Mode bits of a directory (or a symlink on the way to one) and its owner, as lstat reports them. */
 export interface DirectoryAccess {
   path: string;
   mode: number;
   uid: number;
 }
 
+const WRITABLE_BY_OTHERS = 0o022;
+const STICKY = 0o1000;
+
+/** Whether files owned by `uid` are under the control of the server's user (or of root, who controls everything). */
+export function trustedOwner(uid: number, serverUid: number): boolean {
+  return uid === serverUid || uid === 0;
+}
+
 /**
- * Directories through which someone other than the server's user could put a
- * request in front of a command server: writable by group or others, or owned
- * by another user. Empty when only the server's user can.
+ * Why someone other than the server's user and root could rename, remove or
+ * replace `child`, an entry of the directory `parent` (and so redirect what the
+ * server writes through it); undefined when they cannot. They can when they own
+ * `parent`, or may write it and it lacks the sticky bit, or it has the sticky
+ * bit and they own `child` (with the sticky bit only an entry's owner, the
+ * directory's owner and root may rename an entry).
+ */
+export function redirectableBy(parent: DirectoryAccess, child: DirectoryAccess, serverUid: number): string | undefined {
+  if (!trustedOwner(parent.uid, serverUid)) return `${parent.path} is owned by uid ${parent.uid}, who could rename ${child.path}`;
+  if ((parent.mode & WRITABLE_BY_OTHERS) === 0) return undefined;
+  if ((parent.mode & STICKY) === 0) return `${parent.path} is writable by other users and has no sticky bit, so they could rename ${child.path}`;
+  if (!trustedOwner(child.uid, serverUid)) return `${child.path} is owned by uid ${child.uid} in the shared directory ${parent.path}, so its owner could rename it`;
+  return undefined;
+}
+
+/**
+ * Every reason why others could redirect the spool (see redirectableBy), over
+ * pairs of a directory and one of its entries on the way to the spool and
+ * from the spool to its state directories. Empty when only the server's user
+ * and root can.
+ */
+export function redirections(pairs: readonly (readonly [DirectoryAccess, DirectoryAccess])[], serverUid: number): string[] {
+  return pairs.flatMap(([parent, child]) => redirectableBy(parent, child, serverUid) ?? []);
+}
+
+/**
+ * Directories through which someone other than the server's user (and root)
+ * could put a request, an abort or an output file in front of a command server:
+ * writable by group or others (sticky or not), or owned by another user; one
+ * line for each, saying which. Empty when only the server's user and root can.
  */
 export function foreignWritable(dirs: readonly DirectoryAccess[], serverUid: number): string[] {
-  return dirs.filter((d) => (d.mode & 0o022) !== 0 || (d.uid !== serverUid && serverUid !== 0)).map((d) => d.path);
+  return dirs.flatMap((d) => {
+    if (!trustedOwner(d.uid, serverUid)) return [`${d.path} is owned by uid ${d.uid}`];
+    if ((d.mode & WRITABLE_BY_OTHERS) !== 0) return [`${d.path} is writable by ${(d.mode & 0o002) !== 0 ? 'everyone' : 'its group'}`];
+    return [];
+  });
+}
+
+/**
+ * Whether a request whose file is owned by `ownerUid` may run: always when
+ * `owners` is undefined (anyone who can write requested/), else only when the
+ * owner is listed (a root command server lists root alone: it would run
+ * anyone else's command as root).
+ */
+export function mayRunRequest(ownerUid: number, owners: readonly number[] | undefined): boolean {
+  return owners === undefined || owners.includes(ownerUid);
 }
 
 /** Who may abort whose request. */

@@ -3,6 +3,7 @@
  * abort does to a request in each state, and what a starting server does with
  * the requests a previous server left behind. The server carries them out.
  */
+import { redirectableBy, type DirectoryAccess } from './permissions.js';
 
 /** Where an aborted id was found. Checked in flow order by the caller. */
 export type AbortTarget = 'requested' | 'pending' | 'running' | 'complete' | 'unknown';
@@ -62,6 +63,8 @@ export interface ObservedDirectory {
   type: 'directory' | 'symlink' | 'other' | 'missing';
   dev?: number;
   ino?: number;
+  mode?: number;
+  uid?: number;
 }
 
 export interface ObservedLayout<Dir extends string> {
@@ -82,13 +85,19 @@ export type LayoutVerdict<Dir extends string> =
 
 const same = (a: ObservedDirectory, b: ObservedDirectory): boolean => a.dev === b.dev && a.ino === b.ino;
 
+/** An observed directory as permissions.ts judges it (unknown owner or mode: nothing to judge, so trusted and private). */
+const access = (path: string, d: ObservedDirectory): DirectoryAccess => ({ path, mode: d.mode ?? 0, uid: d.uid ?? 0 });
+
 /**
  * Judges the spool's layout against what the server started with. The spool
  * directory removed or replaced: stop (its lock went with it, and the requests
  * the server knows of are no longer where it thinks). A state directory that is
  * a symlink or not a directory: stop, before anything is moved through it.
+ * Given the server's uid, also stop when someone else could now rename a state
+ * directory (see permissions.ts: redirectableBy), as when one was replaced by
+ * a directory another user owns in a shared spool.
  */
-export function checkLayout<Dir extends string>(expected: ObservedLayout<Dir>, observed: ObservedLayout<Dir>): LayoutVerdict<Dir> {
+export function checkLayout<Dir extends string>(expected: ObservedLayout<Dir>, observed: ObservedLayout<Dir>, serverUid?: number): LayoutVerdict<Dir> {
   if (observed.root.type === 'missing') return { kind: 'stop', reason: 'the spool directory was removed while the server ran (removed or replaced; its lock went with it)' };
   if (observed.root.type !== 'directory' || !same(observed.root, expected.root)) {
     return { kind: 'stop', reason: 'the spool directory was replaced while the server ran (removed or replaced; its lock went with it)' };
@@ -101,6 +110,8 @@ export function checkLayout<Dir extends string>(expected: ObservedLayout<Dir>, o
     if (now.type === 'other') return { kind: 'stop', reason: `${dir}/ is no longer a directory` };
     if (now.type === 'missing') recreate.push(dir);
     else if (!same(now, expected.dirs[dir])) replaced.push(dir);
+    const redirectable = serverUid === undefined ? undefined : redirectableBy(access('the spool directory', observed.root), access(`${dir}/`, now), serverUid);
+    if (redirectable !== undefined) return { kind: 'stop', reason: `${redirectable}; wq never lets others redirect the spool` };
   }
   return { kind: 'serve', recreate, replaced };
 }

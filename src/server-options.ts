@@ -45,6 +45,16 @@ export interface WorkQueueServerOptions {
    */
   abortPolicy?: AbortPolicy;
   /**
+   * Run only requests whose file is owned by one of these uids; any other
+   * request gets a `rejected` result and never starts. `wq serve` sets it for
+   * command servers: `[0]` when it runs as root (it would run anyone else's
+   * command as root), and its own uid and root's in plain command mode without
+   * `--allow-shared-commands`.
+   * @default undefined: every request anyone could write to requested/ runs
+   * @example requestOwners: [0]
+   */
+  requestOwners?: readonly number[];
+  /**
    * On shutdown, how long running tasks may go on to finish before they are
    * terminated (terminated tasks are re-run by the next server).
    * @default 0
@@ -74,7 +84,7 @@ export interface WorkQueueServerOptions {
   housekeepingIntervalMs?: number;
 }
 
-export type ResolvedOptions = Required<Omit<WorkQueueServerOptions, 'meter'>> & { meter: Meter | undefined };
+export type ResolvedOptions = Required<Omit<WorkQueueServerOptions, 'meter' | 'requestOwners'>> & { meter: Meter | undefined; requestOwners: readonly number[] | undefined };
 
 /** Fills defaults and validates; pure. */
 export function resolveServerOptions(options: WorkQueueServerOptions): ResolvedOptions {
@@ -95,12 +105,17 @@ export function resolveServerOptions(options: WorkQueueServerOptions): ResolvedO
     ...stripUndefined(options),
     spool: options.spool,
     meter: options.meter,
+    requestOwners: options.requestOwners,
   };
   if (typeof resolved.spool !== 'string' || resolved.spool === '') {
     throw new InvalidOptionError(`Expected \`spool\` to be a non-empty string, got \`${String(resolved.spool)}\``);
   }
   if (resolved.abortPolicy !== 'owner' && resolved.abortPolicy !== 'anyone') {
     throw new InvalidOptionError(`Expected \`abortPolicy\` to be 'owner' or 'anyone', got \`${String(resolved.abortPolicy)}\``);
+  }
+  const owners = resolved.requestOwners;
+  if (owners !== undefined && !(Array.isArray(owners) && owners.every((uid) => Number.isSafeInteger(uid) && uid >= 0))) {
+    throw new InvalidOptionError(`Expected \`requestOwners\` to be an array of uids (whole numbers >= 0), got \`${String(owners)}\``);
   }
   if (resolved.interrupted !== 'rerun' && resolved.interrupted !== 'fail') {
     throw new InvalidOptionError(`Expected \`interrupted\` to be 'rerun' or 'fail', got \`${String(resolved.interrupted)}\``);

@@ -17,7 +17,7 @@
  * books as they were for what it did not finish, so nothing is lost.
  */
 import { basename, dirname, join } from 'node:path';
-import { ProtocolError, serializeError, type SerializedError } from './errors.js';
+import { ForeignRequestError, ProtocolError, serializeError, type SerializedError } from './errors.js';
 import type { Logger } from './logger.js';
 import { resolveServerOptions, type ResolvedOptions, type WorkQueueServerOptions } from './server-options.js';
 import { ServerMetrics, type FinishStatus } from './metrics.js';
@@ -29,13 +29,14 @@ import { decodeRequest, decodeResult, encodeResult, MAX_REQUEST_BYTES, MAX_RESUL
 import { entryPath, logPath, openSpool, removeLogs, type SpoolDir, type SpoolPaths } from './spool/layout.js';
 import { FaultLog } from './spool/fault-log.js';
 import { planHousekeeping, type AgedEntry } from './housekeeping.js';
-import { mayAbort } from './permissions.js';
+import { mayAbort, mayRunRequest } from './permissions.js';
 import { ResultWriter, stagedResultPath, STAGED_SUFFIX, type LastState } from './result-writer.js';
 import { acquireLock, type HeldLock } from './spool/lock.js';
 import { isRequestId } from './spool/request-id.js';
 import { readAbortReason } from './spool/abort-reason.js';
 import { describeFileSystem, fileSystemWarnings } from './spool/mount.js';
 import * as sfs from './spool/fs.js';
+import { refuseRedirectableSpool } from './spool/access.js';
 import type { TaskManager, TaskManagerEvent, TaskOutcome } from './task-manager/types.js';
 
 export { resolveServerOptions, type WorkQueueServerOptions } from './server-options.js';
@@ -138,12 +139,14 @@ export class WorkQueueServer {
   async processRequests(manager: TaskManager, options: ProcessRequestsOptions = {}): Promise<void> {
     const { signal } = options;
     this.#paths = openSpool(this.#o.spool); // refuses state directories that are symlinks
+    const serverUid = process.getuid?.() ?? 0;
+    refuseRedirectableSpool(this.#paths, serverUid); // … and directories others could swap for one
     this.#guard = new LayoutGuard(this.#paths, {
       log: this.#log,
       faults: this.#faults,
       stop: (err) => this.#stopFatally(err),
       adopted: (dir) => this.#adoptDirectory(dir),
-    });
+    }, serverUid);
     this.#manager = manager;
     const lock = acquireLock(this.#paths, { maxTasks: manager.maxTasks });
     this.#writer = new ResultWriter(
@@ -642,15 +645,16 @@ export class WorkQueueServer {
     const file = entryPath(this.#paths, from, id);
     let envelope: RequestEnvelope;
     try {
-      const bytes = sfs.readEntry(file, MAX_REQUEST_BYTES);
-      if (bytes === undefined) {
+      const read = sfs.readOwnedEntry(file, MAX_REQUEST_BYTES);
+      if (read === undefined) {
         this.#log.warn('pending request vanished before it started', { id });
         this.#metrics.forget(id);
         return false;
       }
-      envelope = decodeRequest(bytes);
+      envelope = decodeRequest(read.bytes);
+      this.#checkOwner(id, read.uid);
     } catch (err) {
-      if (!(err instanceof ProtocolError)) throw err;
+      if (!(err instanceof ProtocolError) && !(err instanceof ForeignRequestError)) throw err;
       this.#rejectRequest(id, from, err, queuedAt);
       return false;
     }
@@ -730,9 +734,17 @@ export class WorkQueueServer {
     return removal;
   }
 
-  /** Answers a request that cannot be read or decoded with an error result, and logs it once. */
+  /** Throws ForeignRequestError unless a request whose file `uid` owns may run here (option `requestOwners`). */
+  #checkOwner(id: string, uid: number): void {
+    const owners = this.#o.requestOwners;
+    if (mayRunRequest(uid, owners)) return;
+    throw new ForeignRequestError(`request ${id} was filed by uid ${uid}; this server runs only requests filed by uid ${owners!.join(' or ')}`, uid);
+  }
+
+  /** Answers a request that cannot be read or decoded, or may not run here, with an error result, and logs it once. */
   #rejectRequest(id: string, state: 'pending' | 'requested', err: Error, queuedAt: number | undefined): void {
-    this.#log.warn('rejected unreadable request', { id, error: err.message });
+    const foreign = err instanceof ForeignRequestError;
+    this.#log.warn(foreign ? 'refused a request filed by a user this server does not run requests for' : 'rejected unreadable request', { id, error: err.message });
     const result: Omit<ResultEnvelope, 'v' | 'type'> = {
       id,
       ok: false,

@@ -18,7 +18,7 @@
  * - a request file the server may not read (its directory is fine): rejected.
  */
 import t from 'tap';
-import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WorkQueueServer } from '../src/server.js';
 import { encodeRequest } from '../src/spool/codec.js';
@@ -178,6 +178,26 @@ t.test('pending/ swapped for a symlink while serving: the server stops before mo
   t.strictSame(spoolContents(spool).requested, late, 'the new ones are still in requested/');
   t.strictSame(escaped, [], 'nothing escaped as an uncaught exception');
   t.equal(logger.find(/symbolic link/).length, 1, 'the reason is logged once');
+});
+
+t.test('complete/ replaced while serving by a directory another user owns, in a sticky shared spool: the server stops before writing into it', { skip: !isRoot && 'needs root to give a directory to another user' }, async (t) => {
+  const { root, spool } = spoolIn(t);
+  const paths = openSpool(spool);
+  chmodSync(spool, 0o1777); // shared and sticky: a member may rename only what they own
+  const escaped = watchEscapes(t);
+  const manager = new GatedManager(1, (r) => r);
+  const { done } = startServer(t, manager, { spool, rescanIntervalMs: 60_000 });
+  const id = await testClient(t, spool).enqueue('running');
+  await waitFor(() => manager.waiting === 1, 'the task to run');
+  // Replaced by hand, and given to a member (nobody): they could now swap it for a symlink out of the spool.
+  renameSync(paths.dirs.complete, join(root, 'complete.old'));
+  mkdirSync(paths.dirs.complete);
+  chownSync(paths.dirs.complete, 65534, 65534);
+  t.match(await ending(done), { name: 'SpoolError', code: 'ERR_SPOOL', message: /complete\/ is owned by uid 65534 in the shared directory/ });
+  manager.release();
+  t.strictSame(readdirSync(paths.dirs.complete), [], 'nothing was written into the directory the member owns');
+  t.strictSame(readdirSync(paths.dirs.running), [id], 'the request stays in running/, to run again at the next start');
+  t.strictSame(escaped, []);
 });
 
 t.test('the spool removed while serving: the server terminates its tasks and stops with SpoolError', async (t) => {

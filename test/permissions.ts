@@ -1,16 +1,48 @@
 import t from 'tap';
-import { foreignWritable, mayAbort } from '../src/permissions.js';
+import { foreignWritable, mayAbort, mayRunRequest, redirectableBy, redirections } from '../src/permissions.js';
 
-t.test('foreignWritable: group- or world-writable directories, or ones another user owns', async (t) => {
+t.test('foreignWritable: group- or world-writable directories, or ones another user owns, whoever serves', async (t) => {
   const dirs = [
     { path: 'private', mode: 0o40755, uid: 1000 },
     { path: 'group-writable', mode: 0o42775, uid: 1000 },
     { path: 'world-writable', mode: 0o41777, uid: 1000 },
     { path: 'someone-elses', mode: 0o40755, uid: 2000 },
+    { path: 'roots', mode: 0o40755, uid: 0 },
   ];
-  t.strictSame(foreignWritable(dirs, 1000), ['group-writable', 'world-writable', 'someone-elses']);
-  t.strictSame(foreignWritable([dirs[0]!], 1000), []);
-  t.strictSame(foreignWritable([dirs[3]!], 0), [], 'root serving a directory another user owns (but cannot write) is not flagged for ownership');
+  t.strictSame(foreignWritable(dirs, 1000), ['group-writable is writable by its group', 'world-writable is writable by everyone', 'someone-elses is owned by uid 2000']);
+  t.strictSame(foreignWritable([dirs[0]!, dirs[4]!], 1000), [], "the server's own and root's private directories are fine");
+  t.strictSame(foreignWritable([dirs[3]!], 0), ['someone-elses is owned by uid 2000'], 'a root server serving a directory another user owns is flagged: its owner could write it');
+});
+
+t.test('redirectableBy: who could rename an entry, from the owner and mode of its directory and the entry', async (t) => {
+  const dir = (mode: number, uid: number, path = 'spool') => ({ path, mode, uid });
+  const complete = (uid: number) => ({ path: 'complete/', mode: 0o2755, uid });
+  t.equal(redirectableBy(dir(0o755, 1000), complete(1000), 1000), undefined, 'private, owned by the server: no one else');
+  t.equal(redirectableBy(dir(0o2755, 0), complete(1000), 1000), undefined, "root's directory, writable by root only");
+  t.match(redirectableBy(dir(0o755, 2000), complete(1000), 1000), /spool is owned by uid 2000, who could rename complete\//, 'its owner can rename anything in it');
+  t.match(redirectableBy(dir(0o755, 2000), complete(0), 0), /owned by uid 2000/, 'even when root serves');
+  t.match(redirectableBy(dir(0o2775, 1000), complete(1000), 1000), /writable by other users and has no sticky bit/, 'the old documented shared layout: any member could swap complete/');
+  t.match(redirectableBy(dir(0o777, 0), complete(0), 0), /no sticky bit/);
+  t.equal(redirectableBy(dir(0o3775, 1000), complete(1000), 1000), undefined, 'sticky and shared: only the owner of an entry may rename it');
+  t.equal(redirectableBy(dir(0o1777, 0, '/tmp'), complete(1000), 1000), undefined, '/tmp: sticky, and the entry is ours');
+  t.match(redirectableBy(dir(0o3775, 1000), complete(2000), 1000), /complete\/ is owned by uid 2000 in the shared directory spool/, 'sticky, but a member owns the entry');
+});
+
+t.test('redirections: every reason over a chain of pairs', async (t) => {
+  const root = { path: '/', mode: 0o755, uid: 0 };
+  const tmp = { path: '/tmp', mode: 0o1777, uid: 0 };
+  const mine = { path: '/tmp/mine', mode: 0o755, uid: 1000 };
+  const theirs = { path: '/tmp/theirs', mode: 0o755, uid: 2000 };
+  t.strictSame(redirections([[root, tmp], [tmp, mine]], 1000), []);
+  t.strictSame(redirections([[root, tmp], [tmp, theirs]], 1000), ['/tmp/theirs is owned by uid 2000 in the shared directory /tmp, so its owner could rename it']);
+});
+
+t.test('mayRunRequest: anyone without a list, else only the listed owners', async (t) => {
+  t.ok(mayRunRequest(2000, undefined));
+  t.ok(mayRunRequest(0, [0]));
+  t.notOk(mayRunRequest(65534, [0]), 'a root command server refuses another user');
+  t.ok(mayRunRequest(1000, [1000, 0]));
+  t.notOk(mayRunRequest(2000, [1000, 0]));
 });
 
 t.test('mayAbort: the owner, the server user and root may; others only under the anyone policy', async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { planAbort, planRecovery, tombstoneExpired, type AbortTarget } from '../src/protocol.js';
+import { checkLayout, planAbort, planRecovery, tombstoneExpired, type AbortTarget } from '../src/protocol.js';
 
 const A = '1700000000000001-00000000000a';
 const B = '1700000000000002-00000000000b';
@@ -63,4 +63,16 @@ t.test('planRecovery does not modify its input', async (t) => {
   const running = Object.freeze([C, A]);
   planRecovery(running, new Set(), 'rerun');
   t.strictSame(running, [C, A]);
+});
+
+t.test('checkLayout: given the server uid, stops when someone else could now rename a state directory', async (t) => {
+  const dir = (ino: number, uid = 1000) => ({ type: 'directory' as const, dev: 1, ino, mode: 0o2755, uid });
+  const expected = { root: { ...dir(1), mode: 0o3775 }, dirs: { complete: dir(2), pending: dir(3) } };
+  t.strictSame(checkLayout(expected, expected, 1000), { kind: 'serve', recreate: [], replaced: [] }, 'a sticky shared spool whose directories the server owns');
+  const theirs = { ...expected, dirs: { ...expected.dirs, complete: dir(9, 2000) } };
+  t.match(checkLayout(expected, theirs, 1000), { kind: 'stop', reason: /complete\/ is owned by uid 2000 in the shared directory/ }, 'complete/ replaced by one a member owns');
+  t.match(checkLayout(expected, theirs), { kind: 'serve', replaced: ['complete'] }, 'without the uid, only the identity is judged');
+  const unsticky = { ...expected, root: { ...expected.root, mode: 0o2775 } };
+  t.match(checkLayout(expected, unsticky, 1000), { kind: 'stop', reason: /no sticky bit/ }, 'the sticky bit taken off the spool directory');
+  t.match(checkLayout(expected, { ...expected, dirs: { ...expected.dirs, pending: { type: 'missing' as const } } }, 1000), { kind: 'serve', recreate: ['pending'] }, 'a missing directory is not judged');
 });

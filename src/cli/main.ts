@@ -54,7 +54,7 @@ already served (or the --metrics-port address unusable), 4 unknown request id, 1
     .option('--exec <command>', "run COMMAND with each request's arguments appended (no shell; quotes group words)")
     .addOption(new Option('--max-load <load>', 'start new tasks only while the 1-minute load average is below this (e.g. the number of cores)').argParser(parseLoad))
     .option('--allow-foreign-aborts', "in a spool shared by several users, let any of them abort another's queued or running request (by default only its owner, this server's user and root may)")
-    .option('--allow-shared-commands', 'DANGEROUS: let plain command mode serve a spool that other users can write; every one of them can then run any command as this user')
+    .option('--allow-shared-commands', "DANGEROUS: let plain command mode serve a spool that other users can write; every one of them can then run any command as this user (a root server still runs only root's requests)")
     .option('--durable', 'fsync results before they count as written, so they survive a power loss (group-committed; see docs/protocol.md)')
     .option('--fail-interrupted', 'complete requests that were running when the previous server stopped with a "server restarted" error, instead of running them again')
     .addOption(new Option('--grace <seconds>', 'on SIGTERM/SIGINT, let running tasks finish for this long before killing them').argParser(parseSeconds).default(10_000, '10'))
@@ -69,7 +69,13 @@ already served (or the --metrics-port address unusable), 4 unknown request id, 1
       'after',
       `
 With neither --handler nor --exec, each request's argv is run as a command in the
-client's working directory (like nq or task-spooler), as the server's user.
+client's working directory (like nq or task-spooler), as the server's user. It
+refuses a spool whose directory or state directories others can write, or another
+user owns (unless --allow-shared-commands). A server that runs commands (plain or
+--exec) as root runs only requests filed by root; others get a rejected result.
+Every server refuses a spool that others could redirect: a directory on the way
+to it, or the spool directory, owned by another user, or writable by others
+without the sticky bit (see docs/operations.md).
 
 Examples:
   wq serve --max-tasks 4

@@ -1,6 +1,7 @@
 /** `wq serve`: builds a task manager from the flags and runs the server until a signal. */
-import { closeSync, lstatSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { foreignWritable } from '../permissions.js';
+import { spoolDirectories } from '../spool/access.js';
 import { resolve } from 'node:path';
 import { openSpool } from '../spool/layout.js';
 import { createLineLogger, type Logger, type LogLevel } from '../logger.js';
@@ -62,6 +63,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
     resultTtlMs: flags.resultTtl,
     durable: flags.durable === true,
     abortPolicy: flags.allowForeignAborts ? 'anyone' : 'owner',
+    requestOwners: flags.handler === undefined ? commandRequestOwners(process.getuid?.() ?? 0, flags.exec === undefined && !flags.allowSharedCommands) : undefined,
     logger,
     meter: metrics?.meter,
   });
@@ -81,25 +83,33 @@ export async function serve(flags: ServeFlags): Promise<void> {
 
 /**
  * Plain command mode runs whatever argv a request holds, as this server's user.
- * On a spool that other users can write, that hands them this user's account:
- * refuse unless --allow-shared-commands says the operator means it.
+ * On a spool that other users can write (its directory or any state directory
+ * writable by group or others, or owned by another user), that hands them this
+ * user's account: refuse unless --allow-shared-commands says the operator means
+ * it. (Who could redirect the spool is the server's own check, in every mode.)
  */
-function refuseSharedCommandSpool(spool: string): void {
-  const paths = openSpool(spool);
-  const serverUid = process.getuid?.() ?? 0;
-  const dirs = [paths.root, paths.dirs.requested, paths.dirs.pending, paths.dirs.running].flatMap((path) => {
-    const stat = lstatSync(path);
-    return [{ path, mode: stat.mode, uid: stat.uid }];
-  });
-  const open = foreignWritable(dirs, serverUid);
+function refuseSharedCommandSpool(spool: string, serverUid: number): void {
+  const open = foreignWritable(spoolDirectories(openSpool(spool)), serverUid);
   if (open.length > 0) {
     throw new CliError(
-      `refusing to run commands from a spool other users can write (${open.join(', ')}): anyone who can put a request there ` +
-        'would run any command as this user. Serve it with --handler or --exec instead, make it private (chmod go-w), ' +
+      `refusing to run commands from a spool other users can write (${open.join('; ')}): anyone who can put a request there ` +
+        'would run any command as this user. Serve it with --handler or --exec instead, make it private (chown it to this user, chmod go-w), ' +
         'or pass --allow-shared-commands if every user who can write it may act as this one.',
       EXIT.spool,
     );
   }
+}
+
+/**
+ * Whose requests a command server runs (the server's requestOwners): a root
+ * server only root's, since it would run anyone else's command as root; plain
+ * command mode on a private spool only its own user's and root's (a request
+ * left from before the spool was made private is refused too); otherwise
+ * anyone's who can write requested/.
+ */
+export function commandRequestOwners(serverUid: number, plainAndPrivate: boolean): number[] | undefined {
+  if (serverUid === 0) return [0];
+  return plainAndPrivate ? [serverUid, 0] : undefined;
 }
 
 interface LogSink {
@@ -171,6 +181,6 @@ async function makeBaseManager(flags: ServeFlags, spool: string): Promise<TaskMa
   }
   const command = flags.exec === undefined ? [] : splitCommand(flags.exec);
   if (flags.exec !== undefined && command.length === 0) throw new CliError('--exec needs a command', EXIT.usage);
-  if (flags.exec === undefined && !flags.allowSharedCommands) refuseSharedCommandSpool(spool);
+  if (flags.exec === undefined && !flags.allowSharedCommands) refuseSharedCommandSpool(spool, process.getuid?.() ?? 0);
   return new CommandTaskManager({ maxTasks: flags.maxTasks, command, killGraceMs: flags.killGrace, logDir: openSpool(spool).dirs.logs });
 }

@@ -228,6 +228,14 @@ export interface ReadEntryOptions {
  * (EACCES in a directory the server can search: the file's own mode).
  */
 export function readEntry(path: string, maxBytes: number, options: ReadEntryOptions = {}): Buffer | undefined {
+  return readOwnedEntry(path, maxBytes, options)?.bytes;
+}
+
+/**
+ * readEntry, with the owner of the file it read (from the fstat of the
+ * descriptor it read, so the owner is that of these very bytes).
+ */
+export function readOwnedEntry(path: string, maxBytes: number, options: ReadEntryOptions = {}): { bytes: Buffer; uid: number } | undefined {
   if (options.trustedDirectory !== true) {
     const before = entryStat(path);
     if (before === undefined) return undefined;
@@ -257,7 +265,7 @@ export function readEntry(path: string, maxBytes: number, options: ReadEntryOpti
       if (n === 0) break; // shrank under us; decoding the short buffer will fail loudly
       offset += n;
     }
-    return offset === stat.size ? buffer : buffer.subarray(0, offset);
+    return { bytes: offset === stat.size ? buffer : buffer.subarray(0, offset), uid: stat.uid };
   } finally {
     fs.closeSync(fd);
   }
@@ -311,6 +319,8 @@ export interface EntryIdentity {
   ino?: number;
   /** Permission bits, including setgid and sticky (`mode & 0o7777`). */
   mode?: number;
+  /** Its owner. */
+  uid?: number;
 }
 
 /**
@@ -328,7 +338,7 @@ export function identifyEntry(path: string, follow = false): EntryIdentity {
   }
   if (stat === undefined) return { type: 'missing' };
   const type = stat.isDirectory() ? 'directory' : stat.isSymbolicLink() ? 'symlink' : 'other';
-  return { type, dev: stat.dev, ino: stat.ino, mode: stat.mode & 0o7777 };
+  return { type, dev: stat.dev, ino: stat.ino, mode: stat.mode & 0o7777, uid: stat.uid };
 }
 
 /**

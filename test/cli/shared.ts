@@ -7,12 +7,13 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { openSpool } from '../../src/spool/layout.js';
 import { WorkQueueClient } from '../../src/client.js';
 import { InProcessTaskManager } from '../../src/task-manager/in-process.js';
 import { ROOT, startCliServer, startServer, waitFor } from '../fixtures/helpers.js';
 import { wq } from '../fixtures/cli.js';
+import { assertOtherUsersCanRunWq, isRoot, NEEDS_ROOT, NOBODY, publicTempDir, serveOutcome, wqAs } from '../fixtures/other-users.js';
 
 t.test('plain command mode refuses a spool other users can write', async (t) => {
   const spool = join(realpathSync(t.testdir()), 'spool');
@@ -33,7 +34,7 @@ t.test('... unless --allow-shared-commands; and --exec / --handler servers are n
   ] as const) {
     const spool = join(dir, name);
     mkdirSync(spool);
-    chmodSync(spool, 0o777);
+    chmodSync(spool, 0o1777);
     const server = await startCliServer(t, spool, [...args]);
     const r = await wq(['enqueue', '--spool', spool, '--wait', '--', ...argv]);
     t.equal(r.code, 0, `${name}: ${r.stderr}`);
@@ -52,19 +53,6 @@ t.test('spools wq creates are private to their creator whatever the umask', asyn
   }
 });
 
-const isRoot = process.getuid?.() === 0;
-
-/**
- * Fails with the cause when another uid cannot run this Node and the wq entry
- * point: a Node or a checkout under a 0700 directory (mktemp -d, /root) would
- * otherwise show up as an obscure failure far from its cause.
- */
-function assertOtherUsersCanRunWq(t: Test, uid: number, gid: number): boolean {
-  const probe = spawnSync(process.execPath, [join(ROOT, 'bin', 'wq'), '--version'], { uid, gid, env: { ...process.env, HOME: '/nonexistent', NODE_OPTIONS: '' }, encoding: 'utf8' });
-  const reason = probe.error ? String(probe.error.message) : probe.status !== 0 ? probe.stderr : '';
-  t.equal(reason, '', `uid ${uid} can run ${process.execPath} and ${join(ROOT, 'bin', 'wq')} (both must be readable and their directories traversable by other users)`);
-  return reason === '';
-}
 t.test('the documented shared setup: a user cannot remove another user\'s request', { skip: isRoot ? false : 'needs root to act as two users' }, async (t) => {
   // Outside the test tree, which other users may not be able to traverse.
   const spool = mkdtempSync(join(tmpdir(), 'wq-shared-'));
@@ -74,7 +62,7 @@ t.test('the documented shared setup: a user cannot remove another user\'s reques
   const bob = 4302;
   // docs/operations.md: setgid spool, sticky + group-writable requested/ aborting/ tmp/.
   chownSync(spool, 0, group);
-  chmodSync(spool, 0o2775);
+  chmodSync(spool, 0o2755);
   for (const dir of ['requested', 'aborting', 'tmp']) {
     mkdirSync(join(spool, dir));
     chownSync(join(spool, dir), 0, group);
@@ -108,7 +96,7 @@ t.test("in a shared spool, only a request's owner may abort it (unless --allow-f
   t.teardown(() => rmSync(spool, { recursive: true, force: true }));
   const group = 4242;
   chownSync(spool, 0, group);
-  chmodSync(spool, 0o2775);
+  chmodSync(spool, 0o2755);
   openSpool(spool);
   for (const dir of ['requested', 'aborting', 'tmp']) chmodSync(join(spool, dir), 0o3777);
   if (!assertOtherUsersCanRunWq(t, 4301, group)) return;
@@ -128,4 +116,68 @@ t.test("in a shared spool, only a request's owner may abort it (unless --allow-f
   t.strictSame(readdirSync(join(spool, 'aborting')), [], 'the refused abort is removed');
   t.equal(asUser(4301, ['abort', '--spool', spool, '--quiet', id]).status, 0);
   await waitFor(() => client.state(id) === undefined, "alice's own abort to be carried out");
+});
+
+/** A spool made by root and given, with everything in it, to `uid`. */
+function spoolOwnedBy(dir: string, uid: number, gid: number): string {
+  const spool = join(dir, 'spool');
+  const paths = openSpool(spool);
+  for (const path of [paths.root, ...Object.values(paths.dirs), paths.formatFile]) chownSync(path, uid, gid);
+  return spool;
+}
+
+t.test('a root server refuses a spool another user owns (mode 755): it would run their commands as root', { skip: NEEDS_ROOT }, async (t) => {
+  const spool = spoolOwnedBy(publicTempDir(t, 'wq-owned-'), NOBODY.uid, NOBODY.gid);
+  if (!assertOtherUsersCanRunWq(t, NOBODY.uid, NOBODY.gid)) return;
+  for (const mode of [[], ['--exec', 'sh -c']]) {
+    const server = await serveOutcome(t, ['--spool', spool, ...mode]);
+    if (server.started) {
+      const r = await wqAs(NOBODY, ['enqueue', '--spool', spool, '--wait', '--timeout', '20', '--', ...(mode.length > 0 ? ['id -u'] : ['sh', '-c', 'id -u'])]);
+      t.fail(`${mode.join(' ') || 'plain command mode'}: the server started, and ran nobody's command as uid ${r.stdout.trim() || '?'}`);
+      server.stop();
+      continue;
+    }
+    t.equal(server.code, 3, `${mode.join(' ') || 'plain command mode'}: exit 3`);
+    t.match(server.stderr(), /owned by uid 65534/, 'the message names the owner');
+    t.notOk(existsSync(join(spool, 'server.lock')), 'it never took the spool');
+  }
+});
+
+t.test('plain command mode refuses a spool with world-writable logs/, aborting/ or tmp/, or a state directory another user owns', { skip: NEEDS_ROOT }, async (t) => {
+  const variants: Record<string, (spool: string) => void> = {
+    'logs/ 777': (spool) => chmodSync(join(spool, 'logs'), 0o777),
+    'aborting/ 1777': (spool) => chmodSync(join(spool, 'aborting'), 0o1777),
+    'tmp/ 1777': (spool) => chmodSync(join(spool, 'tmp'), 0o1777),
+    'pending/ owned by nobody': (spool) => chownSync(join(spool, 'pending'), NOBODY.uid, NOBODY.gid),
+  };
+  for (const [what, make] of Object.entries(variants)) {
+    const spool = join(publicTempDir(t, 'wq-open-'), 'spool');
+    openSpool(spool);
+    make(spool);
+    const server = await serveOutcome(t, ['--spool', spool]);
+    if (server.started) server.stop();
+    t.notOk(server.started, `${what}: refused`);
+    t.equal(server.code, 3, `${what}: exit 3`);
+    t.match(server.stderr(), /refusing to run commands from a spool other users can write/, `${what}: says why`);
+  }
+});
+
+t.test("a root command server runs only root's requests: another user's gets a rejected result, even with --allow-shared-commands or --exec", { skip: NEEDS_ROOT }, async (t) => {
+  if (!assertOtherUsersCanRunWq(t, NOBODY.uid, NOBODY.gid)) return;
+  for (const mode of [['--allow-shared-commands'], ['--exec', 'sh -c']]) {
+    // Root's spool, with the directories clients write open to everyone (sticky), as a shared spool has them.
+    const spool = join(publicTempDir(t, 'wq-root-'), 'spool');
+    const paths = openSpool(spool);
+    for (const dir of ['requested', 'aborting', 'tmp'] as const) chmodSync(paths.dirs[dir], 0o1777);
+    const server = await serveOutcome(t, ['--spool', spool, ...mode]);
+    t.ok(server.started, `${mode[0]}: the server starts: ${server.stderr()}`);
+    const argv = (cmd: string): string[] => (mode[0] === '--exec' ? [cmd] : ['sh', '-c', cmd]);
+    const theirs = await wqAs(NOBODY, ['enqueue', '--spool', spool, '--wait', '--timeout', '20', '--', ...argv('id -u')]);
+    t.not(theirs.code, 0, `${mode[0]}: nobody's request fails`);
+    t.match(theirs.stderr, /filed by uid 65534; this server runs only requests filed by uid 0/, `${mode[0]}: and says why`);
+    t.equal(theirs.stdout, '', `${mode[0]}: it never ran`);
+    const ours = await wq(['enqueue', '--spool', spool, '--wait', '--timeout', '20', '--', ...argv('id -u')]);
+    t.equal(ours.stdout, '0\n', `${mode[0]}: root's own request runs`);
+    server.stop();
+  }
 });
