@@ -69,6 +69,8 @@ t.test('server options are validated and completed', async (t) => {
   t.match(resolved, { spool: '/s', interrupted: 'rerun', watch: true, rescanIntervalMs: 2000, abortTombstoneMs: 600_000, shutdownGraceMs: 0, durable: false });
   t.equal(resolveServerOptions({ spool: '/s', rescanIntervalMs: undefined }).rescanIntervalMs, 2000, 'undefined means the default');
   t.equal(resolveServerOptions({ spool: '/s', interrupted: 'fail' }).interrupted, 'fail');
+  t.equal(resolved.requestOwners, undefined, 'by default every request runs, whoever filed it');
+  t.strictSame(resolveServerOptions({ spool: '/s', requestOwners: [0] }).requestOwners, [0]);
   const bad: Array<Partial<WorkQueueServerOptions>> = [
     { spool: '' },
     { interrupted: 'retry' as 'fail' },
@@ -77,11 +79,29 @@ t.test('server options are validated and completed', async (t) => {
     { abortTombstoneMs: -1 },
     { shutdownGraceMs: Infinity },
     { heartbeatIntervalMs: '5' as unknown as number },
+    { requestOwners: [-1] },
+    { requestOwners: 0 as unknown as number[] },
   ];
   for (const options of bad) {
     t.throws(() => resolveServerOptions({ spool: '/s', ...options }), { name: 'InvalidOptionError', code: 'ERR_INVALID_OPTION' }, JSON.stringify(options));
   }
   t.throws(() => new WorkQueueServer({ spool: '/s', rescanIntervalMs: -5 }), { message: /Expected `rescanIntervalMs` to be a finite number >= 1, got `-5` \(number\)/ });
+});
+
+t.test('requestOwners: a request whose file another uid owns gets a rejected result and never runs', async (t) => {
+  const spool = spoolDir(t);
+  const me = process.getuid?.() ?? 0;
+  const ran: unknown[] = [];
+  startServer(t, new InProcessTaskManager((request) => void ran.push(request)), serverOptions(spool, { requestOwners: [me + 1] }));
+  const client = new WorkQueueClient({ spool });
+  t.teardown(() => client.close());
+  const id = await client.enqueue('mine');
+  t.match(await client.waitForResult(id, { timeoutMs: 10_000 }), {
+    ok: false,
+    status: 'rejected',
+    error: { name: 'ForeignRequestError', code: 'ERR_FOREIGN_REQUEST', message: `request ${id} was filed by uid ${me}; this server runs only requests filed by uid ${me + 1}` },
+  });
+  t.strictSame(ran, [], 'it never ran');
 });
 
 t.test('capacity decides how many start, and they start oldest first', async (t) => {
