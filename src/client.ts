@@ -21,6 +21,7 @@ import {
 import { encodeAbortReason, type AbortReason } from './spool/abort-reason.js';
 import { decodeResult, encodeRequest, MAX_RESULT_BYTES, type ResultEnvelope } from './spool/codec.js';
 import { entryPath, openSpool, removeLogs, REQUEST_STATES, stagedResultPath, type RequestState, type SpoolPaths } from './spool/layout.js';
+import { completeOutputFromLogs } from './spool/output-logs.js';
 import { isRequestId, RequestIdGenerator, type IdSource } from './spool/request-id.js';
 import * as sfs from './spool/fs.js';
 import { stripUndefined } from './options.js';
@@ -79,7 +80,10 @@ export interface WaitOptions {
   signal?: AbortSignal;
   /**
    * Leave the request's output logs in logs/ after claiming the result (the
-   * caller reads and removes them, e.g. with removeRequestLogs()). @default false
+   * caller reads and removes them, e.g. with removeRequestLogs()). Without it,
+   * a command result's streams are read whole from the logs (the envelope
+   * carries only their first 1 MiB); a `stdoutDropped`/`stderrDropped` still
+   * set on the value means that part of the output was lost. @default false
    */
   keepLogs?: boolean;
 }
@@ -446,9 +450,13 @@ function claimResult(paths: SpoolPaths, id: string, keepLogs: boolean, expected:
   } catch (err) {
     if (!isErrno(err, 'EACCES') && !isErrno(err, 'EPERM')) throw err;
     sfs.publish(sfs.writeTemp(paths.dirs.tmp, 'abort', encodeAbortReason('user')), entryPath(paths, 'aborting', id));
+    if (result.logs === true && !keepLogs) completeOutputFromLogs(paths, id, result.value);
     return result;
   }
-  if (result.logs === true && !keepLogs) removeLogs(paths, id);
+  if (result.logs === true && !keepLogs) {
+    completeOutputFromLogs(paths, id, result.value);
+    removeLogs(paths, id);
+  }
   return result;
 }
 

@@ -87,6 +87,20 @@ export class InvalidOptionError extends WorkQueueError {
   }
 }
 
+/** A command wrote more output than the server allows (`maxOutputBytes`, `wq serve --max-output`); it was stopped. */
+export class OutputLimitError extends WorkQueueError {
+  constructor(message: string) {
+    super(message, 'ERR_OUTPUT_LIMIT');
+  }
+}
+
+/** The spool's disk is full: a task's output or result could not be written there. */
+export class DiskFullError extends WorkQueueError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, 'ERR_DISK_FULL', options);
+  }
+}
+
 /**
  * A task failed on the server side. Rebuilt on the client from the result's
  * structured error: `remote` keeps what the server sent, `cause` an Error made from it.

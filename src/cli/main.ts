@@ -6,6 +6,8 @@ import { Command, CommanderError, InvalidArgumentError, Option } from './command
 import { CliError, EXIT, parseCount, parseSeconds, printError, SPOOL_HELP } from './common.js';
 
 import { VERSION } from '../version.js';
+import { DEFAULT_MAX_OUTPUT_BYTES } from '../task-manager/output-budget.js';
+import { parseSize } from './size.js';
 
 /** A TCP port; 0 lets the system pick a free one. */
 function parsePort(value: string): number {
@@ -40,7 +42,7 @@ Examples:
   wq wait "$id"                        # ... and collect the result later
   wq status                            # what is queued, running, waiting to be claimed
 
-Exit codes: 0 ok (or the command's own code), 1 task failed, 2 usage, 3 spool unusable or
+Exit codes: 0 ok (or the command's own code), 1 task failed or output lost, 2 usage, 3 spool unusable or
 already served (or the --metrics-port address unusable), 4 unknown request id, 124 timed out
 (request aborted), 130 interrupted.`,
     );
@@ -55,6 +57,7 @@ already served (or the --metrics-port address unusable), 4 unknown request id, 1
     .addOption(new Option('--max-load <load>', 'start new tasks only while the 1-minute load average is below this (e.g. the number of cores)').argParser(parseLoad))
     .option('--allow-foreign-aborts', "in a spool shared by several users, let any of them abort another's queued or running request (by default only its owner, this server's user and root may)")
     .option('--allow-shared-commands', "DANGEROUS: let plain command mode serve a spool that other users can write; every one of them can then run any command as this user (a root server still runs only root's requests)")
+    .addOption(new Option('--max-output <size>', "most output a command may write, stdout and stderr together (e.g. 10M, 1G); past it the command is stopped and its request fails, so output is never cut silently").argParser(parseSize).default(DEFAULT_MAX_OUTPUT_BYTES, '64M'))
     .option('--durable', 'fsync results before they count as written, so they survive a power loss (group-committed; see docs/protocol.md)')
     .option('--fail-interrupted', 'complete requests that were running when the previous server stopped with a "server restarted" error, instead of running them again')
     .addOption(new Option('--grace <seconds>', 'on SIGTERM/SIGINT, let running tasks finish for this long before killing them').argParser(parseSeconds).default(10_000, '10'))
@@ -97,7 +100,7 @@ Examples:
     .option('--data <json>', 'send this JSON value as the request (for --handler servers) instead of a command')
     .option('--durable', 'return only once the request is on disk (fsync), so it survives a power loss')
     .option('--json', 'print one JSON object: the id, or with --wait the outcome (exit code, output or result, error)')
-    .option('-q, --quiet', "print nothing but the task's own output (no warnings, no live status)")
+    .option('-q, --quiet', "print nothing but the task's own output (no warnings, no live status); a note that output was lost still prints")
     .passThroughOptions()
     .addHelpText(
       'after',
@@ -119,7 +122,7 @@ Examples:
     .addOption(new Option('-t, --timeout <seconds>', 'give up after this long, abort the request and exit 124').argParser(parseSeconds))
     .option('-f, --follow', "stream the command's output as it runs, like tail -f")
     .option('--json', 'print one JSON object for the outcome (exit code, output or result, error)')
-    .option('-q, --quiet', "print nothing but the task's own output (no messages, no live status)")
+    .option('-q, --quiet', "print nothing but the task's own output (no messages, no live status); a note that output was lost still prints")
     .addHelpText('after', `
 On a terminal, a live line on stderr shows the request's place in line, then how long it has run.`)
     .action(async (id: string, opts) => (await import('./request.js')).wait(id, opts));

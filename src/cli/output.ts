@@ -1,7 +1,9 @@
 /**
  * How `wq enqueue --wait` and `wq wait` report an outcome: the task's own
  * output and exit code for people and shell scripts, or one JSON object with
- * `--json`. Every outcome maps to one documented exit code.
+ * `--json`. Every outcome maps to one documented exit code. Output is never
+ * cut silently: a result whose output was lost (past the server's limit, a
+ * full disk, a log gone) exits 1 with a message that even `-q` prints.
  */
 import { constants as osConstants } from 'node:os';
 import type { RequestResult } from '../client.js';
@@ -35,8 +37,19 @@ export function isCommandValue(value: unknown): value is CommandValue {
 }
 
 
-/** The exit code a shell would give: the command's own, 128+n for a signal, or wq's. */
-export function exitCodeOf(outcome: Outcome): number {
+/** Error codes of a request failed for its output: reported even under -q, since output was lost. */
+const OUTPUT_LOST_CODES = new Set(['ERR_OUTPUT_LIMIT', 'ERR_DISK_FULL', 'ERR_OUTPUT_LOG']);
+
+/** Bytes of a command's output that were not delivered (neither inline nor from its log), per stream. */
+export function lostOutput(value: CommandValue): { stdout: number; stderr: number } {
+  return { stdout: value.stdoutDropped ?? 0, stderr: value.stderrDropped ?? 0 };
+}
+
+/**
+ * The exit code a shell would give: the command's own, 128+n for a signal, or
+ * wq's; 1 when part of the output was lost (unless it was streamed whole).
+ */
+export function exitCodeOf(outcome: Outcome, streamed = false): number {
   switch (outcome.kind) {
     case 'timeout':
       return EXIT.timeout;
@@ -49,6 +62,8 @@ export function exitCodeOf(outcome: Outcome): number {
       if (result.status === 'timed_out') return EXIT.timeout;
       if (!result.ok) return EXIT.failure;
       if (!isCommandValue(result.value)) return EXIT.ok;
+      const lost = lostOutput(result.value);
+      if (!streamed && lost.stdout + lost.stderr > 0) return EXIT.failure;
       if (result.value.exitCode !== null) return result.value.exitCode;
       return 128 + ((osConstants.signals as Record<string, number>)[result.value.signal ?? ''] ?? 0);
     }
@@ -57,13 +72,13 @@ export function exitCodeOf(outcome: Outcome): number {
 
 /** Writes the outcome; returns the exit code. */
 export function render(outcome: Outcome, options: RenderOptions, out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): number {
-  const code = exitCodeOf(outcome);
+  const code = exitCodeOf(outcome, options.streamed);
   if (options.json) {
     out.write(`${JSON.stringify(toJson(outcome, code), jsonBytes)}\n`);
     return code;
   }
-  const say = (message: string): void => {
-    if (!options.quiet) err.write(`wq: ${message}\n`);
+  const say = (message: string, evenIfQuiet = false): void => {
+    if (!options.quiet || evenIfQuiet) err.write(`wq: ${message}\n`);
   };
   switch (outcome.kind) {
     case 'timeout':
@@ -89,14 +104,16 @@ export function render(outcome: Outcome, options: RenderOptions, out: NodeJS.Wri
     return code;
   }
   if (!result.ok) {
-    say(`request ${result.id} failed: ${result.error!.name}: ${result.error!.message}`);
+    say(`request ${result.id} failed: ${result.error!.name}: ${result.error!.message}`, OUTPUT_LOST_CODES.has(result.error!.code ?? ''));
     return code;
   }
   if (isCommandValue(result.value)) {
     writeCommandOutput(result.value, options, out, err);
     if (!options.streamed) {
-      if (result.value.stdoutDropped) say(`${result.value.stdoutDropped} bytes of stdout past the result's cap were dropped (--follow streams all of it)`);
-      if (result.value.stderrDropped) say(`${result.value.stderrDropped} bytes of stderr past the result's cap were dropped (--follow streams all of it)`);
+      const lost = lostOutput(result.value);
+      for (const stream of ['stdout', 'stderr'] as const) {
+        if (lost[stream] > 0) say(`the output was cut: the last ${lost[stream]} bytes of ${stream} were lost (its log in the spool is gone or incomplete); exit ${EXIT.failure}`, true);
+      }
     }
     if (result.value.signal !== null) say(`the command was killed by ${result.value.signal}`);
   } else if (result.value !== undefined) {

@@ -23,6 +23,8 @@ export interface ServeFlags {
   allowSharedCommands?: boolean;
   allowForeignAborts?: boolean;
   maxLoad?: number;
+  /** Bytes of output a command may write (--max-output). */
+  maxOutput: number;
   grace: number;
   killGrace: number;
   rescanInterval: number;
@@ -182,5 +184,5 @@ async function makeBaseManager(flags: ServeFlags, spool: string): Promise<TaskMa
   const command = flags.exec === undefined ? [] : splitCommand(flags.exec);
   if (flags.exec !== undefined && command.length === 0) throw new CliError('--exec needs a command', EXIT.usage);
   if (flags.exec === undefined && !flags.allowSharedCommands) refuseSharedCommandSpool(spool, process.getuid?.() ?? 0);
-  return new CommandTaskManager({ maxTasks: flags.maxTasks, command, killGraceMs: flags.killGrace, logDir: openSpool(spool).dirs.logs });
+  return new CommandTaskManager({ maxTasks: flags.maxTasks, command, killGraceMs: flags.killGrace, maxOutputBytes: flags.maxOutput, logDir: openSpool(spool).dirs.logs });
 }

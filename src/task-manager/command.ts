@@ -2,14 +2,17 @@
  * Runs a command per request, without a shell, in its own process group.
  * The request is `{ argv: string[], cwd?: string }`; with a fixed `command`
  * prefix (`wq serve --exec`), the request's argv is appended to it. The result
- * is `{ exitCode, signal, stdout, stderr }` with each stream capped.
+ * is `{ exitCode, signal, stdout, stderr }`, each stream's first bytes inline;
+ * the whole output is in logs/ (see output-budget.ts for its limit).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, rmSync, statSync, writeFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidOptionError, WorkQueueError } from '../errors.js';
 import { stripUndefined } from '../options.js';
+import { DEFAULT_INLINE_OUTPUT_BYTES, DEFAULT_MAX_OUTPUT_BYTES, logWriteFailure, OutputBudget, outputLimitFailure } from './output-budget.js';
 import { killGroup, signalGroup, type GroupKill } from './process-group.js';
+import type { SerializedError } from '../errors.js';
 import type { TaskManager, TaskOutcome } from './types.js';
 
 /** What a client sends to a command server. */
@@ -27,7 +30,11 @@ export interface CommandResult {
   signal: NodeJS.Signals | null;
   stdout: Uint8Array;
   stderr: Uint8Array;
-  /** Bytes of output dropped past the cap, per stream (absent when nothing was dropped). */
+  /**
+   * Bytes of the stream past the part carried inline (absent when it is all
+   * there). A client that claims the result reads them from the request's log
+   * and removes this field; if it is still set, the output was cut.
+   */
   stdoutDropped?: number;
   stderrDropped?: number;
 }
@@ -39,14 +46,28 @@ export interface CommandTaskManagerOptions {
   command?: string[];
   /** After SIGTERM, how long a terminated command's group has before SIGKILL. @default 2000 */
   killGraceMs?: number;
-  /** Output kept per stream, in bytes; the rest is counted and dropped. @default 1048576 (1 MiB) */
+  /**
+   * Output a command may write, stdout and stderr together, in bytes. Past it
+   * the command is stopped (its process group killed) and its request fails
+   * with `ERR_OUTPUT_LIMIT`. This bounds its logs in logs/ too.
+   * @default 67108864 (64 MiB)
+   * @example maxOutputBytes: 10 * 1024 * 1024
+   */
   maxOutputBytes?: number;
+  /**
+   * Output carried inline in the result, per stream, in bytes; the rest is
+   * counted (`stdoutDropped`) and, with `logDir`, read by the client from the
+   * log. @default 1048576 (1 MiB)
+   */
+  inlineOutputBytes?: number;
   /** Environment of the commands. @default process.env */
   env?: NodeJS.ProcessEnv;
   /**
    * Write each command's output, as it comes, to `<logDir>/<id>.stdout` and
-   * `.stderr` (uncapped), and its pid to `<id>.pid`, for `wq wait --follow` and
-   * `wq status`. The spool's `logs/` directory. @default no log files
+   * `.stderr` (up to `maxOutputBytes`), and its pid to `<id>.pid`, for `wq wait`
+   * (the whole output), `--follow` and `wq status`. A write that fails (a full
+   * disk) stops the command and fails its request (`ERR_DISK_FULL`). The spool's
+   * `logs/` directory. @default no log files
    */
   logDir?: string;
 }
@@ -66,6 +87,8 @@ interface Running {
   killing: GroupKill | undefined;
   /** Set when terminated: its outcome is dropped. */
   terminated: boolean;
+  /** Set when stopped for its output (past the limit, or its log unwritable): the outcome is this error. */
+  outputFailure?: SerializedError;
 }
 
 export class CommandTaskManager implements TaskManager {
@@ -78,12 +101,27 @@ export class CommandTaskManager implements TaskManager {
   #wake: () => void = () => {};
 
   constructor(options: CommandTaskManagerOptions = {}) {
-    this.#o = { maxTasks: 1, command: [], killGraceMs: 2000, maxOutputBytes: 1024 * 1024, env: process.env, logDir: '', ...stripUndefined(options) };
+    this.#o = {
+      maxTasks: 1,
+      command: [],
+      killGraceMs: 2000,
+      maxOutputBytes: DEFAULT_MAX_OUTPUT_BYTES,
+      inlineOutputBytes: DEFAULT_INLINE_OUTPUT_BYTES,
+      env: process.env,
+      logDir: '',
+      ...stripUndefined(options),
+    };
     if (!(Number.isInteger(this.#o.maxTasks) && this.#o.maxTasks >= 0)) {
       throw new InvalidOptionError(`Expected \`maxTasks\` to be an integer >= 0, got \`${String(options.maxTasks)}\``);
     }
     if (!Array.isArray(this.#o.command) || !this.#o.command.every((a) => typeof a === 'string')) {
       throw new InvalidOptionError('Expected `command` to be an array of strings');
+    }
+    for (const key of ['maxOutputBytes', 'inlineOutputBytes'] as const) {
+      const value = this.#o[key];
+      if (!(typeof value === 'number' && (Number.isSafeInteger(value) || value === Infinity) && value >= 0)) {
+        throw new InvalidOptionError(`Expected \`${key}\` to be an integer >= 0 (bytes), got \`${String(value)}\` (${typeof value})`);
+      }
     }
     this.maxTasks = this.#o.maxTasks;
   }
@@ -115,25 +153,32 @@ export class CommandTaskManager implements TaskManager {
     });
     const task: Running = { child, killing: undefined, terminated: false };
     this.#running.set(id, task);
-    const stdout = new CappedBuffer(this.#o.maxOutputBytes);
-    const stderr = new CappedBuffer(this.#o.maxOutputBytes);
-    const logs = this.#o.logDir === '' ? undefined : new TaskLogs(this.#o.logDir, id, child.pid);
-    child.stdout!.on('data', (chunk: Buffer) => {
-      stdout.push(chunk);
-      logs?.write('stdout', chunk);
-    });
-    child.stderr!.on('data', (chunk: Buffer) => {
-      stderr.push(chunk);
-      logs?.write('stderr', chunk);
-    });
+    const stdout = new CappedBuffer(this.#o.inlineOutputBytes);
+    const stderr = new CappedBuffer(this.#o.inlineOutputBytes);
+    const budget = new OutputBudget(this.#o.maxOutputBytes);
+    const stopForOutput = (error: SerializedError): void => this.#stopForOutput(task, error);
+    const logs = this.#o.logDir === '' ? undefined : new TaskLogs(this.#o.logDir, id, child.pid, (err) => stopForOutput(logWriteFailure(err)));
+    const capture = (name: 'stdout' | 'stderr', inline: CappedBuffer) => (chunk: Buffer) => {
+      if (task.outputFailure !== undefined) return;
+      if (!budget.take(chunk.length)) return stopForOutput(outputLimitFailure(this.#o.maxOutputBytes));
+      inline.push(chunk);
+      logs?.write(name, chunk);
+    };
+    child.stdout!.on('data', capture('stdout', stdout));
+    child.stderr!.on('data', capture('stderr', stderr));
     let settled = false;
     const settle = (outcome: TaskOutcome): void => {
       if (settled) return;
       settled = true;
-      if (logs !== undefined) outcome.logs = true;
       // The logs are complete on disk before the result can appear.
       void (logs?.close() ?? Promise.resolve()).then(() => {
         if (task.terminated) return;
+        if (task.outputFailure !== undefined) {
+          logs?.remove(); // partial output, and the disk space it holds, go with the failure
+          outcome = { ok: false, error: task.outputFailure };
+        } else if (logs !== undefined) {
+          outcome.logs = true;
+        }
         this.#running.delete(id);
         this.#finished.push([id, outcome]);
         this.#wake();
@@ -194,6 +239,19 @@ export class CommandTaskManager implements TaskManager {
   }
 
   /**
+   * Stops a command for its output (past the limit, or its log unwritable):
+   * its group is killed like a terminated one's, but its request gets `error`
+   * as its outcome. The first cause wins.
+   */
+  #stopForOutput(task: Running, error: SerializedError): void {
+    if (task.outputFailure !== undefined || task.terminated) return;
+    task.outputFailure = error;
+    const { pid } = task.child;
+    if (pid === undefined || task.child.exitCode !== null || task.child.signalCode !== null || task.killing !== undefined) return;
+    task.killing = killGroup(pid, this.#o.killGraceMs);
+  }
+
+  /**
    * The command's own process is gone: sweep its process group, so nothing it
    * left in the background keeps working outside the queue's capacity. (A
    * command that must leave a daemon behind starts it in a new session: setsid.)
@@ -223,16 +281,22 @@ export class CommandTaskManager implements TaskManager {
   }
 }
 
-/** A command's live output files. Write errors (disk full) only lose the live copy, never the result. */
+/** A command's output files. A write that fails (disk full) is reported once to `onError`. */
 class TaskLogs {
   readonly #streams: Record<'stdout' | 'stderr', WriteStream>;
+  readonly #paths: string[];
 
-  constructor(dir: string, id: string, pid: number | undefined) {
+  constructor(dir: string, id: string, pid: number | undefined, onError: (err: Error) => void) {
+    this.#paths = ['stdout', 'stderr', 'pid'].map((suffix) => join(dir, `${id}.${suffix}`));
+    let failed = false;
     const open = (suffix: string) => {
       const path = join(dir, `${id}.${suffix}`);
       rmSync(path, { force: true }); // a leftover of an interrupted run; never written through (it may be a planted symlink)
       const stream = createWriteStream(path, { flags: 'wx', mode: 0o644 });
-      stream.on('error', () => {}); // best effort: the capped copy still goes into the result
+      stream.on('error', (err) => {
+        if (!failed) onError(err);
+        failed = true;
+      });
       return stream;
     };
     this.#streams = { stdout: open('stdout'), stderr: open('stderr') };
@@ -250,9 +314,20 @@ class TaskLogs {
     if (this.#streams[stream].writable) this.#streams[stream].write(chunk);
   }
 
+  /** Resolves once both files are closed, written through or failed. */
   close(): Promise<void> {
-    const end = (s: WriteStream) => new Promise<void>((resolve) => (s.closed || s.destroyed ? resolve() : s.end(() => resolve())));
+    const end = (s: WriteStream) =>
+      new Promise<void>((resolve) => {
+        if (s.closed) return resolve();
+        s.once('close', () => resolve());
+        if (!s.destroyed) s.end();
+      });
     return Promise.all([end(this.#streams.stdout), end(this.#streams.stderr)]).then(() => {});
+  }
+
+  /** Removes the files (after close): a stopped command's partial output is not kept. */
+  remove(): void {
+    for (const path of this.#paths) rmSync(path, { force: true });
   }
 }
 

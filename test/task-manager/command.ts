@@ -3,7 +3,7 @@
  * WorkQueueServer on a temp spool; results come back through a real client.
  */
 import { execFileSync } from 'node:child_process';
-import { realpathSync, writeFileSync } from 'node:fs';
+import { readdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { WorkQueueClient } from '../../src/client.js';
@@ -68,8 +68,8 @@ t.test('a command runs in the request cwd, without a shell', async (t) => {
   t.equal(text(literal.stdout), '$HOME * a;b\n', 'arguments reach the program untouched');
 });
 
-t.test('output past maxOutputBytes is dropped and counted, per stream', async (t) => {
-  const { client } = serveCommands(t, { maxOutputBytes: 1000 });
+t.test('without logs, output past inlineOutputBytes is dropped and counted, per stream', async (t) => {
+  const { client } = serveCommands(t, { inlineOutputBytes: 1000 });
   const full = execFileSync('seq', ['1', '3000']);
   const result = await run(client, ['seq', '1', '3000']);
   t.equal(result.stdout.length, 1000, 'stdout capped');
@@ -82,6 +82,25 @@ t.test('output past maxOutputBytes is dropped and counted, per stream', async (t
   t.equal(err.stderrDropped, full.length - 1000);
   t.equal(text(err.stdout), 'small\n');
   t.notOk('stdoutDropped' in err);
+});
+
+t.test('with logs, the client reads the whole output back from them; past maxOutputBytes the request fails with ERR_OUTPUT_LIMIT', async (t) => {
+  const dir = realpathSync(t.testdir());
+  const spool = join(dir, 'spool');
+  startServer(t, new CommandTaskManager({ inlineOutputBytes: 1000, maxOutputBytes: 32 * 1024, logDir: join(spool, 'logs') }), { spool });
+  const client = new WorkQueueClient({ spool });
+  t.teardown(() => client.close());
+  const full = execFileSync('seq', ['1', '3000']);
+  const result = await run(client, ['sh', '-c', 'seq 1 3000; seq 1 3000 >&2']);
+  t.ok(Buffer.from(result.stdout).equals(full), 'all of stdout, though only 1000 bytes rode in the result');
+  t.ok(Buffer.from(result.stderr).equals(full), 'all of stderr');
+  t.notOk('stdoutDropped' in result || 'stderrDropped' in result, 'nothing reported lost');
+
+  const err = await rejectionOf(t, run(client, ['seq', '1', '100000']));
+  t.type(err, TaskFailedError);
+  t.equal(err.code, 'ERR_OUTPUT_LIMIT');
+  t.match(err.message, /more than 32 KiB of output/);
+  await waitFor(() => readdirSync(join(spool, 'logs')).length === 0, 'no logs left');
 });
 
 t.test('a command prefix gets the request argv appended', async (t) => {

@@ -1,0 +1,51 @@
+/**
+ * A command result carries the first bytes of each stream inline; the whole
+ * stream is in logs/<id>.stdout|.stderr until the result is claimed. The
+ * claiming client reads a stream back from its log only when the log holds
+ * exactly the bytes the result counts (inline + dropped) and begins with the
+ * inline ones; otherwise the result keeps its `…Dropped` count: it was cut.
+ */
+import { ProtocolError } from '../errors.js';
+import { isPlainObject } from './codec.js';
+import { logPath, type SpoolPaths } from './layout.js';
+import * as sfs from './fs.js';
+
+const STREAMS = ['stdout', 'stderr'] as const;
+
+/**
+ * Replaces the inline part of each cut stream of a command value with the
+ * whole stream from the request's log, and drops its `…Dropped` count. Values
+ * that are not command results are left alone.
+ */
+export function completeOutputFromLogs(paths: SpoolPaths, id: string, value: unknown): void {
+  if (!isPlainObject(value)) return;
+  for (const stream of STREAMS) {
+    const inline = value[stream];
+    const dropped = value[`${stream}Dropped`];
+    if (!(inline instanceof Uint8Array) || typeof dropped !== 'number' || dropped <= 0) continue;
+    const whole = readWholeLog(logPath(paths, id, stream), inline.length + dropped);
+    if (whole === undefined || !whole.subarray(0, inline.length).equals(inline)) continue;
+    value[stream] = whole;
+    delete value[`${stream}Dropped`];
+  }
+}
+
+/** The log if it holds exactly `bytes` bytes; undefined if it is missing, shorter, longer or not a regular file. */
+function readWholeLog(path: string, bytes: number): Buffer | undefined {
+  let whole: Buffer | undefined;
+  try {
+    whole = sfs.readEntry(path, bytes);
+  } catch (err) {
+    // Longer than the result says, or not a regular file (planted): not this output.
+    if (err instanceof ProtocolError) return undefined;
+    // Unreadable now (EACCES, EMFILE …): the result is already claimed and must
+    // not be lost to this; the stream stays cut, and its caller is told so.
+    if (isSystemError(err)) return undefined;
+    throw err;
+  }
+  return whole?.length === bytes ? whole : undefined;
+}
+
+function isSystemError(err: unknown): err is NodeJS.ErrnoException {
+  return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && typeof (err as NodeJS.ErrnoException).syscall === 'string';
+}

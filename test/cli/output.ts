@@ -1,0 +1,87 @@
+/**
+ * A command's output through `wq enqueue --wait`, black-box: large output
+ * arrives whole (read from logs/, not from the result envelope's capped copy),
+ * output past the server's `--max-output` fails the request with a message
+ * (also under -q).
+ */
+import { execFileSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, realpathSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { spawnWq, startCliServer, waitFor } from '../fixtures/helpers.js';
+import { captureStderr, exited, wq } from '../fixtures/cli.js';
+
+/** `seq 1 2000000`: 14.9 MB, far past the 1 MiB per stream a result envelope carries. */
+const BIG = ['seq', '1', '2000000'];
+
+/** Runs `wq args > file` and returns its exit code, stderr and the bytes it wrote. */
+async function runToFile(args: string[], file: string): Promise<{ code: number | null; stderr: string; bytes: Buffer }> {
+  const fd = openSync(file, 'w');
+  const child = spawnWq(args, { stdio: ['ignore', fd, 'pipe'] });
+  closeSync(fd);
+  const stderr = captureStderr(child);
+  const { code } = await exited(child);
+  return { code, stderr: stderr.text(), bytes: readFileSync(file) };
+}
+
+function logsLeft(spool: string): string[] {
+  const dir = join(spool, 'logs');
+  return existsSync(dir) ? readdirSync(dir) : [];
+}
+
+async function served(t: Test, args: string[] = []): Promise<{ dir: string; spool: string }> {
+  const dir = realpathSync(t.testdir());
+  const spool = join(dir, 'spool');
+  await startCliServer(t, spool, args);
+  return { dir, spool };
+}
+
+t.test('enqueue --wait -- seq 1 2000000 > file: all of the output, byte for byte, exit 0', async (t) => {
+  const { dir, spool } = await served(t);
+  const expected = execFileSync(BIG[0]!, BIG.slice(1), { maxBuffer: 64 * 1024 * 1024 });
+  const out = await runToFile(['enqueue', '--spool', spool, '--wait', '--', ...BIG], join(dir, 'big.txt'));
+  t.equal(out.code, 0, 'exit 0');
+  t.equal(out.bytes.length, expected.length, `all ${expected.length} bytes`);
+  t.ok(out.bytes.equals(expected), 'the same bytes as seq itself');
+  t.equal(out.stderr, '', 'no warning');
+  t.strictSame(logsLeft(spool), [], 'the logs are removed once read');
+});
+
+t.test('--max-output: output past the limit fails the request with a message naming it, also with -q', async (t) => {
+  const { dir, spool } = await served(t, ['--max-output', '1M']);
+  for (const quiet of [false, true]) {
+    const args = ['enqueue', '--spool', spool, '--wait', ...(quiet ? ['-q'] : []), '--', ...BIG];
+    const out = await runToFile(args, join(dir, 'cut.txt'));
+    t.not(out.code, 0, `non-zero exit${quiet ? ' with -q' : ''} (${out.code})`);
+    t.match(out.stderr, /more than 1 MiB of output/, 'says the output went past the limit');
+    t.match(out.stderr, /--max-output/, 'names the option');
+    t.ok(out.bytes.length < 2 * 1024 * 1024, 'nothing past the limit is printed as if it were all of it');
+  }
+  const json = await wq(['enqueue', '--spool', spool, '--wait', '--json', '--', ...BIG]);
+  t.equal(json.code, 1);
+  t.match(JSON.parse(json.stdout), { ok: false, status: 'error', error: { code: 'ERR_OUTPUT_LIMIT' } }, '--json carries the error code');
+  t.strictSame(logsLeft(spool), [], "the stopped tasks' logs are removed");
+  const next = await wq(['enqueue', '--spool', spool, '--wait', '--', 'echo', 'still serving']);
+  t.same({ code: next.code, stdout: next.stdout }, { code: 0, stdout: 'still serving\n' }, 'the next request runs');
+});
+
+t.test('output whose log is gone by the time it is claimed: wq wait prints what it has and exits 1 saying it was cut, also with -q', async (t) => {
+  const { dir, spool } = await served(t);
+  for (const quiet of [false, true]) {
+    const id = (await wq(['enqueue', '--spool', spool, '--', ...BIG])).stdout.trim();
+    await waitFor(() => existsSync(join(spool, 'complete', id)), 'the result', 60_000);
+    unlinkSync(join(spool, 'logs', `${id}.stdout`)); // as an operator's clean-up, or housekeeping after an hour, would
+    const out = await runToFile(['wait', '--spool', spool, ...(quiet ? ['-q'] : []), id], join(dir, 'cut.txt'));
+    t.equal(out.code, 1, `exit 1${quiet ? ' with -q' : ''}`);
+    t.match(out.stderr, /the output was cut: the last \d+ bytes of stdout were lost/, 'says so');
+    t.equal(out.bytes.length, 1024 * 1024, 'the part the result carried');
+  }
+});
+
+t.test('--max-output takes sizes with K, M, G suffixes and refuses anything else', async (t) => {
+  const dir = realpathSync(t.testdir());
+  const bad = await wq(['serve', '--spool', join(dir, 'spool'), '--max-output', '10 parsecs']);
+  t.equal(bad.code, 2, 'a usage error');
+  t.match(bad.stderr, /--max-output/);
+  t.match(bad.stderr, /expected a size/);
+});
