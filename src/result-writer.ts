@@ -19,7 +19,9 @@
  * is retried every second, in order with the results after it; meanwhile
  * `blocked` is true (the server starts no task whose result could not be
  * written either). If the server stops first, the request runs again at the
- * next start.
+ * next start. A large result (over 64 KiB) that does not fit on a full disk is
+ * not retried as it is, forever: the server swaps it, once, for a small error
+ * result (`ERR_DISK_FULL`), after freeing what the request held (its logs).
  *
  * In durable mode results are group-committed: the results of a tick (and of
  * every tick while a commit runs) are written, fsynced concurrently so the
@@ -52,7 +54,18 @@ interface Pending {
   done: boolean;
   /** Aborted before it was published: step 3 removes it instead. */
   cancelled: boolean;
+  /** Swapped for a smaller result after a full disk refused it. */
+  shrunk?: boolean;
 }
+
+/**
+ * Given a result the disk had no room for, returns a small one to write in its
+ * place (and frees what the request held), or undefined to keep retrying it.
+ */
+export type NoSpaceHandler = (id: string, bytes: Buffer) => Buffer | undefined;
+
+/** Results up to this size wait for a full disk to free up; larger ones are swapped (see NoSpaceHandler). */
+export const SMALL_RESULT_BYTES = 64 * 1024;
 
 export { stagedResultPath, STAGED_SUFFIX } from './spool/layout.js';
 import { stagedResultPath } from './spool/layout.js';
@@ -68,6 +81,7 @@ export class ResultWriter {
   readonly #step: string;
   readonly #onPublished: (id: string, published: boolean) => void;
   readonly #onKept: (id: string, from: LastState) => void;
+  readonly #onNoSpace: NoSpaceHandler;
   /** Results not written yet: the next group commit's (durable), or those waiting for a retry. */
   #batch: Pending[] = [];
   /** A group commit, or the retry loop, under way. */
@@ -80,8 +94,16 @@ export class ResultWriter {
    * @param onPublished called once a result is published (or dropped), its request finished
    * @param onKept called when a request's last state entry is a non-empty
    *   directory (planted), which is left in place
+   * @param onNoSpace gives a small result in place of a large one the disk had no room for
    */
-  constructor(paths: SpoolPaths, durable: boolean, log: Logger, onPublished: (id: string, published: boolean) => void, onKept: (id: string, from: LastState) => void = () => {}) {
+  constructor(
+    paths: SpoolPaths,
+    durable: boolean,
+    log: Logger,
+    onPublished: (id: string, published: boolean) => void,
+    onKept: (id: string, from: LastState) => void = () => {},
+    onNoSpace: NoSpaceHandler = () => undefined,
+  ) {
     this.#paths = paths;
     this.#durable = durable;
     this.#log = log;
@@ -89,6 +111,7 @@ export class ResultWriter {
     this.#step = durable ? 'durable commit of results' : 'writing results';
     this.#onPublished = onPublished;
     this.#onKept = onKept;
+    this.#onNoSpace = onNoSpace;
   }
 
   /** Whether results are waiting because writing them failed (a full disk …) and no retry has succeeded yet. */
@@ -207,8 +230,24 @@ export class ResultWriter {
   #stage(item: Pending): void {
     if (item.staged) return;
     const staged = stagedResultPath(this.#paths, item.id);
-    sfs.writeNewReplacing(staged, item.bytes);
+    try {
+      sfs.writeNewReplacing(staged, item.bytes);
+    } catch (err) {
+      if (!this.#shrink(item, err)) throw err;
+      sfs.writeNewReplacing(staged, item.bytes);
+    }
     item.staged = true;
+  }
+
+  /** A large result the full disk refused: swapped, once, for the small one onNoSpace gives; false to retry it as it is. */
+  #shrink(item: Pending, err: unknown): boolean {
+    if (!(isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT')) || item.shrunk === true || item.bytes.length <= SMALL_RESULT_BYTES) return false;
+    const smaller = this.#onNoSpace(item.id, item.bytes);
+    if (smaller === undefined) return false;
+    this.#log.warn('the disk is full: a result too large for it was replaced by a disk-full error result', { id: item.id, bytes: item.bytes.length });
+    item.bytes = smaller;
+    item.shrunk = true;
+    return true;
   }
 
   /** Step 2: removes the request's last state entry, whatever it is, without following it. */

@@ -30,6 +30,7 @@ import { entryPath, logPath, openSpool, removeLogs, type SpoolDir, type SpoolPat
 import { FaultLog } from './spool/fault-log.js';
 import { planHousekeeping, type AgedEntry } from './housekeeping.js';
 import { mayAbort, mayRunRequest } from './permissions.js';
+import { diskFullResult } from './result-on-full-disk.js';
 import { ResultWriter, stagedResultPath, STAGED_SUFFIX, type LastState } from './result-writer.js';
 import { acquireLock, type HeldLock } from './spool/lock.js';
 import { isRequestId } from './spool/request-id.js';
@@ -164,6 +165,10 @@ export class WorkQueueServer {
         }
       },
       (id, from) => this.#leaveInPlace(from, id),
+      (id, bytes) => {
+        this.#removeLogs(id);
+        return diskFullResult(bytes);
+      },
     );
     const stops: Array<() => void> = [];
     try {

@@ -2,7 +2,8 @@
  * A command's output through `wq enqueue --wait`, black-box: large output
  * arrives whole (read from logs/, not from the result envelope's capped copy),
  * output past the server's `--max-output` fails the request with a message
- * (also under -q).
+ * (also under -q), and a task whose output fills the spool's disk fails alone
+ * while the queue goes on serving.
  */
 import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, realpathSync, unlinkSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { spawnWq, startCliServer, waitFor } from '../fixtures/helpers.js';
 import { captureStderr, exited, wq } from '../fixtures/cli.js';
+import { canMountTmpfs, mountTmpfs } from '../fixtures/tmpfs.js';
 
 /** `seq 1 2000000`: 14.9 MB, far past the 1 MiB per stream a result envelope carries. */
 const BIG = ['seq', '1', '2000000'];
@@ -85,3 +87,30 @@ t.test('--max-output takes sizes with K, M, G suffixes and refuses anything else
   t.match(bad.stderr, /--max-output/);
   t.match(bad.stderr, /expected a size/);
 });
+
+t.test(
+  'disk full, for real: output that fills a 4 MiB tmpfs spool fails that request with ERR_DISK_FULL; the next request runs',
+  { skip: !canMountTmpfs && 'cannot mount a tmpfs here (not root?)' },
+  async (t) => {
+    for (const durable of [false, true]) await t.test(durable ? 'durable' : 'default', (t) => fillTheDisk(t, durable));
+  },
+);
+
+async function fillTheDisk(t: Test, durable: boolean): Promise<void> {
+  const dir = realpathSync(t.testdir());
+  const spool = join(mountTmpfs(t, '4m'), 'spool');
+  await startCliServer(t, spool, ['--max-tasks', '1', ...(durable ? ['--durable'] : [])]);
+  // 3 MiB fits in the logs, but not beside its own result; 8 MiB does not fit at all.
+  for (const mib of [3, 8]) {
+    const script = `echo ran >> ran-${mib}; head -c ${mib * 1024 * 1024} /dev/zero`;
+    const out = await wq(['enqueue', '--spool', spool, '--wait', '--json', '--', 'sh', '-c', script], { cwd: dir });
+    t.equal(out.code, 1, `${mib} MiB: the request fails`);
+    const result = JSON.parse(out.stdout) as { ok: boolean; error?: { code?: string; message: string } };
+    t.match(result, { ok: false, error: { code: 'ERR_DISK_FULL' } }, `${mib} MiB: with ERR_DISK_FULL`);
+    t.match(result.error?.message ?? '', /disk is full/, `${mib} MiB: a clear message (${result.error?.message})`);
+    t.strictSame(logsLeft(spool), [], `${mib} MiB: its logs are removed, freeing the disk`);
+    const next = await wq(['enqueue', '--spool', spool, '--wait', '--', 'echo', 'next'], { cwd: dir });
+    t.same({ code: next.code, stdout: next.stdout }, { code: 0, stdout: 'next\n' }, `${mib} MiB: the next request runs and succeeds`);
+    t.equal(readFileSync(join(dir, `ran-${mib}`), 'utf8'), 'ran\n', `${mib} MiB: the failed task ran once`);
+  }
+}
