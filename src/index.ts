@@ -23,6 +23,8 @@ export {
   ForeignRequestError,
   InvalidOptionError,
   TaskFailedError,
+  OutputLimitError,
+  DiskFullError,
 } from './errors.js';
 export type { SerializedError } from './errors.js';
 export { PROTOCOL_VERSION, REQUEST_STATES } from './spool/layout.js';

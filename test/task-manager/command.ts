@@ -103,6 +103,14 @@ t.test('with logs, the client reads the whole output back from them; past maxOut
   await waitFor(() => readdirSync(join(spool, 'logs')).length === 0, 'no logs left');
 });
 
+t.test('output limits must be whole byte counts', async (t) => {
+  for (const bad of [-1, 1.5, NaN, '1M' as unknown as number]) {
+    t.throws(() => new CommandTaskManager({ maxOutputBytes: bad }), { code: 'ERR_INVALID_OPTION', message: /Expected `maxOutputBytes` to be an integer >= 0/ });
+    t.throws(() => new CommandTaskManager({ inlineOutputBytes: bad }), { code: 'ERR_INVALID_OPTION', message: /Expected `inlineOutputBytes`/ });
+  }
+  t.doesNotThrow(() => new CommandTaskManager({ maxOutputBytes: Infinity, inlineOutputBytes: 0 }), 'Infinity: no limit; 0: nothing inline');
+});
+
 t.test('a command prefix gets the request argv appended', async (t) => {
   const { client } = serveCommands(t, { command: ['echo', 'prefix'] });
   t.equal(text((await run(client, ['a', 'b c'])).stdout), 'prefix a b c\n');
