@@ -23,8 +23,8 @@ export interface ServeFlags {
   allowSharedCommands?: boolean;
   allowForeignAborts?: boolean;
   maxLoad?: number;
-  /** Bytes of output a command may write (--max-output). */
-  maxOutput: number;
+  /** Bytes of output a command may write (--max-output); commands only. @default the manager's */
+  maxOutput?: number;
   grace: number;
   killGrace: number;
   rescanInterval: number;
@@ -172,6 +172,7 @@ async function makeManager(flags: ServeFlags, spool: string): Promise<TaskManage
 
 async function makeBaseManager(flags: ServeFlags, spool: string): Promise<TaskManager> {
   if (flags.handler !== undefined) {
+    if (flags.maxOutput !== undefined) throw new CliError('--max-output limits the output of commands; a --handler returns a value instead', EXIT.usage);
     const pool = new ProcessPoolTaskManager({ handler: resolve(flags.handler), size: flags.maxTasks, killGraceMs: flags.killGrace });
     try {
       await pool.ready();

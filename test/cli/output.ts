@@ -80,12 +80,15 @@ t.test('output whose log is gone by the time it is claimed: wq wait prints what 
   }
 });
 
-t.test('--max-output takes sizes with K, M, G suffixes and refuses anything else', async (t) => {
+t.test('--max-output takes sizes with K, M, G suffixes, refuses anything else, and only applies to commands', async (t) => {
   const dir = realpathSync(t.testdir());
   const bad = await wq(['serve', '--spool', join(dir, 'spool'), '--max-output', '10 parsecs']);
   t.equal(bad.code, 2, 'a usage error');
   t.match(bad.stderr, /--max-output/);
   t.match(bad.stderr, /expected a size/);
+  const handler = await wq(['serve', '--spool', join(dir, 'spool'), '--handler', 'whatever.js', '--max-output', '1M']);
+  t.equal(handler.code, 2, 'with --handler: a usage error, not a limit silently ignored');
+  t.match(handler.stderr, /--max-output limits the output of commands/);
 });
 
 t.test(
