@@ -25,6 +25,7 @@ import { completeOutputFromLogs } from './spool/output-logs.js';
 import { isRequestId, RequestIdGenerator, type IdSource } from './spool/request-id.js';
 import * as sfs from './spool/fs.js';
 import { stripUndefined } from './options.js';
+import { setLongTimeout, type LongTimeout } from './long-timer.js';
 
 /** How many fresh ids enqueue() tries before it gives up (each try only fails on an exact collision). */
 export const MAX_ID_ATTEMPTS = 100;
@@ -259,10 +260,10 @@ export class WorkQueueClient {
     const paths = this.#spoolPaths();
     return new Promise<RequestResult>((resolve, reject) => {
       let missing = 0;
-      let timer: NodeJS.Timeout | undefined;
+      let timer: LongTimeout | undefined;
       const settle = (fn: () => void): void => {
         this.#removeWaiter(id, attempt);
-        if (timer !== undefined) clearTimeout(timer);
+        timer?.clear();
         signal?.removeEventListener('abort', onCancel);
         fn();
       };
@@ -285,7 +286,7 @@ export class WorkQueueClient {
       }
       if (signal?.aborted) return onCancel();
       signal?.addEventListener('abort', onCancel, { once: true });
-      if (timeoutMs !== undefined) timer = setTimeout(() => giveUp('timeout', new WorkQueueTimeoutError(id, timeoutMs)), timeoutMs);
+      if (timeoutMs !== undefined) timer = setLongTimeout(() => giveUp('timeout', new WorkQueueTimeoutError(id, timeoutMs)), timeoutMs);
       const fresh = this.#enqueuedHere.has(id);
       const watcherAtPublish = this.#enqueuedHere.get(id);
       this.#enqueuedHere.delete(id);

@@ -34,6 +34,7 @@ import { diskFullResult } from './result-on-full-disk.js';
 import { ResultWriter, stagedResultPath, STAGED_SUFFIX, type LastState } from './result-writer.js';
 import { acquireLock, type HeldLock } from './spool/lock.js';
 import { isRequestId } from './spool/request-id.js';
+import { setLongTimeout, type LongTimeout } from './long-timer.js';
 import { readAbortReason } from './spool/abort-reason.js';
 import { describeFileSystem, fileSystemWarnings } from './spool/mount.js';
 import * as sfs from './spool/fs.js';
@@ -56,7 +57,7 @@ interface RunningInfo {
   queuedAt: number | undefined;
   /** The request's run timeout, if it has one, and the timer that enforces it. */
   runTimeoutMs?: number;
-  deadline?: NodeJS.Timeout;
+  deadline?: LongTimeout;
 }
 
 /** Counts of one tick, for the summary log line. */
@@ -434,7 +435,7 @@ export class WorkQueueServer {
   /** Drops a running request from the books (and its deadline timer). */
   #forgetRunning(id: string): RunningInfo | undefined {
     const info = this.#running.get(id);
-    if (info?.deadline !== undefined) clearTimeout(info.deadline);
+    info?.deadline?.clear();
     this.#running.delete(id);
     return info;
   }
@@ -673,7 +674,7 @@ export class WorkQueueServer {
     const { runTimeoutMs } = envelope;
     if (runTimeoutMs !== undefined) {
       info.runTimeoutMs = runTimeoutMs;
-      info.deadline = setTimeout(() => {
+      info.deadline = setLongTimeout(() => {
         this.#expired.add(id);
         this.#schedule();
       }, runTimeoutMs);

@@ -39,10 +39,11 @@ export const SPOOL_HELP = 'spool directory (default: $WQ_SPOOL, else $XDG_STATE_
 /** Parses a duration in seconds (fractions allowed) into milliseconds. */
 export function parseSeconds(value: string): number {
   const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0) {
+  const ms = Math.round(n * 1000);
+  if (value.trim() === '' || !Number.isFinite(ms) || n < 0) {
     throw new InvalidArgumentError(`expected a number of seconds >= 0, got "${value}"`);
   }
-  return Math.round(n * 1000);
+  return ms;
 }
 
 export function parseCount(min: number) {

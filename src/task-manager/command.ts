@@ -9,8 +9,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, rmSync, statSync, writeFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidOptionError, WorkQueueError } from '../errors.js';
-import { stripUndefined } from '../options.js';
 import { DEFAULT_INLINE_OUTPUT_BYTES, DEFAULT_MAX_OUTPUT_BYTES, logWriteFailure, OutputBudget, outputLimitFailure } from './output-budget.js';
+import { assertDurationMs, stripUndefined } from '../options.js';
 import { killGroup, signalGroup, type GroupKill } from './process-group.js';
 import type { SerializedError } from '../errors.js';
 import type { TaskManager, TaskOutcome } from './types.js';
@@ -123,6 +123,7 @@ export class CommandTaskManager implements TaskManager {
         throw new InvalidOptionError(`Expected \`${key}\` to be an integer >= 0 (bytes), got \`${String(value)}\` (${typeof value})`);
       }
     }
+    assertDurationMs('killGraceMs', this.#o.killGraceMs); // terminateTask must not fail for want of a valid grace
     this.maxTasks = this.#o.maxTasks;
   }
 

@@ -5,6 +5,7 @@
  * so no straggler keeps working outside the queue's capacity.
  */
 import { isErrno } from '../errors.js';
+import { setLongTimeout } from '../long-timer.js';
 
 /** Sends a signal to a whole process group; false if the group is gone. */
 export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
@@ -25,10 +26,10 @@ export interface GroupKill {
 /** SIGTERM now, SIGKILL after `graceMs` unless the leader exits first. */
 export function killGroup(pgid: number, graceMs: number): GroupKill {
   signalGroup(pgid, 'SIGTERM');
-  const timer = setTimeout(() => signalGroup(pgid, 'SIGKILL'), graceMs);
+  const timer = setLongTimeout(() => signalGroup(pgid, 'SIGKILL'), graceMs);
   return {
     leaderExited() {
-      clearTimeout(timer);
+      timer.clear();
       signalGroup(pgid, 'SIGKILL');
     },
   };

@@ -12,7 +12,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidOptionError, WorkQueueError, type SerializedError } from '../errors.js';
-import { stripUndefined } from '../options.js';
+import { assertDurationMs, stripUndefined } from '../options.js';
 import type { ChildMessage, ParentMessage } from './process-pool-messages.js';
 import { killGroup, signalGroup, type GroupKill } from './process-group.js';
 import type { TaskManager, TaskManagerEvent, TaskOutcome } from './types.js';
@@ -80,6 +80,7 @@ export class ProcessPoolTaskManager implements TaskManager {
     if (!(Number.isInteger(this.#o.size) && this.#o.size >= 1)) {
       throw new InvalidOptionError(`Expected \`size\` to be an integer >= 1, got \`${String(options.size)}\``);
     }
+    assertDurationMs('killGraceMs', this.#o.killGraceMs); // terminateTask must not fail for want of a valid grace
     this.maxTasks = this.#o.size;
     this.#ready = new Promise((resolve, reject) => {
       this.#resolveReady = resolve;
