@@ -413,6 +413,11 @@ export class WorkQueueServer {
     for (const id of ids) {
       const info = this.#running.get(id);
       if (info?.runTimeoutMs === undefined) continue; // finished or aborted meanwhile
+      if (this.#manager.hasEnded?.(id) === true) {
+        // It ended before the server could act on its deadline (its output still draining, or the server was stopped): its own outcome follows.
+        this.#log.debug('run timeout passed after the task had ended; its own result stands', { id });
+        continue;
+      }
       this.#manager.terminateTask(id);
       this.#forgetRunning(id);
       this.#metrics.killed('run_timeout');

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { InvalidOptionError, WorkQueueError } from '../errors.js';
 import { DEFAULT_INLINE_OUTPUT_BYTES, DEFAULT_MAX_OUTPUT_BYTES, logWriteFailure, OutputBudget, outputLimitFailure } from './output-budget.js';
 import { assertDurationMs, stripUndefined } from '../options.js';
-import { killGroup, signalGroup, type GroupKill } from './process-group.js';
+import { hasExited, killGroup, signalGroup, type GroupKill } from './process-group.js';
 import type { SerializedError } from '../errors.js';
 import type { TaskManager, TaskOutcome } from './types.js';
 
@@ -89,6 +89,8 @@ interface Running {
   terminated: boolean;
   /** Set when stopped for its output (past the limit, or its log unwritable): the outcome is this error. */
   outputFailure?: SerializedError;
+  /** Set when the command exited (or never started), before its outcome is ready: its output may still be draining. */
+  ended: boolean;
 }
 
 export class CommandTaskManager implements TaskManager {
@@ -152,7 +154,7 @@ export class CommandTaskManager implements TaskManager {
       detached: true, // own process group: terminate reaches everything it started
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const task: Running = { child, killing: undefined, terminated: false };
+    const task: Running = { child, killing: undefined, terminated: false, ended: false };
     this.#running.set(id, task);
     const stdout = new CappedBuffer(this.#o.inlineOutputBytes);
     const stderr = new CappedBuffer(this.#o.inlineOutputBytes);
@@ -186,11 +188,13 @@ export class CommandTaskManager implements TaskManager {
       });
     };
     child.on('error', (err: NodeJS.ErrnoException) => {
+      task.ended = true;
       const reason = err.code === 'ENOENT' ? 'command not found' : err.message;
       this.#onGone(task);
       settle({ ok: false, error: { name: 'CommandError', message: `cannot run ${JSON.stringify(argv[0])}: ${reason}`, code: err.code ?? 'ERR_COMMAND' } });
     });
     child.on('exit', (exitCode, signal) => {
+      task.ended = true;
       this.#onGone(task);
       const finish = (): void => {
         const result: CommandResult = { exitCode, signal, stdout: stdout.bytes(), stderr: stderr.bytes() };
@@ -219,6 +223,17 @@ export class CommandTaskManager implements TaskManager {
     if (task.child.pid === undefined || task.child.exitCode !== null || task.child.signalCode !== null) return;
     this.#dying.add(task);
     task.killing = killGroup(task.child.pid, this.#o.killGraceMs);
+  }
+
+  /**
+   * Whether a command has ended though its outcome is not ready: it exited and
+   * its pipes are draining, or it is a zombie whose exit the event loop has not
+   * read yet (the server was stopped, e.g. by SIGSTOP, while it ended).
+   */
+  hasEnded(id: string): boolean {
+    const task = this.#running.get(id);
+    if (task === undefined) return false;
+    return task.ended || (task.child.pid !== undefined && hasExited(task.child.pid));
   }
 
   reap(): Iterable<[string, TaskOutcome]> {

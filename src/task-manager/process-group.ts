@@ -4,6 +4,7 @@
  * after a grace period, and a final SIGKILL to the group once the leader exits
  * so no straggler keeps working outside the queue's capacity.
  */
+import { readFileSync } from 'node:fs';
 import { isErrno } from '../errors.js';
 import { setLongTimeout } from '../long-timer.js';
 
@@ -33,4 +34,22 @@ export function killGroup(pgid: number, graceMs: number): GroupKill {
       signalGroup(pgid, 'SIGKILL');
     },
   };
+}
+
+/**
+ * Whether a child process has exited, even if its exit has not been collected
+ * yet: a zombie (state Z in /proc/<pid>/stat) has ended, though Node reports
+ * its 'exit' only when the event loop next reads SIGCHLD. Only for our own
+ * children: their pid cannot be reused before we collect them.
+ */
+export function hasExited(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch (err) {
+    if (isErrno(err, 'ENOENT') || isErrno(err, 'ESRCH')) return true; // collected meanwhile
+    return false; // cannot tell (no /proc): judged still running
+  }
+  // "<pid> (<comm>) <state> …": comm may hold spaces or parentheses, so read after the last ')'.
+  return stat.charAt(stat.lastIndexOf(')') + 2) === 'Z';
 }

@@ -45,6 +45,13 @@ export interface TaskManager {
   reap(): Iterable<[id: string, outcome: TaskOutcome]>;
   /** Registers the callback the manager calls when it has something to reap or capacity freed. */
   setWakeHandler(wake: () => void): void;
+  /**
+   * Optional: whether a task has already ended although its outcome is not
+   * ready to reap yet (a command's output still draining). The server never
+   * times out a task that has ended: its own outcome follows. A manager whose
+   * outcomes are ready the moment a task ends need not implement it.
+   */
+  hasEnded?(id: string): boolean;
   /** Optional: registers the callback the manager calls with TaskManagerEvents. */
   setEventHandler?(onEvent: (event: TaskManagerEvent) => void): void;
   /** Stops everything and frees resources (children, timers). */

@@ -3,20 +3,21 @@
  * (2^31 ms, about 24.8 days), and a run timeout judged by when the task really
  * ended, even when the server was stopped (SIGSTOP) past the deadline.
  */
-import { realpathSync } from 'node:fs';
+import { realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { WorkQueueClient } from '../../src/client.js';
-import { startCliServer } from '../fixtures/helpers.js';
+import { startCliServer, waitFor } from '../fixtures/helpers.js';
 import { wq } from '../fixtures/cli.js';
+import { isGone, killQuietly, readPid } from '../fixtures/processes.js';
 
 const THIRTY_DAYS_S = 30 * 24 * 3600;
 
-async function served(t: Test, args: string[] = []): Promise<{ dir: string; spool: string }> {
+async function served(t: Test, args: string[] = []): Promise<{ dir: string; spool: string; serverPid: number }> {
   const dir = realpathSync(t.testdir());
   const spool = join(dir, 'spool');
-  await startCliServer(t, spool, args);
-  return { dir, spool };
+  const server = await startCliServer(t, spool, args);
+  return { dir, spool, serverPid: server.pid! };
 }
 
 t.test('timeouts of 30 days (over 2^31 ms) do not fire at once', async (t) => {
@@ -43,4 +44,32 @@ t.test('a request file and library waits with deadlines far beyond 2^31 ms run t
   const value = (await client.wait(mine, { timeoutMs: 2 ** 31 })) as { exitCode: number; stdout: Uint8Array };
   t.equal(value.exitCode, 0, 'WorkQueueClient.wait({ timeoutMs: 2 ** 31 }) waits for the end');
   t.equal(Buffer.from(value.stdout).toString(), 'done\n');
+});
+
+t.test('a server stopped (SIGSTOP) past a run timeout: a task that ended in time keeps its result, one still running is timed out', async (t) => {
+  const { dir, spool, serverPid } = await served(t, ['--max-tasks', '2']);
+  const runTimeoutS = 2;
+  // The first task ends when told to (after the server is stopped); the second never does.
+  const inTime = wq(['enqueue', '--spool', spool, '--wait', '--json', '--run-timeout', String(runTimeoutS), '--', 'sh', '-c', 'echo $$ > in-time.pid; while [ ! -e go ]; do sleep 0.02; done; echo done'], { cwd: dir });
+  const overrun = wq(['enqueue', '--spool', spool, '--wait', '--json', '--run-timeout', String(runTimeoutS), '--', 'sh', '-c', 'echo $$ > overrun.pid; exec sleep 60'], { cwd: dir });
+  const inTimePid = (await waitFor(() => readPid(join(dir, 'in-time.pid')), 'the first task to start'))!;
+  const overrunPid = (await waitFor(() => readPid(join(dir, 'overrun.pid')), 'the second task to start'))!;
+  const seenAt = Date.now(); // both started before this: their deadlines are at most runTimeoutS from now
+  process.kill(serverPid, 'SIGSTOP');
+  t.teardown(() => {
+    killQuietly(serverPid, 'SIGCONT');
+    killQuietly(overrunPid);
+  });
+  t.ok(Date.now() - seenAt < runTimeoutS * 1000, 'the server was stopped before the run timeout');
+  writeFileSync(join(dir, 'go'), '');
+  await waitFor(() => isGone(inTimePid), 'the first task to end while the server is stopped');
+  await waitFor(() => Date.now() > seenAt + runTimeoutS * 1000 + 500, 'the run timeout to pass while the server is stopped', 30_000, 50);
+  process.kill(serverPid, 'SIGCONT');
+  const first = await inTime;
+  t.equal(first.code, 0, 'the task that ended before its deadline: exit 0, not 124');
+  t.match(JSON.parse(first.stdout), { ok: true, status: 'normal', exitCode: 0, stdout: 'done\n' });
+  const second = await overrun;
+  t.equal(second.code, 124, 'the task still running when the server woke: timed out');
+  t.match(JSON.parse(second.stdout), { status: 'timed_out', deadline: 'run' });
+  await waitFor(() => isGone(overrunPid), 'the overrunning task to be killed');
 });
