@@ -33,7 +33,7 @@ import { mayAbort, mayRunRequest } from './permissions.js';
 import { diskFullResult } from './result-on-full-disk.js';
 import { ResultWriter, stagedResultPath, STAGED_SUFFIX, type LastState } from './result-writer.js';
 import { acquireLock, type HeldLock } from './spool/lock.js';
-import { isRequestId } from './spool/request-id.js';
+import { farFutureByMs, isRequestId } from './spool/request-id.js';
 import { setLongTimeout, type LongTimeout } from './long-timer.js';
 import { readAbortReason } from './spool/abort-reason.js';
 import { describeFileSystem, fileSystemWarnings } from './spool/mount.js';
@@ -539,6 +539,10 @@ export class WorkQueueServer {
     this.#queuedAt.set(id, this.#o.now());
     this.#metrics.received(id);
     this.#log.debug('admitted', { id });
+    const aheadMs = farFutureByMs(id, this.#o.now());
+    if (aheadMs !== undefined) {
+      this.#log.warn("request id is far ahead of the server's clock: it waits behind every request with an earlier id; check the client's clock", { id, aheadSeconds: Math.round(aheadMs / 1000) });
+    }
     return true;
   }
 

@@ -18,7 +18,7 @@ import { UnknownRequestError } from '../src/errors.js';
 import { WorkQueueServer } from '../src/server.js';
 import { openSpool, SPOOL_DIRS } from '../src/spool/layout.js';
 import * as sfs from '../src/spool/fs.js';
-import type { IdSource } from '../src/spool/request-id.js';
+import { MAX_ID_AHEAD_MICROS, type IdSource } from '../src/spool/request-id.js';
 import { spoolContents, startServer, waitFor } from './fixtures/helpers.js';
 import { FaultSwitch, loadFaultyServer, startServerFrom, type Fault } from './fixtures/faulty-fs.js';
 import { GatedManager, RecordingLogger, spoolIn, testClient, trackSettled, watchEscapes } from './fixtures/hostile.js';
@@ -230,12 +230,12 @@ function scriptedClock(micros: (i: number) => number): IdSource {
   return { nowMicros: () => micros(i++), suffix: () => '0123456789ab' };
 }
 
-t.test('a client clock stepped backwards mid-run: no duplicate or reordered ids, and FIFO holds', async (t) => {
+t.test('a client clock stepped backwards mid-run, by less than MAX_ID_AHEAD_MICROS: no duplicate or reordered ids, and FIFO holds', async (t) => {
   const { spool } = spoolIn(t);
   const base = Date.now() * 1000;
-  const hour = 3600e6;
-  // Forward, then an hour back, then standing still, then two hours back, then forward again.
-  const clock = scriptedClock((i) => (i < 10 ? base + i * 1000 : i < 20 ? base - hour + i : i < 30 ? base - hour : i < 40 ? base - 2 * hour + i : base + i * 1000));
+  const step = MAX_ID_AHEAD_MICROS * 0.4; // 2 s
+  // Forward, then 2 s back, then standing still, then 4 s back, then forward again.
+  const clock = scriptedClock((i) => (i < 10 ? base + i * 1000 : i < 20 ? base - step + i : i < 30 ? base - step : i < 40 ? base - 2 * step + i : base + i * 1000));
   const manager = new GatedManager(1, (req: number) => req);
   startServer(t, manager, { spool, rescanIntervalMs: 20 });
   const client = testClient(t, spool, { idSource: clock });
@@ -251,6 +251,31 @@ t.test('a client clock stepped backwards mid-run: no duplicate or reordered ids,
   manager.release();
   for (const [i, id] of ids.entries()) t.equal(await client.wait(id), i);
   t.strictSame(manager.calls, ids.map((_, i) => i), 'run in enqueue order');
+});
+
+t.test('a client clock stepped back by more than MAX_ID_AHEAD_MICROS (an hour): ids follow the clock again, none repeats, and the server runs them in id order', async (t) => {
+  const { spool } = spoolIn(t);
+  const base = Date.now() * 1000;
+  const hour = 3600e6;
+  // An hour ahead for the first ten ids, then corrected: the later ids are an hour earlier.
+  const readings = (i: number): number => (i < 10 ? base + hour + i * 1000 : base + i * 1000);
+  const clock = scriptedClock(readings);
+  const manager = new GatedManager(1, (req: number) => req);
+  startServer(t, manager, { spool, rescanIntervalMs: 20 });
+  const client = testClient(t, spool, { idSource: clock });
+  const ids: string[] = [];
+  for (let i = 0; i < 20; i++) {
+    ids.push(await client.enqueue(i));
+    if (i === 0) await waitFor(() => manager.waiting === 1, 'the first request running (and holding the only slot)');
+  }
+  t.equal(new Set(ids).size, ids.length, 'no duplicates');
+  const stamps = ids.map((id) => Number(id.slice(0, 16)));
+  t.ok(stamps.every((s, i) => s - readings(i) <= MAX_ID_AHEAD_MICROS), 'no id runs more than MAX_ID_AHEAD_MICROS ahead of its clock');
+  t.ok(stamps[10]! < stamps[9]!, 'after the correction, ids follow the clock back');
+  manager.release();
+  for (const [i, id] of ids.entries()) t.equal(await client.wait(id), i);
+  const byId = ids.map((id, i) => [id, i] as const).sort(([a], [b]) => (a < b ? -1 : 1)).map(([, i]) => i);
+  t.strictSame(manager.calls.slice(1), byId.filter((i) => i !== 0), 'the queued ones ran in id order: those made after the correction first');
 });
 
 t.test("the server's clock stepped backwards: heartbeats and housekeeping keep their period", async (t) => {

@@ -11,11 +11,12 @@ import { WorkQueueClient } from '../src/client.js';
 import { SpoolLockedError, TaskFailedError, UnknownRequestError, WorkQueueCancelledError, WorkQueueTimeoutError } from '../src/errors.js';
 import { WorkQueueServer, resolveServerOptions, type WorkQueueServerOptions } from '../src/server.js';
 import { encodeRequest, encodeResult } from '../src/spool/codec.js';
-import { formatRequestId, type IdSource } from '../src/spool/request-id.js';
+import { FAR_FUTURE_ID_MS, formatRequestId, type IdSource } from '../src/spool/request-id.js';
 import { InProcessTaskManager } from '../src/task-manager/in-process.js';
 import type { TaskManager, TaskOutcome } from '../src/task-manager/types.js';
 import { spoolContents, startServer, waitFor } from './fixtures/helpers.js';
 import { ScriptedTaskManager } from './fixtures/scripted-manager.js';
+import { RecordingLogger } from './fixtures/hostile.js';
 
 const STATE_DIRS = ['requested', 'pending', 'running', 'complete', 'aborting', 'tmp'] as const;
 const EMPTY = Object.fromEntries(STATE_DIRS.map((d) => [d, []]));
@@ -162,6 +163,31 @@ t.test('many requests: distinct ids in order, run in that order, each gets its o
   t.strictSame(values, ids.map((_, n) => ({ doubled: n * 2 })));
   t.strictSame(order, ids.map((_, n) => n), 'started in FIFO (id) order');
   await waitEmpty(spool, 'after 150 requests');
+});
+
+t.test('an id far in the future waits behind every earlier id (FIFO by id), and the server warns about it once', async (t) => {
+  const spool = spoolDir(t);
+  const manager = new ScriptedTaskManager(0);
+  const logger = new RecordingLogger();
+  startServer(t, manager, serverOptions(spool, { logger }));
+  const yearAhead = makeClient(t, spool, { idSource: { nowMicros: () => (Date.now() + 365 * 24 * 3600_000) * 1000, suffix: () => 'aaaaaaaaaaaa' } });
+  const far = await yearAhead.enqueue('from a clock a year ahead');
+  const client = makeClient(t, spool);
+  const later = await enqueueMany(client, 2);
+  await waitFor(() => spoolContents(spool).pending.length === 3, 'all three admitted');
+  manager.setCapacity(1);
+  for (const id of later) {
+    await waitFor(() => manager.startedIds.includes(id), `${id} to start`);
+    manager.finish(id);
+  }
+  await waitFor(() => manager.startedIds.includes(far), 'the far-future request to start');
+  t.strictSame(manager.startedIds, [...later, far], 'the requests that arrived later but carry earlier ids ran first');
+  const warnings = logger.find(/far ahead of the server's clock/);
+  t.equal(warnings.length, 1, 'one warning, for the far-future id only');
+  t.equal(warnings[0]?.fields.id, far);
+  t.ok(Number(warnings[0]?.fields.aheadSeconds) * 1000 > FAR_FUTURE_ID_MS, 'with how far ahead it is');
+  manager.finish(far);
+  t.equal(await yearAhead.wait(far), `done ${far}`);
 });
 
 t.test('colliding ids: every client still gets a distinct id', async (t) => {

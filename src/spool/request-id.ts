@@ -1,14 +1,22 @@
 /**
  * Request ids: `<16-digit microseconds since the epoch>-<12 hex digits>`.
  * Fixed width, so lexical order is arrival order; the random suffix keeps two
- * clients in the same microsecond apart; one generator never goes backwards even
- * when the clock does (it keeps counting from its last value).
+ * clients in the same microsecond apart. One generator keeps counting from its
+ * last id while its clock stands still or steps back a little, but never runs
+ * more than MAX_ID_AHEAD_MICROS ahead of its clock (see nextIdMicros).
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 
 export const REQUEST_ID_PATTERN = /^\d{16}-[0-9a-f]{12}$/;
 export const REQUEST_ID_LENGTH = 29;
 const TIMESTAMP_DIGITS = 16;
+/**
+ * How far ahead of its clock a generator's ids may run (5 s, in µs). Within
+ * it, a clock that stands still or steps back keeps the generator's ids in
+ * order; past it (one reading far ahead, then the true time), ids follow the
+ * clock again, so one bad reading does not put every later id behind the queue.
+ */
+export const MAX_ID_AHEAD_MICROS = 5_000_000;
 const SUFFIX_BYTES = 6;
 
 export function isRequestId(name: string): boolean {
@@ -18,6 +26,19 @@ export function isRequestId(name: string): boolean {
 /** The microsecond timestamp an id was made with (the client's clock). */
 export function requestIdTimeMs(id: string): number {
   return Number(id.slice(0, TIMESTAMP_DIGITS)) / 1000;
+}
+
+/**
+ * An id more than this far ahead of the server's clock (1 minute) is logged
+ * when admitted: its client's clock is wrong, and the request waits behind
+ * every request with an earlier id, however much later they arrive.
+ */
+export const FAR_FUTURE_ID_MS = 60_000;
+
+/** How far (ms) an id's time is ahead of `nowMs`, when more than FAR_FUTURE_ID_MS; else undefined (pure). */
+export function farFutureByMs(id: string, nowMs: number): number | undefined {
+  const aheadMs = requestIdTimeMs(id) - nowMs;
+  return aheadMs > FAR_FUTURE_ID_MS ? aheadMs : undefined;
 }
 
 /** Sources of time and randomness, injectable so tests can force collisions and clock steps. */
@@ -74,7 +95,25 @@ export const systemIdSource: IdSource = {
   randomSuffix: true,
 };
 
-/** Makes ids that sort in the order this generator made them. */
+/**
+ * The timestamp of a generator's next id, given its last one and the clock
+ * now (µs; pure). The clock if it moved forward; else one more than the last
+ * id, as long as that stays within MAX_ID_AHEAD_MICROS of the clock; else (the
+ * last id was far ahead: a clock reading far in the future, or a big step
+ * back) the clock again. So an id is never more than MAX_ID_AHEAD_MICROS
+ * ahead of the clock it was made by, and a generator's ids keep their order
+ * across any step back smaller than that.
+ */
+export function nextIdMicros(lastMicros: number, nowMicros: number): number {
+  if (nowMicros > lastMicros) return nowMicros;
+  if (lastMicros + 1 - nowMicros <= MAX_ID_AHEAD_MICROS) return lastMicros + 1; // same microsecond, or a small step back
+  return nowMicros;
+}
+
+/**
+ * Makes ids that sort in the order this generator made them, unless its clock
+ * steps back by more than MAX_ID_AHEAD_MICROS (then they follow the clock).
+ */
 export class RequestIdGenerator {
   #last = 0;
   readonly #source: IdSource;
@@ -89,8 +128,7 @@ export class RequestIdGenerator {
   }
 
   next(): string {
-    let micros = this.#source.nowMicros();
-    if (micros <= this.#last) micros = this.#last + 1; // clock stepped back or same microsecond
+    const micros = nextIdMicros(this.#last, this.#source.nowMicros());
     this.#last = micros;
     return formatRequestId(micros, this.#source.suffix());
   }
