@@ -6,9 +6,13 @@ export function stripUndefined<T extends object>(obj: T): Partial<T> {
   return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-/** Throws the one InvalidOptionError message for a duration unless it is a finite number of ms >= `min`. */
-export function assertDurationMs(key: string, value: unknown, min = 0): void {
-  if (!(typeof value === 'number' && Number.isFinite(value) && value >= min)) {
-    throw new InvalidOptionError(`Expected \`${key}\` to be a finite number >= ${min}, got \`${String(value)}\` (${typeof value})`);
+/**
+ * Throws the one InvalidOptionError message for a duration unless it is a
+ * finite number of ms >= `min` (and <= `max`, for a period a plain timer must hold).
+ */
+export function assertDurationMs(key: string, value: unknown, min = 0, max = Number.POSITIVE_INFINITY): void {
+  if (!(typeof value === 'number' && Number.isFinite(value) && value >= min && value <= max)) {
+    const range = max === Number.POSITIVE_INFINITY ? `>= ${min}` : `>= ${min} and <= ${max}`;
+    throw new InvalidOptionError(`Expected \`${key}\` to be a finite number ${range}, got \`${String(value)}\` (${typeof value})`);
   }
 }

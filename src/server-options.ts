@@ -4,7 +4,8 @@
 import type { Meter } from '@opentelemetry/api';
 import { InvalidOptionError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
-import { stripUndefined } from './options.js';
+import { assertDurationMs, stripUndefined } from './options.js';
+import { MAX_TIMER_DELAY_MS } from './long-timer.js';
 import type { InterruptedPolicy } from './protocol.js';
 import type { AbortPolicy } from './permissions.js';
 
@@ -28,7 +29,7 @@ export interface WorkQueueServerOptions {
   watch?: boolean;
   /**
    * Period of the safety rescan of `requested/` and `aborting/`, which catches
-   * what the watcher dropped (inotify overflows silently).
+   * what the watcher dropped (inotify overflows silently). At most 2^31-1 ms.
    * @default 2000
    */
   rescanIntervalMs?: number;
@@ -122,11 +123,9 @@ export function resolveServerOptions(options: WorkQueueServerOptions): ResolvedO
   }
   const durations = ['rescanIntervalMs', 'abortTombstoneMs', 'shutdownGraceMs', 'heartbeatIntervalMs', 'resultTtlMs', 'leftoverMaxAgeMs', 'housekeepingIntervalMs'] as const;
   for (const key of durations) {
-    const value = resolved[key];
     const min = key === 'rescanIntervalMs' || key === 'housekeepingIntervalMs' ? 1 : 0;
-    if (!(typeof value === 'number' && Number.isFinite(value) && value >= min)) {
-      throw new InvalidOptionError(`Expected \`${key}\` to be a finite number >= ${min}, got \`${String(value)}\` (${typeof value})`);
-    }
+    // The rescan period is a plain setInterval: beyond 2^31-1 ms it would overflow and rescan every millisecond.
+    assertDurationMs(key, resolved[key], min, key === 'rescanIntervalMs' ? MAX_TIMER_DELAY_MS : undefined);
   }
   return resolved;
 }

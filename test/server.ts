@@ -86,7 +86,8 @@ t.test('server options are validated and completed', async (t) => {
   for (const options of bad) {
     t.throws(() => resolveServerOptions({ spool: '/s', ...options }), { name: 'InvalidOptionError', code: 'ERR_INVALID_OPTION' }, JSON.stringify(options));
   }
-  t.throws(() => new WorkQueueServer({ spool: '/s', rescanIntervalMs: -5 }), { message: /Expected `rescanIntervalMs` to be a finite number >= 1, got `-5` \(number\)/ });
+  t.throws(() => new WorkQueueServer({ spool: '/s', rescanIntervalMs: -5 }), { message: /Expected `rescanIntervalMs` to be a finite number >= 1 and <= 2147483647, got `-5` \(number\)/ });
+  t.throws(() => new WorkQueueServer({ spool: '/s', rescanIntervalMs: 2 ** 31 }), { message: /Expected `rescanIntervalMs` to be a finite number >= 1 and <= 2147483647, got `2147483648` \(number\)/ }, 'a period setInterval cannot hold');
 });
 
 t.test('requestOwners: a request whose file another uid owns gets a rejected result and never runs', async (t) => {

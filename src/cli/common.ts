@@ -46,6 +46,15 @@ export function parseSeconds(value: string): number {
   return ms;
 }
 
+/** parseSeconds for a period a plain timer must hold: at most `maxMs`. */
+export function parseSecondsUpTo(maxMs: number) {
+  return (value: string): number => {
+    const ms = parseSeconds(value);
+    if (ms > maxMs) throw new InvalidArgumentError(`expected a number of seconds from 0 to ${maxMs / 1000}, got "${value}"`);
+    return ms;
+  };
+}
+
 export function parseCount(min: number) {
   return (value: string): number => {
     const n = Number(value);

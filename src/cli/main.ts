@@ -3,7 +3,8 @@
  * so `wq enqueue` never loads the server, the task managers or metrics.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from './commander.js';
-import { CliError, EXIT, parseCount, parseSeconds, printError, SPOOL_HELP } from './common.js';
+import { CliError, EXIT, parseCount, parseSeconds, parseSecondsUpTo, printError, SPOOL_HELP } from './common.js';
+import { MAX_TIMER_DELAY_MS } from '../long-timer.js';
 
 import { VERSION } from '../version.js';
 import { parseSize } from './size.js';
@@ -61,7 +62,7 @@ already served (or the --metrics-port address unusable), 4 unknown request id, 1
     .option('--fail-interrupted', 'complete requests that were running when the previous server stopped with a "server restarted" error, instead of running them again')
     .addOption(new Option('--grace <seconds>', 'on SIGTERM/SIGINT, let running tasks finish for this long before killing them').argParser(parseSeconds).default(10_000, '10'))
     .addOption(new Option('--kill-grace <seconds>', 'when killing a task, wait this long after SIGTERM before SIGKILL').argParser(parseSeconds).default(2000, '2'))
-    .addOption(new Option('--rescan-interval <seconds>', 'safety rescan of the spool for events the watcher missed').argParser(parseSeconds).default(2000, '2'))
+    .addOption(new Option('--rescan-interval <seconds>', 'safety rescan of the spool for events the watcher missed').argParser(parseSecondsUpTo(MAX_TIMER_DELAY_MS)).default(2000, '2'))
     .addOption(new Option('--result-ttl <seconds>', 'remove results nobody claimed (their client died) after this long').argParser(parseSeconds).default(7 * 24 * 3600_000, '604800, 7 days'))
     .addOption(new Option('--log-level <level>', 'least severe log lines to write: debug logs every transition, info a line per busy tick and a heartbeat').choices(['debug', 'info', 'warn', 'error']).default('info'))
     .option('--log-file <path>', 'append log lines to this file instead of stderr (reopened on SIGHUP, for logrotate)')

@@ -22,6 +22,7 @@ t.test('usage errors exit 2 with a message and enqueue nothing', async (t) => {
     ['bad number for --timeout', ['enqueue', '--spool', spool, '--wait', '--timeout', 'soon', '--', 'true'], /soon/],
     ['negative --timeout', ['enqueue', '--spool', spool, '--wait', '--timeout=-1', '--', 'true'], /-1/],
     ['a --run-timeout too long to count in ms', ['enqueue', '--spool', spool, '--run-timeout', '1e306', '--', 'true'], /expected a number of seconds >= 0, got "1e306"/],
+    ['a --rescan-interval longer than a timer can hold', ['serve', '--spool', spool, '--rescan-interval', '2592000'], /expected a number of seconds from 0 to 2147483.647, got "2592000"/],
     ['--timeout without --wait', ['enqueue', '--spool', spool, '--timeout', '5', '--', 'true'], /--wait/],
     ['--data not JSON', ['enqueue', '--spool', spool, '--data', '{a:1}'], /JSON/],
     ['--data with a command', ['enqueue', '--spool', spool, '--data', '{"a":1}', '--', 'true'], /--data/],
