@@ -396,6 +396,29 @@ t.test('a run timeout set at enqueue: the server terminates the task and answers
   t.strictSame(spoolContents(spool), EMPTY, 'a late outcome leaves nothing behind');
 });
 
+t.test('a run timeout does not terminate a task the manager says has ended: its own outcome is published', async (t) => {
+  const spool = spoolDir(t);
+  // A manager whose task has ended but whose outcome is not ready yet (a command's output draining).
+  class EndingManager extends ScriptedTaskManager {
+    readonly ended = new Set<string>();
+    hasEnded(id: string): boolean {
+      return this.ended.has(id);
+    }
+  }
+  const manager = new EndingManager(1);
+  const logger = new RecordingLogger();
+  startServer(t, manager, serverOptions(spool, { logger }));
+  const client = makeClient(t, spool);
+  const id = await client.enqueue('ends in time', { runTimeoutMs: 50 });
+  await waitFor(() => manager.startedIds.includes(id), 'the task to start');
+  manager.ended.add(id);
+  await waitFor(() => logger.find('run timeout passed after the task had ended; its own result stands').length === 1, 'the server to act on the run timeout');
+  t.strictSame(manager.terminated, [], 'the task was not terminated');
+  manager.finish(id);
+  const result = await client.waitForResult(id);
+  t.match(result, { ok: true, status: 'normal', value: `done ${id}` }, 'its own outcome, not timed_out');
+});
+
 t.test('the full lifecycle leaves every state directory empty', async (t) => {
   for (const variant of [{}, { durable: true }, { watch: false }] as const) {
     await t.test(JSON.stringify(variant), async (t) => {

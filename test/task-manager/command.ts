@@ -201,6 +201,28 @@ t.test('a command group that ignores SIGTERM is killed with SIGKILL after killGr
   t.equal(text((await run(s.client, ['echo', 'next'])).stdout), 'next\n', 'the next request runs');
 });
 
+t.test('hasEnded: a command that exited has ended before its outcome is ready, even before the event loop read its exit', async (t) => {
+  const manager = new CommandTaskManager();
+  t.teardown(() => manager.close());
+  manager.startTask('a', { argv: ['sleep', '0.05'] });
+  const pid = manager.pids().get('a')!;
+  t.equal(manager.hasEnded('a'), false, 'running: not ended');
+  // Block this thread (as a SIGSTOP of the server would) until the kernel holds the command as a zombie.
+  const blocked = new Int32Array(new SharedArrayBuffer(4));
+  const deadline = Date.now() + 30_000;
+  while (!isGone(pid) && Date.now() < deadline) Atomics.wait(blocked, 0, 0, 10);
+  t.ok(isGone(pid), 'the command exited while the event loop was blocked');
+  t.equal(manager.hasEnded('a'), true, 'ended, though Node has not reported its exit');
+  t.strictSame([...manager.reap()], [], 'its outcome is not ready yet');
+  const reaped = await waitFor(() => {
+    const outcomes = [...manager.reap()];
+    return outcomes.length > 0 ? outcomes : undefined;
+  }, 'its outcome');
+  t.match(reaped, [['a', { ok: true, value: { exitCode: 0 } }]]);
+  t.equal(manager.hasEnded('a'), false, 'reaped: no longer a task of the manager');
+  t.equal(manager.hasEnded('unknown'), false);
+});
+
 t.test('a terminated group holds its capacity slot until it is gone', async (t) => {
   const s = serveCommands(t, { maxTasks: 1, killGraceMs: 30_000 });
   // The leader exits at once on SIGTERM; the TERM-ignoring grandchild must still be swept.
