@@ -201,6 +201,13 @@ t.test('a command group that ignores SIGTERM is killed with SIGKILL after killGr
   t.equal(text((await run(s.client, ['echo', 'next'])).stdout), 'next\n', 'the next request runs');
 });
 
+t.test('killGraceMs must be a finite number >= 0: terminating a task must not fail for want of one', async (t) => {
+  for (const killGraceMs of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
+    t.throws(() => new CommandTaskManager({ killGraceMs }), { code: 'ERR_INVALID_OPTION', message: `Expected \`killGraceMs\` to be a finite number >= 0, got \`${killGraceMs}\` (number)` });
+  }
+  t.ok(new CommandTaskManager({ killGraceMs: 30 * 24 * 3600_000 }), 'thirty days is a valid grace');
+});
+
 t.test('hasEnded: a command that exited has ended before its outcome is ready, even before the event loop read its exit', async (t) => {
   const manager = new CommandTaskManager();
   t.teardown(() => manager.close());
