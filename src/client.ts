@@ -25,7 +25,7 @@ import { completeOutputFromLogs } from './spool/output-logs.js';
 import { isRequestId, RequestIdGenerator, type IdSource } from './spool/request-id.js';
 import * as sfs from './spool/fs.js';
 import { stripUndefined } from './options.js';
-import { setLongTimeout, type LongTimeout } from './long-timer.js';
+import { MAX_TIMER_DELAY_MS, setLongTimeout, type LongTimeout } from './long-timer.js';
 
 /** How many fresh ids enqueue() tries before it gives up (each try only fails on an exact collision). */
 export const MAX_ID_ATTEMPTS = 100;
@@ -106,8 +106,9 @@ export function resolveClientOptions(options: WorkQueueClientOptions): ResolvedC
   if (typeof resolved.spool !== 'string' || resolved.spool === '') {
     throw new InvalidOptionError(`Expected \`spool\` to be a non-empty string, got \`${String(resolved.spool)}\` (${typeof resolved.spool})`);
   }
-  if (!(Number.isFinite(resolved.recheckIntervalMs) && resolved.recheckIntervalMs > 0)) {
-    throw new InvalidOptionError(`Expected \`recheckIntervalMs\` to be a finite number > 0, got \`${String(resolved.recheckIntervalMs)}\` (${typeof resolved.recheckIntervalMs})`);
+  // A period setInterval can hold: past 2^31-1 ms Node fires it every millisecond instead.
+  if (!(Number.isFinite(resolved.recheckIntervalMs) && resolved.recheckIntervalMs > 0 && resolved.recheckIntervalMs <= MAX_TIMER_DELAY_MS)) {
+    throw new InvalidOptionError(`Expected \`recheckIntervalMs\` to be a finite number > 0 and <= ${MAX_TIMER_DELAY_MS}, got \`${String(resolved.recheckIntervalMs)}\` (${typeof resolved.recheckIntervalMs})`);
   }
   return resolved;
 }

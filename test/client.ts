@@ -48,10 +48,10 @@ t.test('resolveClientOptions fills defaults and validates', async (t) => {
   for (const spool of ['', undefined, 42, null]) {
     t.throws(() => resolveClientOptions({ spool } as unknown as { spool: string }), { name: 'InvalidOptionError', code: 'ERR_INVALID_OPTION', message: /Expected `spool` to be a non-empty string/ }, `spool ${String(spool)}`);
   }
-  for (const recheckIntervalMs of [0, -1, Number.NaN, Infinity, '100']) {
+  for (const recheckIntervalMs of [0, -1, Number.NaN, Infinity, 2 ** 31, '100']) {
     t.throws(
       () => resolveClientOptions({ spool: '/s', recheckIntervalMs } as unknown as { spool: string }),
-      { name: 'InvalidOptionError', message: new RegExp(`Expected \`recheckIntervalMs\` to be a finite number > 0, got \`${String(recheckIntervalMs)}\``) },
+      { name: 'InvalidOptionError', message: new RegExp(`Expected \`recheckIntervalMs\` to be a finite number > 0 and <= 2147483647, got \`${String(recheckIntervalMs)}\``) },
       `recheckIntervalMs ${String(recheckIntervalMs)}`,
     );
   }

@@ -7,6 +7,7 @@
  */
 import { loadavg } from 'node:os';
 import { InvalidOptionError } from '../errors.js';
+import { MAX_TIMER_DELAY_MS } from '../long-timer.js';
 import type { TaskManager, TaskManagerEvent, TaskOutcome } from './types.js';
 
 export interface LoadAwareTaskManagerOptions {
@@ -32,8 +33,9 @@ export class LoadAwareTaskManager implements TaskManager {
     if (!(typeof maxLoad === 'number' && maxLoad > 0 && Number.isFinite(maxLoad))) {
       throw new InvalidOptionError(`Expected \`maxLoad\` to be a finite number > 0, got \`${String(maxLoad)}\` (${typeof maxLoad})`);
     }
-    if (!(Number.isFinite(sampleIntervalMs) && sampleIntervalMs > 0)) {
-      throw new InvalidOptionError(`Expected \`sampleIntervalMs\` to be a finite number > 0, got \`${String(sampleIntervalMs)}\``);
+    // A period setInterval can hold: past 2^31-1 ms Node fires it every millisecond instead.
+    if (!(Number.isFinite(sampleIntervalMs) && sampleIntervalMs > 0 && sampleIntervalMs <= MAX_TIMER_DELAY_MS)) {
+      throw new InvalidOptionError(`Expected \`sampleIntervalMs\` to be a finite number > 0 and <= ${MAX_TIMER_DELAY_MS}, got \`${String(sampleIntervalMs)}\``);
     }
     this.#inner = inner;
     this.#maxLoad = maxLoad;

@@ -40,6 +40,7 @@ t.test('options are validated; size and maxTasks are the inner manager\'s', asyn
   const inner = new InProcessTaskManager(() => 1, { maxTasks: 3 });
   t.throws(() => new LoadAwareTaskManager(inner, { maxLoad: 0 }), { code: 'ERR_INVALID_OPTION' });
   t.throws(() => new LoadAwareTaskManager(inner, { maxLoad: 2, sampleIntervalMs: -1 }), { code: 'ERR_INVALID_OPTION' });
+  t.throws(() => new LoadAwareTaskManager(inner, { maxLoad: 2, sampleIntervalMs: 2 ** 31 }), { code: 'ERR_INVALID_OPTION' }, 'a period setInterval cannot hold');
   const manager = new LoadAwareTaskManager(inner, { maxLoad: 2, load: () => 0 });
   t.equal(manager.maxTasks, 3);
   t.equal(manager.size, 0);
