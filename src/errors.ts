@@ -47,9 +47,11 @@ export class WorkQueueCancelledError extends WorkQueueError {
 
 /** Another live server holds the spool's lock. */
 export class SpoolLockedError extends WorkQueueError {
-  readonly ownerPid: number;
-  constructor(spool: string, ownerPid: number, ownerHost: string) {
-    super(`another wq server (pid ${ownerPid} on ${ownerHost}) is already serving spool ${spool}`, 'ERR_SPOOL_LOCKED');
+  /** Undefined when the holder has not yet written who it is (it is just starting). */
+  readonly ownerPid: number | undefined;
+  constructor(spool: string, ownerPid: number | undefined, ownerHost: string | undefined) {
+    const who = ownerPid === undefined ? 'another wq server' : `another wq server (pid ${ownerPid} on ${ownerHost})`;
+    super(`${who} is already serving spool ${spool}`, 'ERR_SPOOL_LOCKED');
     this.ownerPid = ownerPid;
   }
 }

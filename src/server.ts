@@ -244,7 +244,7 @@ export class WorkQueueServer {
     };
     const rescan = setInterval(() => this.#periodic(lock), this.#o.rescanIntervalMs);
     stops.push(() => clearInterval(rescan));
-    this.#tick();
+    if (this.#lockStillHeld(lock)) this.#tick(); // the first tick starts tasks: not if the lock file was replaced since it was taken
     const onAbort = (): void => {
       if (stopping) return;
       stopping = true;
@@ -285,7 +285,7 @@ export class WorkQueueServer {
       this.#faults.failed('lock check', err);
       return true;
     }
-    this.#stopFatally(new Error(`lost the lock of spool ${this.#paths.root}: another process replaced it; stopping`));
+    this.#stopFatally(new Error(`lost the lock of spool ${this.#paths.root}: server.lock was removed or replaced; stopping`));
     return false;
   }
 

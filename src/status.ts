@@ -4,7 +4,7 @@
  * directories, never the request files, so it is cheap and works without a server.
  */
 import { entryPath, logPath, openSpool, type RequestState, type SpoolPaths } from './spool/layout.js';
-import { isOwnerGone, readLockOwner } from './spool/lock.js';
+import { isServing, readLockOwner } from './spool/lock.js';
 import { isRequestId, requestIdTimeMs } from './spool/request-id.js';
 import * as sfs from './spool/fs.js';
 
@@ -87,7 +87,7 @@ function serverStatus(paths: SpoolPaths, now: number): ServerStatus | null {
     startedAt: owner.startedAt,
     uptimeSeconds: Math.max(0, (now - owner.startedAt) / 1000),
     maxTasks: typeof maxTasks === 'number' ? maxTasks : null,
-    alive: !isOwnerGone(owner),
+    alive: isServing(paths, owner),
   };
 }
 

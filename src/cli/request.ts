@@ -2,7 +2,7 @@
 import { WorkQueueClient, type RequestResult } from '../client.js';
 import { UnknownRequestError, WorkQueueCancelledError, WorkQueueTimeoutError } from '../errors.js';
 import { spoolPaths } from '../spool/layout.js';
-import { isOwnerGone, readLockOwner } from '../spool/lock.js';
+import { isServing, readLockOwner } from '../spool/lock.js';
 import { isRequestId } from '../spool/request-id.js';
 import { CliError, EXIT, printError, resolveSpool } from './common.js';
 import { render, type Outcome } from './output.js';
@@ -79,8 +79,8 @@ function checkId(id: string): void {
 }
 
 function warnIfNoServer(spool: string): void {
-  const owner = readLockOwner(spoolPaths(spool));
-  if (owner === undefined || isOwnerGone(owner)) {
+  const paths = spoolPaths(spool);
+  if (!isServing(paths, readLockOwner(paths))) {
     printError(`no server is running on spool ${spool}; the request stays queued until \`wq serve\` starts`);
   }
 }

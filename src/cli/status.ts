@@ -44,7 +44,7 @@ function describeRequest(r: RequestStatus, s: SpoolStatus): string {
 export function renderText(s: SpoolStatus, all: boolean): string {
   const lines: string[] = [`spool:   ${s.spool}`];
   if (s.server === null) lines.push('server:  none running (requests wait until `wq serve` starts)');
-  else if (!s.server.alive) lines.push(`server:  none running (stale lock of pid ${s.server.pid}, which is gone; the next \`wq serve\` takes over)`);
+  else if (!s.server.alive) lines.push(`server:  none running (lock left by pid ${s.server.pid}, which no longer holds it; the next \`wq serve\` takes over)`);
   else {
     const max = s.server.maxTasks === null ? '' : `, max tasks ${s.server.maxTasks}`;
     lines.push(`server:  pid ${s.server.pid} on ${s.server.host}, up ${formatSeconds(s.server.uptimeSeconds)}${max}`);

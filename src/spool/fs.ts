@@ -413,3 +413,112 @@ export function watchDirectory(dir: string, onName: (name: string | null) => voi
   watcher.on('error', onError);
   return watcher;
 }
+
+/** An open lock file: its fd (O_CLOEXEC, as Node opens every fd) and what fstat said. */
+export interface OpenLockFile {
+  fd: number;
+  dev: number;
+  ino: number;
+}
+
+const LOCK_OPEN_FLAGS = fs.constants.O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK;
+
+/**
+ * Opens (creating if missing, never truncating) a lock file for reading and
+ * writing. Returns the fs.Stats of what is there instead when it is not a
+ * regular file: lstat first, so a device is never opened; O_NOFOLLOW and
+ * O_NONBLOCK, then fstat, for what is swapped in meanwhile (a symlink is not
+ * followed, a FIFO not blocked on).
+ */
+export function openLockFile(path: string, mode = 0o644): OpenLockFile | fs.Stats {
+  const before = entryStat(path);
+  if (before !== undefined && !before.isFile()) return before;
+  let fd: number;
+  try {
+    fd = fs.openSync(path, LOCK_OPEN_FLAGS, mode);
+  } catch (err) {
+    // Swapped for a symlink, directory or socket between the lstat and the open.
+    if (isErrno(err, 'ELOOP') || isErrno(err, 'EISDIR') || isErrno(err, 'ENXIO')) return entryStat(path) ?? openLockFile(path, mode);
+    throw err;
+  }
+  const stat = fs.fstatSync(fd);
+  if (stat.isFile()) return { fd, dev: stat.dev, ino: stat.ino };
+  fs.closeSync(fd);
+  return stat;
+}
+
+/** Whether `path` (not followed) is the very file open as `file`; false when it is gone (ENOENT, ENOTDIR). */
+export function isSameFile(file: OpenLockFile, path: string): boolean {
+  const { type, dev, ino } = identifyEntry(path);
+  return type === 'other' && dev === file.dev && ino === file.ino;
+}
+
+/** Replaces an open file's contents: written from offset 0, then cut to length (a reader sees old, new, or a mix that fails to parse). */
+export function rewriteOpenFile(file: OpenLockFile, bytes: Uint8Array): void {
+  let offset = 0;
+  while (offset < bytes.length) offset += fs.writeSync(file.fd, bytes, offset, bytes.length - offset, offset);
+  fs.ftruncateSync(file.fd, bytes.length);
+}
+
+export function closeFile(file: OpenLockFile): void {
+  fs.closeSync(file.fd);
+}
+
+/**
+ * Renames the entry at `path` into `tmpDir` under a fresh name, so it can be
+ * looked at and removed by identity rather than by a name someone may reuse
+ * meanwhile. Returns the new path, or undefined when it was already gone (ENOENT).
+ */
+export function moveAside(path: string, tmpDir: string, tag: string): string | undefined {
+  const aside = `${tmpDir}/${tag}.${process.pid}.${++tempCounter}`;
+  try {
+    fs.renameSync(path, aside);
+    return aside;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT') && !entryExists(path)) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * rmdir(2) only: `removed`, `absent` (ENOENT, or ENOTDIR: no longer a
+ * directory, so not ours to remove), or `kept` (not empty). Unlike
+ * removeAnyEntry it can never remove a file someone put there meanwhile.
+ */
+export function removeDirectoryOnly(path: string): Removal {
+  try {
+    fs.rmdirSync(path);
+    return 'removed';
+  } catch (err) {
+    if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) return 'absent';
+    if (isErrno(err, 'ENOTEMPTY') || isErrno(err, 'EEXIST')) return 'kept';
+    throw err;
+  }
+}
+
+/** Opens an existing lock file read-only, to test its lock; undefined when it is gone (ENOENT) or not a regular file. */
+export function openLockFileToTest(path: string): OpenLockFile | undefined {
+  const before = entryStat(path);
+  if (before === undefined || !before.isFile()) return undefined;
+  let fd: number;
+  try {
+    fd = fs.openSync(path, READ_FLAGS);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT') || isErrno(err, 'ELOOP') || isErrno(err, 'ENXIO')) return undefined; // gone or swapped meanwhile
+    throw err;
+  }
+  const stat = fs.fstatSync(fd);
+  if (stat.isFile()) return { fd, dev: stat.dev, ino: stat.ino };
+  fs.closeSync(fd);
+  return undefined;
+}
+
+/** The target of a symbolic link; undefined when there is none (ENOENT). */
+export function readLinkIfAny(path: string): string | undefined {
+  try {
+    return fs.readlinkSync(path);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+}

@@ -1,17 +1,27 @@
 /**
- * The server lock: `server.lock` holds the owner's pid, host and boot id and is
- * created by link(2), so exactly one creator wins. A lock whose owner is gone
- * (no such pid, or the machine rebooted since) is stale and may be taken over;
- * take-overs are serialised by a short-lived `server.lock.steal` file so two
- * starting servers cannot both replace the same stale lock.
+ * The server lock: a server holds a flock(2) on `server.lock` for as long as it
+ * lives. The kernel drops it when the server's fd closes, however the server
+ * dies, so liveness is a kernel fact, not a pid guess (a reused pid, a pid
+ * namespace, SIGKILL are moot), and LOCK_EX|LOCK_NB has exactly one winner: no
+ * stale lock is ever removed. Only a holder unlinks the file (at release), and
+ * a winner keeps its lock only if the name still leads to the file it locked.
  */
 import { hostname } from 'node:os';
-import { ProtocolError, SpoolLockedError, SpoolError, isErrno } from '../errors.js';
+import type { Stats } from 'node:fs';
+import { SpoolLockedError, SpoolError, isErrno } from '../errors.js';
 import type { SpoolPaths } from './layout.js';
+import { isLockedExclusively, lockWithoutWaiting } from './flock.js';
 import * as sfs from './fs.js';
 
-/** A steal marker older than this is itself stale (its maker died mid-take-over). */
-export const STEAL_MARKER_STALE_MS = 30_000;
+/** Attempts before giving up when the lock file keeps being replaced under us. */
+export const LOCK_ATTEMPTS = 5;
+/**
+ * How long a starting server keeps retrying while only shared locks (readers
+ * asking whether a server runs, each for a moment) keep it from the lock, and
+ * the pause between tries.
+ */
+export const LOCK_BUSY_LIMIT_MS = 5_000;
+export const LOCK_BUSY_PAUSE_MS = 5;
 const MAX_LOCK_BYTES = 64 * 1024;
 
 export interface LockOwner {
@@ -19,6 +29,8 @@ export interface LockOwner {
   host: string;
   /** Linux boot id; a different one means the owner died with the previous boot. */
   bootId?: string;
+  /** The owner's start time in clock ticks since boot (/proc/<pid>/stat field 22): tells a reused pid apart. */
+  startTicks?: number;
   startedAt: number;
   /** Free-form facts for `wq status` (max tasks, manager kind …). */
   info?: Record<string, unknown>;
@@ -27,9 +39,9 @@ export interface LockOwner {
 export interface HeldLock {
   readonly owner: LockOwner;
   /**
-   * Whether the lock file still names us (another process could only replace it
-   * by force). Throws when the lock cannot be read now (EACCES, EMFILE …): a
-   * fault to retry, not a lost lock.
+   * Whether `server.lock` is still the file this server locked (it can only be
+   * unlinked or replaced by hand). Cheap: one lstat. Throws when it cannot be
+   * looked at now (EACCES …): a fault to retry, not a lost lock.
    */
   stillHeld(): boolean;
   release(): void;
@@ -41,7 +53,16 @@ export function currentBootId(): string | undefined {
   return cachedBootId;
 }
 
-/** Reads the lock's owner; undefined when there is no lock or it is unreadable garbage. */
+/** A process's start time in clock ticks since boot; undefined without /proc or when it is gone. */
+export function processStartTicks(pid: number | 'self'): number | undefined {
+  const stat = sfs.readSmallTextFile(`/proc/${pid}/stat`);
+  if (stat === undefined) return undefined;
+  // "<pid> (<comm>) <state> …": comm may hold spaces or parentheses; field 22 is the 20th after it.
+  const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  return Number.isSafeInteger(ticks) ? ticks : undefined;
+}
+
+/** Reads the owner facts in the lock; undefined when there is no lock or it is unreadable garbage. */
 export function readLockOwner(paths: SpoolPaths): LockOwner | undefined {
   let bytes: Buffer | undefined;
   try {
@@ -64,87 +85,131 @@ function isPid(value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) > 0 && (value as number) <= MAX_PID;
 }
 
-/** Whether the owner is certainly gone. A lock from another host is never judged stale. */
-export function isOwnerGone(owner: LockOwner): boolean {
-  if (owner.host !== hostname()) return false;
-  const boot = currentBootId();
-  if (owner.bootId !== undefined && boot !== undefined && owner.bootId !== boot) return true;
-  try {
-    process.kill(owner.pid, 0);
-    return false;
-  } catch (err) {
-    if (isErrno(err, 'ESRCH')) return true;
-    return false; // EPERM: alive, owned by someone else
-  }
+/**
+ * Whether a server holds the spool's lock now (see flock.ts: it never makes a
+ * starting server fail). A lock naming another host counts as held: this host
+ * cannot tell. Where the kernel cannot be asked, the recorded pid decides.
+ * @example
+ * if (!isServing(paths, readLockOwner(paths))) console.error('no server is running');
+ */
+export function isServing(paths: SpoolPaths, owner: LockOwner | undefined): boolean {
+  if (owner !== undefined && owner.host !== hostname()) return true;
+  const { type, dev, ino } = sfs.identifyEntry(paths.lockFile);
+  if (type !== 'other' || dev === undefined || ino === undefined) return false;
+  return isLockedExclusively(paths.lockFile, dev, ino) ?? (owner !== undefined && isOwnerProcessAlive(owner));
 }
 
-export function acquireLock(paths: SpoolPaths, info: Record<string, unknown> = {}): HeldLock {
-  const owner: LockOwner = { pid: process.pid, host: hostname(), startedAt: Date.now(), info };
+/** Without the kernel's word: the recorded pid, on this boot, with the recorded start time. */
+function isOwnerProcessAlive(owner: LockOwner): boolean {
   const boot = currentBootId();
-  if (boot !== undefined) owner.bootId = boot;
-  const text = JSON.stringify(owner);
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const temp = sfs.writeTemp(paths.dirs.tmp, 'lock', Buffer.from(text));
-    if (sfs.publish(temp, paths.lockFile)) return heldLock(paths, owner, text);
-    const current = readLockOwner(paths);
-    if (current !== undefined && !isOwnerGone(current)) throw new SpoolLockedError(paths.root, current.pid, current.host);
-    removeStaleLock(paths, current);
+  if (owner.bootId !== undefined && boot !== undefined && owner.bootId !== boot) return false;
+  try {
+    process.kill(owner.pid, 0);
+  } catch (err) {
+    if (isErrno(err, 'ESRCH')) return false; // EPERM: alive, owned by someone else
+  }
+  const ticks = owner.startTicks === undefined ? undefined : processStartTicks(owner.pid);
+  return ticks === undefined || ticks === owner.startTicks;
+}
+
+/**
+ * Takes the spool's lock or throws SpoolLockedError naming the holder. A
+ * leftover lock file (a crashed server's, an older version's JSON lock,
+ * garbage) is simply locked and rewritten.
+ * @example
+ * const lock = acquireLock(paths, { maxTasks: 4 });
+ * try { serve(); } finally { lock.release(); }
+ */
+export function acquireLock(paths: SpoolPaths, info: Record<string, unknown> = {}): HeldLock {
+  const busyUntil = Date.now() + LOCK_BUSY_LIMIT_MS;
+  for (let attempt = 0; attempt < LOCK_ATTEMPTS; ) {
+    const opened = sfs.openLockFile(paths.lockFile);
+    if (!('fd' in opened)) {
+      clearNonFile(paths, opened);
+      attempt++;
+      continue;
+    }
+    const outcome = tryLock(paths, opened, info);
+    if (outcome === 'replaced') attempt++;
+    else if (outcome !== 'shared') return outcome;
+    else if (Date.now() < busyUntil) pauseMs(LOCK_BUSY_PAUSE_MS);
+    else throw new SpoolError(`could not take the lock of spool ${paths.root}: processes asking whether a server runs kept it busy for ${LOCK_BUSY_LIMIT_MS} ms`);
   }
   throw new SpoolError(`could not take the lock of spool ${paths.root}: it kept changing hands`);
 }
 
 /**
- * A lock that is not a readable JSON file (garbage, a FIFO, a symlink, an empty
- * directory someone planted) names no owner and is removed like a stale one,
- * never followed; a non-empty directory there is refused.
+ * Locks the open file. `replaced`: it was unlinked or replaced meanwhile;
+ * `shared`: only readers' momentary shared locks stood in the way. The caller retries.
  */
-function removeStaleLock(paths: SpoolPaths, judged: LockOwner | undefined): void {
-  const marker = `${paths.lockFile}.steal`;
-  if (!sfs.createEmptyExclusive(marker)) {
-    const stat = sfs.entryStat(marker);
-    if (stat !== undefined && Date.now() - stat.mtimeMs > STEAL_MARKER_STALE_MS) removeOrRefuse(paths, marker);
-    return; // someone else is taking over right now; the caller retries
-  }
+function tryLock(paths: SpoolPaths, file: sfs.OpenLockFile, info: Record<string, unknown>): HeldLock | 'replaced' | 'shared' {
+  let kept = false;
   try {
-    // Re-read under the marker: only remove the very lock we judged stale.
-    const now = readLockOwner(paths);
-    if (JSON.stringify(now) === JSON.stringify(judged)) removeOrRefuse(paths, paths.lockFile);
+    if (!lockWithoutWaiting(file.fd, 'exclusive')) {
+      if (isLockedExclusively(paths.lockFile, file.dev, file.ino) === false) return 'shared';
+      const holder = readLockOwner(paths);
+      throw new SpoolLockedError(paths.root, holder?.pid, holder?.host);
+    }
+    // A holder unlinks the file at release: a file no longer at the name guards nothing.
+    if (!sfs.isSameFile(file, paths.lockFile)) return 'replaced';
+    const previous = readLockOwner(paths);
+    if (previous !== undefined && previous.host !== hostname()) throw new SpoolLockedError(paths.root, previous.pid, previous.host);
+    const owner: LockOwner = { pid: process.pid, host: hostname(), startedAt: Date.now(), info };
+    const boot = currentBootId();
+    if (boot !== undefined) owner.bootId = boot;
+    const ticks = processStartTicks('self');
+    if (ticks !== undefined) owner.startTicks = ticks;
+    sfs.rewriteOpenFile(file, Buffer.from(JSON.stringify(owner)));
+    kept = true;
+    return heldLock(paths, file, owner);
   } finally {
-    sfs.removeEntry(marker);
+    if (!kept) sfs.closeFile(file);
   }
 }
 
-function removeOrRefuse(paths: SpoolPaths, path: string): void {
-  if (sfs.removeAnyEntry(path) === 'kept') throw new SpoolError(`spool ${paths.root}: ${path} is a non-empty directory, not a lock; remove it`);
+/** Blocks the thread: acquireLock is synchronous, and this wait is a few ms at server start. */
+function pauseMs(durationMs: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, durationMs);
 }
 
-function heldLock(paths: SpoolPaths, owner: LockOwner, text: string): HeldLock {
+/**
+ * Something planted at `server.lock` that is not a regular file (a FIFO, a
+ * symlink, an empty directory) is no server's lock: it is removed, never
+ * followed or opened. It is renamed aside first and judged there, so a real
+ * lock file another starter created at the name meanwhile is put back, not
+ * removed. A non-empty directory is refused.
+ */
+function clearNonFile(paths: SpoolPaths, found: Stats): void {
+  const refuse = (where: string): SpoolError => new SpoolError(`spool ${paths.root}: ${where} is a non-empty directory, not a lock; remove it`);
+  if (found.isDirectory()) {
+    if (sfs.removeDirectoryOnly(paths.lockFile) === 'kept') throw refuse(paths.lockFile);
+    return;
+  }
+  const aside = sfs.moveAside(paths.lockFile, paths.dirs.tmp, 'lock-aside');
+  if (aside === undefined) return;
+  if (sfs.entryStat(aside)?.isFile() === true) {
+    // Its holder, should the name be taken again meanwhile, sees its file gone at its next check and stops.
+    sfs.linkExclusive(aside, paths.lockFile);
+    sfs.removeEntry(aside);
+  } else if (sfs.removeAnyEntry(aside) === 'kept') {
+    throw refuse(aside);
+  }
+}
+
+function heldLock(paths: SpoolPaths, file: sfs.OpenLockFile, owner: LockOwner): HeldLock {
   let released = false;
   return {
     owner,
-    stillHeld: () => {
-      let bytes: Buffer | undefined;
-      try {
-        bytes = sfs.readEntry(paths.lockFile, MAX_LOCK_BYTES);
-      } catch (err) {
-        if (err instanceof ProtocolError) return false; // not a regular file, or too large: not ours
-        throw err;
-      }
-      return bytes !== undefined && bytes.toString('utf8') === text;
-    },
+    stillHeld: () => !released && sfs.isSameFile(file, paths.lockFile),
     release: () => {
       if (released) return;
       released = true;
-      const bytes = safeRead(paths.lockFile);
-      if (bytes !== undefined && bytes.toString('utf8') === text) sfs.removeEntry(paths.lockFile);
+      try {
+        // Unlinked while still locked, and only if it is ours: see the module comment.
+        if (sfs.isSameFile(file, paths.lockFile)) sfs.removeEntry(paths.lockFile);
+      } finally {
+        sfs.closeFile(file);
+      }
     },
   };
-}
-
-function safeRead(path: string): Buffer | undefined {
-  try {
-    return sfs.readEntry(path, MAX_LOCK_BYTES);
-  } catch {
-    return undefined;
-  }
 }

@@ -214,7 +214,7 @@ t.test('a stale lock: the text view says the server is gone', async (t) => {
   writeFileSync(join(spool, 'server.lock'), JSON.stringify({ pid: dead, host: hostname(), startedAt: Date.now(), info: { maxTasks: 4 } }));
   const text = await wq(['status', '--spool', spool]);
   t.equal(text.code, 0);
-  t.match(text.stdout, `server:  none running (stale lock of pid ${dead}, which is gone; the next \`wq serve\` takes over)\n`);
+  t.match(text.stdout, `server:  none running (lock left by pid ${dead}, which no longer holds it; the next \`wq serve\` takes over)\n`);
   const json = await statusJson(t, spool);
   t.match(json.server, { pid: dead, alive: false, maxTasks: 4 });
 });

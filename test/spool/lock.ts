@@ -1,10 +1,13 @@
 import t, { type Test } from 'tap';
-import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { SpoolLockedError } from '../../src/errors.js';
 import { openSpool, type SpoolPaths } from '../../src/spool/layout.js';
-import { acquireLock, currentBootId, readLockOwner, type LockOwner } from '../../src/spool/lock.js';
+import { acquireLock, currentBootId, isServing, processStartTicks, readLockOwner, type LockOwner } from '../../src/spool/lock.js';
+import { ROOT, waitFor } from '../fixtures/helpers.js';
 import { deadPid } from '../fixtures/processes.js';
 
 function spool(t: Test): SpoolPaths {
@@ -50,7 +53,6 @@ t.test('a lock naming a dead process on this host is taken over', async (t) => {
   const lock = acquireLock(paths);
   t.equal(readLockOwner(paths)?.pid, process.pid, 'the lock now names us');
   t.ok(lock.stillHeld());
-  t.notOk(existsSync(`${paths.lockFile}.steal`), 'the steal marker is gone');
   t.strictSame(readdirSync(paths.dirs.tmp), []);
   lock.release();
 });
@@ -91,15 +93,30 @@ t.test('a lock naming a pid no process can have is garbage too', async (t) => {
   }
 });
 
-t.test('a lock held by a live process on this host is respected', async (t) => {
+t.test('a lock held by a live server process on this host is respected, and seen from outside', async (t) => {
   const paths = spool(t);
-  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
-  t.teardown(() => {
-    child.kill('SIGKILL');
-  });
-  writeLock(paths, { pid: child.pid!, host: hostname() });
-  t.throws(() => acquireLock(paths), { name: 'SpoolLockedError', ownerPid: child.pid });
-  t.equal(readLockOwner(paths)?.pid, child.pid, 'left in place');
+  const other = racer(t, paths.root);
+  other.child.stdin!.write('go 0\n');
+  t.equal(await other.next(), 'won');
+  t.ok(isServing(paths, readLockOwner(paths)), 'a reader sees a server (and took no lock to see it)');
+  t.throws(() => acquireLock(paths), { name: 'SpoolLockedError', ownerPid: other.child.pid });
+  t.equal(readLockOwner(paths)?.pid, other.child.pid, 'left in place');
+  other.child.kill('SIGKILL');
+  await waitFor(() => !isServing(paths, readLockOwner(paths)), 'the kernel to drop the SIGKILLed holder\'s lock');
+  const lock = acquireLock(paths);
+  t.equal(readLockOwner(paths)?.pid, process.pid, 'taken over at once');
+  lock.release();
+});
+
+t.test('a lock whose recorded pid is alive but an unrelated process (pid 1, or the starting process itself) is not "already serving"', async (t) => {
+  for (const pid of [1, process.pid]) {
+    const paths = spool(t);
+    writeLock(paths, { pid, host: hostname(), bootId: currentBootId(), startTicks: processStartTicks(pid) });
+    t.notOk(isServing(paths, readLockOwner(paths)), `pid ${pid}: no server is seen`);
+    const lock = acquireLock(paths);
+    t.equal(readLockOwner(paths)?.pid, process.pid, `pid ${pid}: taken over`);
+    lock.release();
+  }
 });
 
 t.test('a lock from another host is never taken over, even with a dead pid', async (t) => {
@@ -111,24 +128,16 @@ t.test('a lock from another host is never taken over, even with a dead pid', asy
   t.equal(readFileSync(paths.lockFile, 'utf8'), text, 'left exactly as it was');
 });
 
-t.test('a take-over in progress elsewhere is not trampled', async (t) => {
-  const paths = spool(t);
-  const pid = deadPid();
-  writeLock(paths, { pid, host: hostname() });
-  writeFileSync(`${paths.lockFile}.steal`, ''); // another server is replacing the stale lock right now
-  t.throws(() => acquireLock(paths), { message: /kept changing hands/ });
-  t.equal(readLockOwner(paths)?.pid, pid, 'the stale lock was left to the other server');
-  t.ok(existsSync(`${paths.lockFile}.steal`), 'a fresh marker is left alone');
-});
-
-t.test('stillHeld turns false when the file is replaced', async (t) => {
+t.test('stillHeld turns false when the file is replaced, not when it is rewritten in place', async (t) => {
   const paths = spool(t);
   const lock = acquireLock(paths);
   t.ok(lock.stillHeld());
   writeLock(paths, { ...lock.owner, startedAt: lock.owner.startedAt + 1 });
-  t.notOk(lock.stillHeld(), 'another owner record');
-  writeLock(paths, JSON.stringify(lock.owner) + '\n');
-  t.notOk(lock.stillHeld(), 'even the same owner written differently');
+  t.ok(lock.stillHeld(), 'the same file, edited: the kernel lock on it is still ours');
+  const replacement = join(paths.dirs.tmp, 'replacement');
+  writeFileSync(replacement, JSON.stringify(lock.owner));
+  renameSync(replacement, paths.lockFile);
+  t.notOk(lock.stillHeld(), 'another file at the name, even with our owner facts');
   lock.release();
   t.ok(existsSync(paths.lockFile), 'release does not remove a lock that is no longer ours');
 });
@@ -140,4 +149,44 @@ t.test('stillHeld turns false when the file is removed', async (t) => {
   t.notOk(lock.stillHeld());
   lock.release();
   t.notOk(existsSync(paths.lockFile), 'release of a lost lock creates nothing');
+});
+
+// ---- racing starters -----------------------------------------------------------------------
+
+/** A lock-racer.mjs process (a starting server's acquireLock in a process of its own) and its answers. */
+function racer(t: Test, spoolDir: string): { child: ChildProcess; next: () => Promise<string> } {
+  const child = spawn(process.execPath, [join(ROOT, 'test', 'fixtures', 'lock-racer.mjs'), spoolDir], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.teardown(() => {
+    child.kill('SIGKILL');
+  });
+  const lines: string[] = [];
+  const waiting: Array<(line: string) => void> = [];
+  createInterface({ input: child.stdout! }).on('line', (line) => (waiting.length > 0 ? waiting.shift()!(line) : lines.push(line)));
+  const next = (): Promise<string> => (lines.length > 0 ? Promise.resolve(lines.shift()!) : new Promise((resolve) => waiting.push(resolve)));
+  return { child, next };
+}
+
+const RACERS = 5;
+const RACE_TRIALS = 40;
+/** How far ahead the start moment is set, so every racer is spinning when it comes (the first time, they are still loading). */
+const RACE_LEAD_MS = { first: 3000, next: 50 };
+
+t.test(`racing starters on a stale lock: exactly one of ${RACERS} wins, ${RACE_TRIALS} times`, async (t) => {
+  const paths = spool(t);
+  const racers = Array.from({ length: RACERS }, () => racer(t, paths.root));
+  const winnersPerTrial: number[] = [];
+  for (let trial = 0; trial < RACE_TRIALS; trial++) {
+    // Left by a server that died: a dead pid, or a live unrelated one (pid reused).
+    writeLock(paths, { pid: trial % 2 === 0 ? deadPid() : 1, host: hostname(), bootId: currentBootId() });
+    const at = Date.now() + (trial === 0 ? RACE_LEAD_MS.first : RACE_LEAD_MS.next);
+    for (const r of racers) r.child.stdin!.write(`go ${at}\n`);
+    const answers = await Promise.all(racers.map((r) => r.next()));
+    const winners = racers.filter((_, i) => answers[i] === 'won');
+    winnersPerTrial.push(winners.length);
+    t.ok(answers.every((a) => a === 'won' || a.startsWith('lost SpoolLockedError')), `trial ${trial}: each racer won or was told the spool is served`, { answers });
+    for (const w of winners) w.child.stdin!.write('release\n');
+    await Promise.all(winners.map((w) => w.next()));
+  }
+  t.comment(`winners per trial: ${winnersPerTrial.join(' ')}`);
+  t.strictSame(winnersPerTrial.filter((n) => n !== 1), [], 'never two holders, never none');
 });
