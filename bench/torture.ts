@@ -8,12 +8,16 @@
  *
  *   node dist-bench/bench/torture.js [--seed N] [--clients N] [--kills N] [--min-kills N]
  *                                    [--max-seconds N] [--max-tasks N] [--durable] [--debug-log] [--keep] [--json]
+ *
+ * `--lock-race [--trials N] [--racers N]` runs the lock torture instead (torture-lock.ts):
+ * racing starters on a stale lock never both serve.
  */
 import { randomInt } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { DEFAULT_LOCK_RACE, formatLockRace, runLockRace } from './torture-lock.js';
 import { DEFAULT_TORTURE_OPTIONS, formatSummary, runTorture, type TortureOptions } from './torture-run.js';
 
 function parseOptions(): { options: Omit<TortureOptions, 'workDir' | 'progress'>; keep: boolean; json: boolean } {
@@ -66,7 +70,29 @@ function machine(dir: string): string {
   return `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}, spool on ${fs}`;
 }
 
+/** `--lock-race`: parsed apart, so the crash torture's options stay as they are. */
+async function lockRace(): Promise<void> {
+  const { values } = parseArgs({ options: { 'lock-race': { type: 'boolean' }, trials: { type: 'string' }, racers: { type: 'string' }, keep: { type: 'boolean', default: false } } });
+  const int = (name: string, value: string | undefined, fallback: number): number => {
+    const n = value === undefined ? fallback : Number(value);
+    if (!(Number.isInteger(n) && n >= 1)) throw new Error(`Expected \`--${name}\` to be an integer >= 1, got \`${value}\``);
+    return n;
+  };
+  const options = { trials: int('trials', values.trials, DEFAULT_LOCK_RACE.trials), racers: int('racers', values.racers, DEFAULT_LOCK_RACE.racers) };
+  const workDir = mkdtempSync(join(tmpdir(), 'wq-lock-race-'));
+  process.stderr.write(`lock torture: ${options.trials} trials of ${options.racers} racing starters; work dir ${workDir}\n`);
+  process.stderr.write(`machine: ${machine(workDir)}\n`);
+  const report = await runLockRace({ ...options, workDir, progress: (line) => process.stderr.write(`  ${line}\n`) });
+  const ok = report.violations.length === 0;
+  process.stdout.write(`\n${formatLockRace(report)}\n`);
+  process.stdout.write(ok ? 'PASS: exactly one server won every trial; no two ever held the lock at once\n' : `FAIL: ${report.violations.length} violation(s):\n${report.violations.map((v) => `  - ${v}`).join('\n')}\n`);
+  if (ok && values.keep !== true) rmSync(workDir, { recursive: true, force: true });
+  else process.stderr.write(`work dir kept: ${workDir}\n`);
+  process.exitCode = ok ? 0 : 1;
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--lock-race')) return lockRace();
   const { options, keep, json } = parseOptions();
   const workDir = mkdtempSync(join(tmpdir(), 'wq-torture-'));
   process.stderr.write(`crash torture: seed ${options.seed} (replay: npm run torture -- --seed ${options.seed}); work dir ${workDir}\n`);

@@ -119,6 +119,21 @@ t.test('a lock whose recorded pid is alive but an unrelated process (pid 1, or t
   }
 });
 
+t.test('a starter that meets only a reader\'s shared lock waits it out instead of refusing', async (t) => {
+  const paths = spool(t);
+  writeLock(paths, { pid: deadPid(), host: hostname() });
+  // A reader (wq status in a container) holds a shared lock for a moment; this one holds it for 300 ms.
+  const reader = spawn('flock', ['--shared', paths.lockFile, '-c', 'echo held; sleep 0.3'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => {
+    reader.kill('SIGKILL');
+  });
+  await new Promise((resolve) => reader.stdout!.once('data', resolve));
+  const lock = acquireLock(paths);
+  t.equal(readLockOwner(paths)?.pid, process.pid, 'taken once the reader let go');
+  t.ok(lock.stillHeld());
+  lock.release();
+});
+
 t.test('a lock from another host is never taken over, even with a dead pid', async (t) => {
   const paths = spool(t);
   const pid = deadPid();
