@@ -36,6 +36,8 @@ interface ScenarioOptions {
   clientsWorkDuringFault?: boolean;
   /** Whether the fault stops results from being written (then no new task may start meanwhile). */
   blocksResults?: boolean;
+  /** For faults only housekeeping meets (tmp/): how often it runs, so it runs while the fault lasts. */
+  housekeepingIntervalMs?: number;
 }
 
 /**
@@ -54,7 +56,7 @@ async function survivesFault(t: Test, o: ScenarioOptions): Promise<RecordingLogg
     if (req === 'abort me while running') await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
     return { echo: req, pad: 'x'.repeat(8000) };
   });
-  const { done, stop } = startServerFrom(t, o.ServerClass ?? WorkQueueServer, manager, { spool: o.spool, rescanIntervalMs: 20, logger, durable: o.durable === true });
+  const { done, stop } = startServerFrom(t, o.ServerClass ?? WorkQueueServer, manager, { spool: o.spool, rescanIntervalMs: 20, logger, durable: o.durable === true, ...(o.housekeepingIntervalMs === undefined ? {} : { housekeepingIntervalMs: o.housekeepingIntervalMs }) });
   const settled = trackSettled(done);
   const client = testClient(t, o.spool, { durable: o.durable === true });
   const [first, abortRunning, second, abortPending] = [
@@ -217,6 +219,9 @@ t.test('permission denied on each directory of the spool, and on the spool itsel
         off: () => (faults.fault = undefined),
         // Results are staged in running/ and renamed into complete/ (tmp/ is the clients').
         blocksResults: dir === 'complete' || dir === 'running' || dir === '.',
+        // The server meets tmp/ only in housekeeping, which otherwise runs once at start and may
+        // finish before the fault begins (how soon depends on how long the start took).
+        ...(dir === 'tmp' ? { housekeepingIntervalMs: 20 } : {}),
       });
       t.ok(faults.injected > 0, 'the fault was hit');
       t.strictSame(logger.find(/lost the lock|removed or replaced|rejected/), [], 'a fault is not mistaken for a lost spool or a broken request');

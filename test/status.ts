@@ -11,6 +11,7 @@ import t from 'tap';
 import { WorkQueueClient } from '../src/client.js';
 import { SpoolError } from '../src/errors.js';
 import { openSpool } from '../src/spool/layout.js';
+import { acquireLock } from '../src/spool/lock.js';
 import { requestIdTimeMs, type IdSource } from '../src/spool/request-id.js';
 import { readSpoolStatus, type RequestStatus } from '../src/status.js';
 import { InProcessTaskManager } from '../src/task-manager/in-process.js';
@@ -156,13 +157,21 @@ t.test('the lock', async (t) => {
     t.strictSame(status.server, { pid, host: hostname(), startedAt, uptimeSeconds: 90, maxTasks: 3, alive: false });
   });
 
-  t.test('a lock of a live process of this host: alive is true', async (t) => {
+  t.test('a lock held by a live process of this host: alive is true', async (t) => {
     const spool = join(realpathSync(t.testdir()), 'spool');
     const paths = openSpool(spool);
-    writeFileSync(paths.lockFile, JSON.stringify({ pid: process.pid, host: hostname(), startedAt: Date.now(), info: {} }));
+    const lock = acquireLock(paths);
+    t.teardown(() => lock.release());
     const status = readSpoolStatus(spool);
     t.equal(status.server?.alive, true);
     t.equal(status.server?.maxTasks, null, 'no maxTasks in the lock: null');
+  });
+
+  t.test('a lock naming a live process that does not hold it (a reused pid): alive is false', async (t) => {
+    const spool = join(realpathSync(t.testdir()), 'spool');
+    const paths = openSpool(spool);
+    writeFileSync(paths.lockFile, JSON.stringify({ pid: process.pid, host: hostname(), startedAt: Date.now(), info: {} }));
+    t.equal(readSpoolStatus(spool).server?.alive, false);
   });
 
   t.test('a live pid but another boot id: alive is false (the machine rebooted)', async (t) => {
