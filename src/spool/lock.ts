@@ -11,6 +11,7 @@ import type { Stats } from 'node:fs';
 import { SpoolLockedError, SpoolError, isErrno } from '../errors.js';
 import type { SpoolPaths } from './layout.js';
 import { isLockedExclusively, lockWithoutWaiting } from './flock.js';
+import { describeFileSystem, isNetworkFileSystem } from './mount.js';
 import * as sfs from './fs.js';
 
 /** Attempts before giving up when the lock file keeps being replaced under us. */
@@ -153,7 +154,7 @@ function tryLock(paths: SpoolPaths, file: sfs.OpenLockFile, info: Record<string,
     // A holder unlinks the file at release: a file no longer at the name guards nothing.
     if (!sfs.isSameFile(file, paths.lockFile)) return 'replaced';
     const previous = readLockOwner(paths);
-    if (previous !== undefined && previous.host !== hostname()) throw new SpoolLockedError(paths.root, previous.pid, previous.host);
+    if (previous !== undefined && previous.host !== hostname() && mayBeSharedWithOtherHosts(paths)) throw new SpoolLockedError(paths.root, previous.pid, previous.host);
     const owner: LockOwner = { pid: process.pid, host: hostname(), startedAt: Date.now(), info };
     const boot = currentBootId();
     if (boot !== undefined) owner.bootId = boot;
@@ -165,6 +166,18 @@ function tryLock(paths: SpoolPaths, file: sfs.OpenLockFile, info: Record<string,
   } finally {
     if (!kept) sfs.closeFile(file);
   }
+}
+
+/**
+ * Whether the spool's file system may be mounted by other hosts, whose flock(2)
+ * this host may not see. On a local file system a lock naming another host was
+ * left by this very machine under another name (a re-created container, a
+ * renamed host): the kernel lock we just won is the whole truth. Where the file
+ * system cannot be told, assume it may be shared.
+ */
+function mayBeSharedWithOtherHosts(paths: SpoolPaths): boolean {
+  const info = describeFileSystem(paths.root);
+  return info === undefined || isNetworkFileSystem(info);
 }
 
 /** Blocks the thread: acquireLock is synchronous, and this wait is a few ms at server start. */

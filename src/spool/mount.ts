@@ -76,12 +76,17 @@ const NETWORK_TYPES = new Set(['nfs', 'nfs4', 'cifs', 'smb3', 'smbfs', '9p', 'ce
 const NO_JOURNAL_CONSEQUENCES =
   'after a power loss or kernel crash a rename may be half done until fsck repairs it, so neither the default nor --durable mode keeps its power-loss promise, and creating files slows while requests are added and removed quickly (see "Which file system" in docs/operations.md)';
 
+/** Whether other hosts may mount this file system too (so a lock naming another host may be alive there). */
+export function isNetworkFileSystem(info: FileSystemInfo): boolean {
+  return NETWORK_TYPES.has(info.type);
+}
+
 /** What an operator should be told about a spool on this file system (nothing for the usual ones). */
 export function fileSystemWarnings(info: FileSystemInfo): string[] {
   const warnings: string[] = [];
   if (info.type === 'ext4' && info.journal === false) warnings.push(`the spool is on ext4 without a journal: ${NO_JOURNAL_CONSEQUENCES}`);
   if (info.type === 'ext2') warnings.push(`the spool is on ext2, which has no journal: ${NO_JOURNAL_CONSEQUENCES}`);
-  if (NETWORK_TYPES.has(info.type)) {
+  if (isNetworkFileSystem(info)) {
     warnings.push(
       `the spool is on a network file system (${info.type}): the server does not see changes made on other hosts, and its lock cannot tell whether an owner on another host is alive (see "Not supported" in docs/guarantees.md)`,
     );
