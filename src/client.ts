@@ -77,8 +77,14 @@ export interface EnqueueOptions {
 export interface WaitOptions {
   /** Give up after this long: the request is aborted and WorkQueueTimeoutError thrown. @default no limit */
   timeoutMs?: number;
-  /** Cancels the wait: the request is aborted and WorkQueueCancelledError thrown. */
+  /** Cancels the wait: the request is aborted (unless `abortOnCancel` is false) and WorkQueueCancelledError thrown. */
   signal?: AbortSignal;
+  /**
+   * When `signal` cancels the wait, abort the request too. With `false` the
+   * request is left to run and its result to be claimed by a later wait.
+   * @default true
+   */
+  abortOnCancel?: boolean;
   /**
    * Leave the request's output logs in logs/ after claiming the result (the
    * caller reads and removes them, e.g. with removeRequestLogs()). Without it,
@@ -273,7 +279,10 @@ export class WorkQueueClient {
           this.abort(id, reason).then(() => reject(error), reject);
         });
       };
-      const onCancel = (): void => giveUp('cancelled', new WorkQueueCancelledError(id, signal?.reason));
+      const onCancel = (): void => {
+        if (options.abortOnCancel === false) settle(() => reject(new WorkQueueCancelledError(id, signal?.reason, false)));
+        else giveUp('cancelled', new WorkQueueCancelledError(id, signal?.reason));
+      };
       function attempt(this: void, look: Look): void {
         try {
           const result = claimResult(paths, id, options.keepLogs === true, look === 'arrived');

@@ -36,12 +36,14 @@ export class UnknownRequestError extends WorkQueueError {
   }
 }
 
-/** The waiting was cancelled through an AbortSignal; the request was aborted. */
+/** The waiting was cancelled through an AbortSignal; the request was aborted, unless `abortOnCancel: false` left it queued. */
 export class WorkQueueCancelledError extends WorkQueueError {
   readonly requestId: string;
-  constructor(requestId: string, reason?: unknown) {
-    super(`waiting for request ${requestId} was cancelled; the request was aborted`, 'ERR_CANCELLED', { cause: reason });
+  readonly requestAborted: boolean;
+  constructor(requestId: string, reason?: unknown, requestAborted = true) {
+    super(`waiting for request ${requestId} was cancelled; the request was ${requestAborted ? 'aborted' : 'left queued'}`, 'ERR_CANCELLED', { cause: reason });
     this.requestId = requestId;
+    this.requestAborted = requestAborted;
   }
 }
 

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolveClientOptions, WorkQueueClient } from '../src/client.js';
-import { InvalidOptionError, ProtocolError, UnknownRequestError } from '../src/errors.js';
+import { InvalidOptionError, ProtocolError, UnknownRequestError, WorkQueueCancelledError } from '../src/errors.js';
 import { MAX_REQUEST_BYTES } from '../src/spool/codec.js';
 import { formatRequestId, type IdSource } from '../src/spool/request-id.js';
 import { InProcessTaskManager } from '../src/task-manager/in-process.js';
@@ -194,6 +194,24 @@ t.test('a broken watcher falls back to the re-check', async (t) => {
   t.equal(await client.run('still works'), 'STILL WORKS');
   t.equal(await client.run('and again'), 'AND AGAIN');
   t.ok(watches >= 1, 'the client did try to watch');
+});
+
+t.test('a cancelled wait aborts the request, unless abortOnCancel is false', async (t) => {
+  const spool = spoolDir(t);
+  const client = makeClient(t, spool);
+  for (const abortOnCancel of [true, false]) {
+    const id = await client.enqueue(abortOnCancel);
+    const controller = new AbortController();
+    const waiting = client.wait(id, { signal: controller.signal, abortOnCancel });
+    controller.abort('SIGTERM');
+    const err = await waiting.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    t.type(err, WorkQueueCancelledError);
+    t.match(err, { requestId: id, requestAborted: abortOnCancel, cause: 'SIGTERM' });
+    t.equal(spoolContents(spool).aborting.includes(id), abortOnCancel, abortOnCancel ? 'an abort was filed' : 'no abort: the request stays queued');
+  }
 });
 
 t.test('waiting for an aborted request reports it unknown, and the abort is filed once', async (t) => {

@@ -19,8 +19,7 @@ export const EXIT = {
   unknownId: 4,
   /** A deadline passed; the request was aborted. Same as timeout(1). */
   timeout: 124,
-  /** Interrupted (SIGINT) while waiting; the request was aborted. */
-  interrupted: 130,
+  // A wait stopped by signal N (SIGINT, SIGTERM, SIGHUP; SIGPIPE for EPIPE) exits 128+N: see stop.ts.
 } as const;
 
 /**

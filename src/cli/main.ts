@@ -5,6 +5,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from './commander.js';
 import { CliError, EXIT, parseCount, parseSeconds, parseSecondsUpTo, printError, SPOOL_HELP } from './common.js';
 import { MAX_TIMER_DELAY_MS } from '../long-timer.js';
+import { exitQuietlyOnBrokenPipe } from './stop.js';
 
 import { VERSION } from '../version.js';
 import { parseSize } from './size.js';
@@ -44,7 +45,8 @@ Examples:
 
 Exit codes: 0 ok (or the command's own code), 1 task failed or output lost, 2 usage, 3 spool unusable or
 already served (or the --metrics-port address unusable), 4 unknown request id, 124 timed out
-(request aborted), 130 interrupted.`,
+(request aborted), 128+N stopped by signal N while waiting (129 SIGHUP, 130 SIGINT, 143 SIGTERM:
+request aborted), 141 stdout closed by its reader (like SIGPIPE; a request waited for is aborted).`,
     );
 
   program
@@ -101,10 +103,14 @@ Examples:
     .option('--durable', 'return only once the request is on disk (fsync), so it survives a power loss')
     .option('--json', 'print one JSON object: the id, or with --wait the outcome (exit code, output or result, error)')
     .option('-q, --quiet', "print nothing but the task's own output (no warnings, no live status); a note that output was lost still prints")
+    .option('--detach-on-signal', 'with --wait: on SIGINT, SIGTERM, SIGHUP or a closed stdout, stop waiting but leave the request queued (its id goes to stderr) instead of aborting it')
     .passThroughOptions()
     .addHelpText(
       'after',
       `
+With --wait, SIGINT, SIGTERM and SIGHUP (Ctrl-C, timeout(1), a closed terminal) abort the
+request, say so on stderr and exit 128+N; with --detach-on-signal the request stays queued.
+
 Examples:
   wq enqueue -- sleep 10                     # prints the request id
   wq enqueue --wait -- echo hi               # prints "hi"
@@ -123,8 +129,10 @@ Examples:
     .option('-f, --follow', "stream the command's output as it runs, like tail -f")
     .option('--json', 'print one JSON object for the outcome (exit code, output or result, error)')
     .option('-q, --quiet', "print nothing but the task's own output (no messages, no live status); a note that output was lost still prints")
+    .option('--detach-on-signal', 'on SIGINT, SIGTERM, SIGHUP or a closed stdout, stop waiting but leave the request queued (its id goes to stderr) instead of aborting it')
     .addHelpText('after', `
-On a terminal, a live line on stderr shows the request's place in line, then how long it has run.`)
+On a terminal, a live line on stderr shows the request's place in line, then how long it has run.
+SIGINT, SIGTERM and SIGHUP abort the request (unless --detach-on-signal) and exit 128+N.`)
     .action(async (id: string, opts) => (await import('./request.js')).wait(id, opts));
 
   program
@@ -149,6 +157,7 @@ On a terminal, a live line on stderr shows the request's place in line, then how
 
 /** Runs the CLI; resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  exitQuietlyOnBrokenPipe();
   const program = buildProgram();
   // Subcommands copied their settings when created: set these on each, or their errors exit 1 unprefixed.
   for (const command of [program, ...program.commands]) {

@@ -8,12 +8,14 @@
 import { constants as osConstants } from 'node:os';
 import type { RequestResult } from '../client.js';
 import { EXIT } from './common.js';
+import { exitCodeForCause, type StopCause } from './stop.js';
 
 export type Outcome =
   | { kind: 'result'; id: string; result: RequestResult }
   | { kind: 'timeout'; id: string; deadline: 'total' | 'run'; timeoutMs: number }
   | { kind: 'unknown'; id: string; message: string }
-  | { kind: 'interrupted'; id: string };
+  /** A signal (or EPIPE) stopped the wait; the request was aborted, or with `detached` left queued. */
+  | { kind: 'interrupted'; id: string; cause: StopCause; detached: boolean };
 
 export interface RenderOptions {
   json: boolean;
@@ -56,7 +58,7 @@ export function exitCodeOf(outcome: Outcome, streamed = false): number {
     case 'unknown':
       return EXIT.unknownId;
     case 'interrupted':
-      return EXIT.interrupted;
+      return exitCodeForCause(outcome.cause);
     case 'result': {
       const { result } = outcome;
       if (result.status === 'timed_out') return EXIT.timeout;
@@ -92,7 +94,11 @@ export function render(outcome: Outcome, options: RenderOptions, out: NodeJS.Wri
       say(outcome.message);
       return code;
     case 'interrupted':
-      say(`interrupted; request ${outcome.id} was aborted`);
+      say(
+        outcome.detached
+          ? `stopped waiting (${outcome.cause}); request ${outcome.id} was left queued: collect it with \`wq wait ${outcome.id}\``
+          : `aborted request ${outcome.id} (${outcome.cause})`,
+      );
       return code;
     case 'result':
       break;
@@ -137,7 +143,13 @@ export function toJson(outcome: Outcome, exitCode: number): Record<string, unkno
     case 'unknown':
       return { ...base, ok: false, status: 'unknown', error: { name: 'UnknownRequestError', message: outcome.message, code: 'ERR_UNKNOWN_REQUEST' } };
     case 'interrupted':
-      return { ...base, ok: false, status: 'interrupted', error: { name: 'WorkQueueCancelledError', message: 'interrupted; the request was aborted', code: 'ERR_CANCELLED' } };
+      return {
+        ...base,
+        ok: false,
+        status: 'interrupted',
+        signal: outcome.cause,
+        error: { name: 'WorkQueueCancelledError', message: `${outcome.cause}: the request was ${outcome.detached ? 'left queued' : 'aborted'}`, code: 'ERR_CANCELLED' },
+      };
     case 'result': {
       const { result } = outcome;
       const json: Record<string, unknown> = { ...base, ok: result.ok, status: result.status };

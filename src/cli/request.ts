@@ -1,4 +1,5 @@
 /** `wq enqueue`, `wq wait`, `wq abort`: the client side of the CLI. */
+import { Writable } from 'node:stream';
 import { WorkQueueClient, type RequestResult } from '../client.js';
 import { UnknownRequestError, WorkQueueCancelledError, WorkQueueTimeoutError } from '../errors.js';
 import { spoolPaths } from '../spool/layout.js';
@@ -6,6 +7,7 @@ import { isServing, readLockOwner } from '../spool/lock.js';
 import { isRequestId } from '../spool/request-id.js';
 import { CliError, EXIT, printError, resolveSpool } from './common.js';
 import { render, type Outcome } from './output.js';
+import { StopListener } from './stop.js';
 
 interface SpoolFlags {
   spool?: string;
@@ -16,6 +18,7 @@ export interface WaitFlags extends SpoolFlags {
   follow?: boolean;
   json?: boolean;
   quiet?: boolean;
+  detachOnSignal?: boolean;
 }
 
 export interface EnqueueFlags extends WaitFlags {
@@ -31,22 +34,34 @@ export async function enqueue(argv: string[], flags: EnqueueFlags): Promise<void
     if (set && !flags.wait) throw new CliError(`${flag} only makes sense with --wait`, EXIT.usage);
   }
   checkFollowJson(flags);
+  if (flags.detachOnSignal && !flags.wait) throw new CliError('--detach-on-signal only makes sense with --wait', EXIT.usage);
   const spool = resolveSpool(flags.spool);
   const client = new WorkQueueClient({ spool, durable: flags.durable === true });
-  const id = await client.enqueue(body, { runTimeoutMs: flags.runTimeout });
-  if (!flags.quiet) warnIfNoServer(spool);
-  if (!flags.wait) {
-    process.stdout.write(flags.json ? `${JSON.stringify({ id })}\n` : `${id}\n`);
-    return;
+  // Listening before the request is published: from then on a signal stops the wait, never kills wq.
+  const stops = flags.wait ? new StopListener() : undefined;
+  try {
+    const id = await client.enqueue(body, { runTimeoutMs: flags.runTimeout });
+    if (!flags.quiet) warnIfNoServer(spool);
+    if (stops === undefined) {
+      process.stdout.write(flags.json ? `${JSON.stringify({ id })}\n` : `${id}\n`);
+      return;
+    }
+    await waitAndReport(client, spool, id, flags, stops);
+  } finally {
+    stops?.close();
   }
-  await waitAndReport(client, spool, id, flags);
 }
 
 export async function wait(id: string, flags: WaitFlags): Promise<void> {
   checkId(id);
   checkFollowJson(flags);
   const spool = resolveSpool(flags.spool);
-  await waitAndReport(new WorkQueueClient({ spool }), spool, id, flags);
+  const stops = new StopListener();
+  try {
+    await waitAndReport(new WorkQueueClient({ spool }), spool, id, flags, stops);
+  } finally {
+    stops.close();
+  }
 }
 
 export async function abort(id: string, flags: SpoolFlags & { quiet?: boolean }): Promise<void> {
@@ -86,34 +101,40 @@ function warnIfNoServer(spool: string): void {
 }
 
 /** Waits (with live status and --follow as asked), prints the outcome, sets the exit code. */
-async function waitAndReport(client: WorkQueueClient, spool: string, id: string, flags: WaitFlags): Promise<void> {
-  const controller = new AbortController();
-  const onInterrupt = (): void => controller.abort();
-  process.once('SIGINT', onInterrupt);
+async function waitAndReport(client: WorkQueueClient, spool: string, id: string, flags: WaitFlags, stops: StopListener): Promise<void> {
   const showLine = process.stderr.isTTY === true && !flags.quiet && !flags.json;
   const line = showLine ? (await import('./progress.js')).startLiveLine(spool, id) : undefined;
   const around = (write: () => void): void => (line ? line.around(write) : write());
   const follower = flags.follow
     ? (await import('./follow.js')).followLogs(spool, id, {
-        stdout: (chunk) => around(() => process.stdout.write(chunk)),
+        stdout: (chunk) => {
+          if (stops.stdoutOpen) around(() => process.stdout.write(chunk)); // else its reader went away: the wait is stopping
+        },
         stderr: (chunk) => around(() => process.stderr.write(chunk)),
       })
     : undefined;
   let outcome: Outcome;
   try {
-    const result: RequestResult = await client.waitForResult(id, { timeoutMs: flags.timeout, signal: controller.signal, keepLogs: follower !== undefined });
+    const result: RequestResult = await client.waitForResult(id, {
+      timeoutMs: flags.timeout,
+      signal: stops.signal,
+      abortOnCancel: flags.detachOnSignal !== true,
+      keepLogs: follower !== undefined,
+    });
     outcome = { kind: 'result', id, result };
   } catch (err) {
     if (err instanceof WorkQueueTimeoutError) outcome = { kind: 'timeout', id, deadline: err.deadline, timeoutMs: err.timeoutMs };
-    else if (err instanceof WorkQueueCancelledError) outcome = { kind: 'interrupted', id };
+    else if (err instanceof WorkQueueCancelledError) outcome = { kind: 'interrupted', id, cause: stops.cause ?? 'SIGINT', detached: !err.requestAborted };
     else if (err instanceof UnknownRequestError) outcome = { kind: 'unknown', id, message: err.message };
     else throw err;
   } finally {
-    process.off('SIGINT', onInterrupt);
+    stops.close();
     await follower?.finish();
     line?.stop();
     client.close();
   }
-  if (follower !== undefined) client.removeRequestLogs(id);
-  process.exitCode = render(outcome, { json: flags.json === true, quiet: flags.quiet === true, streamed: follower?.sawLogs === true });
+  // A detached request still runs: its logs are its own.
+  if (follower !== undefined && !(outcome.kind === 'interrupted' && outcome.detached)) client.removeRequestLogs(id);
+  const out = stops.stdoutOpen ? process.stdout : new Writable({ write: (_chunk, _encoding, done) => done() });
+  process.exitCode = render(outcome, { json: flags.json === true, quiet: flags.quiet === true, streamed: follower?.sawLogs === true }, out);
 }
