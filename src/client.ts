@@ -10,7 +10,6 @@
 import type { FSWatcher } from 'node:fs';
 import { hostname } from 'node:os';
 import {
-  isErrno,
   InvalidOptionError,
   TaskFailedError,
   UnknownRequestError,
@@ -19,9 +18,10 @@ import {
   WorkQueueTimeoutError,
 } from './errors.js';
 import { encodeAbortReason, type AbortReason } from './spool/abort-reason.js';
-import { decodeResult, encodeRequest, MAX_RESULT_BYTES, type ResultEnvelope } from './spool/codec.js';
-import { entryPath, openSpool, removeLogs, REQUEST_STATES, stagedResultPath, type RequestState, type SpoolPaths } from './spool/layout.js';
-import { completeOutputFromLogs } from './spool/output-logs.js';
+import { encodeRequest, type ResultEnvelope } from './spool/codec.js';
+import { entryPath, openSpool, removeLogs, type RequestState, type SpoolPaths } from './spool/layout.js';
+import { silentLogger, type Logger } from './logger.js';
+import { claimResult, locateRequest } from './result-claim.js';
 import { isRequestId, RequestIdGenerator, type IdSource } from './spool/request-id.js';
 import * as sfs from './spool/fs.js';
 import { stripUndefined } from './options.js';
@@ -63,6 +63,12 @@ export interface WorkQueueClientOptions {
   durable?: boolean;
   /** Clock and randomness for ids; tests inject one to force collisions or clock steps. */
   idSource?: IdSource;
+  /**
+   * Told (warn) what a wait works around: something at complete/<id> that is
+   * not a result, a watch that cannot be set up. Each once.
+   * @default silent
+   */
+  logger?: Logger;
 }
 
 export interface EnqueueOptions {
@@ -105,6 +111,7 @@ export function resolveClientOptions(options: WorkQueueClientOptions): ResolvedC
     watch: true,
     recheckIntervalMs: 1000,
     durable: false,
+    logger: silentLogger,
     ...stripUndefined(options),
     spool: options.spool,
     idSource: options.idSource,
@@ -283,17 +290,22 @@ export class WorkQueueClient {
         if (options.abortOnCancel === false) settle(() => reject(new WorkQueueCancelledError(id, signal?.reason, false)));
         else giveUp('cancelled', new WorkQueueCancelledError(id, signal?.reason));
       };
-      function attempt(this: void, look: Look): void {
+      let refused = false;
+      const attempt = (look: Look): void => {
         try {
-          const result = claimResult(paths, id, options.keepLogs === true, look === 'arrived');
-          if (result !== undefined) return settle(() => resolve(result));
+          const claim = claimResult(paths, id, options.keepLogs === true, look === 'arrived');
+          if (claim !== undefined && 'result' in claim) return settle(() => resolve(claim.result));
+          if (claim !== undefined && !refused) {
+            refused = true; // said once per wait; the server replaces the entry with the real result
+            this.#o.logger.warn(`ignoring complete/${id}, which is not this request's result from the server (${claim.refused}); still waiting`, { id });
+          }
           if (look !== 'everywhere') return;
-          missing = locateRequest(paths, id) === undefined ? missing + 1 : 0;
+          missing = locateRequest(paths, id, claim !== undefined) === undefined ? missing + 1 : 0;
           if (missing >= MISSING_CHECKS_BEFORE_UNKNOWN) settle(() => reject(new UnknownRequestError(id)));
         } catch (err) {
           settle(() => reject(err));
         }
-      }
+      };
       if (signal?.aborted) return onCancel();
       signal?.addEventListener('abort', onCancel, { once: true });
       if (timeoutMs !== undefined) timer = setLongTimeout(() => giveUp('timeout', new WorkQueueTimeoutError(id, timeoutMs)), timeoutMs);
@@ -434,49 +446,4 @@ function assertRequestId(id: string): void {
   if (typeof id !== 'string' || !isRequestId(id)) {
     throw new InvalidOptionError(`Expected a request id like 1763830000000000-0123456789ab, got \`${String(id)}\``);
   }
-}
-
-/**
- * Claims complete/<id>: reads it, then removes it. Only one remover can
- * succeed, and only the one that did returns the result, so a result is
- * delivered to at most one waiter. Undefined if there is no result (yet), or
- * another waiter took it. In a shared spool, where the sticky complete/ only
- * lets the server remove files, the client files an abort instead and the server
- * removes the result (the ancestor's hand-off).
- */
-function claimResult(paths: SpoolPaths, id: string, keepLogs: boolean, expected: boolean): RequestResult | undefined {
-  const path = entryPath(paths, 'complete', id);
-  // complete/ is the server's: only it (or root) adds entries there.
-  const bytes = sfs.readEntry(path, MAX_RESULT_BYTES, { trustedDirectory: expected });
-  if (bytes === undefined) return undefined;
-  let result: RequestResult;
-  try {
-    result = decodeResult(bytes);
-  } catch (err) {
-    sfs.removeEntry(path); // unreadable: nobody can use it
-    throw err;
-  }
-  try {
-    if (!sfs.removeEntry(path)) return undefined; // another waiter claimed it first
-  } catch (err) {
-    if (!isErrno(err, 'EACCES') && !isErrno(err, 'EPERM')) throw err;
-    sfs.publish(sfs.writeTemp(paths.dirs.tmp, 'abort', encodeAbortReason('user')), entryPath(paths, 'aborting', id));
-    if (result.logs === true && !keepLogs) completeOutputFromLogs(paths, id, result.value);
-    return result;
-  }
-  if (result.logs === true && !keepLogs) {
-    completeOutputFromLogs(paths, id, result.value);
-    removeLogs(paths, id);
-  }
-  return result;
-}
-
-/** Where a request is, checked in flow order so one that moves forward meanwhile is still found. */
-function locateRequest(paths: SpoolPaths, id: string): RequestState | undefined {
-  for (const state of REQUEST_STATES) {
-    if (sfs.entryExists(entryPath(paths, state, id))) return state;
-    // Between its steps, a result being published waits as running/<id>.result.
-    if (state === 'running' && sfs.entryExists(stagedResultPath(paths, id))) return 'running';
-  }
-  return undefined;
 }

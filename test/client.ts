@@ -11,6 +11,8 @@ import { InProcessTaskManager } from '../src/task-manager/in-process.js';
 import type { TaskManager, TaskOutcome } from '../src/task-manager/types.js';
 import { spoolContents, startServer, waitFor } from './fixtures/helpers.js';
 import { ScriptedTaskManager } from './fixtures/scripted-manager.js';
+import { RecordingLogger } from './fixtures/hostile.js';
+import { silentLogger } from '../src/logger.js';
 
 /** A promise the test resolves when it chooses: a task that finishes on cue. */
 function gate<T = void>(): { promise: Promise<T>; open(value: T): void } {
@@ -39,7 +41,7 @@ function makeClient(t: Test, spool: string, extra: { watch?: boolean; idSource?:
 }
 
 t.test('resolveClientOptions fills defaults and validates', async (t) => {
-  t.strictSame(resolveClientOptions({ spool: '/s' }), { watch: true, recheckIntervalMs: 1000, durable: false, spool: '/s', idSource: undefined });
+  t.strictSame(resolveClientOptions({ spool: '/s' }), { watch: true, recheckIntervalMs: 1000, durable: false, logger: silentLogger, spool: '/s', idSource: undefined });
   const source: IdSource = { nowMicros: () => 1, suffix: () => '000000000000' };
   t.match(resolveClientOptions({ spool: '/s', watch: false, recheckIntervalMs: 5, durable: true, idSource: source }), { watch: false, recheckIntervalMs: 5, durable: true, idSource: source });
   t.equal(resolveClientOptions({ spool: '/s', recheckIntervalMs: undefined, watch: undefined }).recheckIntervalMs, 1000, 'undefined means the default');
@@ -229,24 +231,26 @@ t.test('waiting for an aborted request reports it unknown, and the abort is file
   t.strictSame(manager.started, []);
 });
 
-t.test('what appears at complete/<id> while a client waits is read only if it is a regular file: a FIFO or symlink is refused, never blocks', async (t) => {
+t.test('what appears at complete/<id> while a client waits is used only if it is a regular file holding its result: a FIFO, symlink or directory is reported once, never blocks, and the wait goes on', async (t) => {
   // The watcher's event makes the client open complete/<id> at once (no lstat
   // first): O_NONBLOCK and O_NOFOLLOW, then fstat, must still refuse these.
   for (const kind of ['fifo', 'symlink', 'directory'] as const) {
     const spool = spoolDir(t);
-    const client = makeClient(t, spool, { recheckIntervalMs: 600_000 }); // only the watcher can wake the wait
+    const logger = new RecordingLogger();
+    const client = new WorkQueueClient({ spool, recheckIntervalMs: 600_000, logger }); // only the watcher and the first look wake the wait
+    t.teardown(() => client.close());
     const id = await client.enqueue(kind);
     const waiting = client.wait(id);
     const path = join(spool, 'complete', id);
     if (kind === 'fifo') t.equal(spawnSync('mkfifo', [path]).status, 0, 'mkfifo');
     else if (kind === 'symlink') symlinkSync(join(spool, 'requested', id), path); // a readable regular file behind it
     else mkdirSync(path);
-    const err = await waiting.then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    t.type(err, ProtocolError, `${kind}: the wait fails with a protocol error`);
-    t.match((err as Error).message, /spool entries must be regular files/, `${kind}: and says why`);
+    await waitFor(() => logger.lines.some((line) => line.level === 'warn'), `${kind}: the client to report it`);
+    t.match(logger.lines, [{ level: 'warn', message: /^ignoring complete\/\S+, which is not this request's result from the server \(.*regular files\); still waiting$/, fields: { id } }], `${kind}: reported`);
+    // The server replaces the planted entry with the real result.
+    startServer(t, new InProcessTaskManager((request: string) => `ran ${request}`), { spool, rescanIntervalMs: 50 });
+    t.equal(await waiting, `ran ${kind}`, `${kind}: the real result`);
+    t.equal(logger.lines.filter((line) => line.level === 'warn').length, 1, `${kind}: reported once`);
   }
 });
 

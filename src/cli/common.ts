@@ -5,6 +5,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { InvalidArgumentError } from './commander.js';
+import { silentLogger, type Logger } from '../logger.js';
 
 /** Exit codes, documented in docs/cli.md. A command task's own exit code passes through. */
 export const EXIT = {
@@ -74,6 +75,12 @@ export class CliError extends Error {
 
 export function printError(message: string): void {
   process.stderr.write(`wq: ${message}\n`);
+}
+
+/** What the client library warns about (a wait working around a fault), as `wq: …` lines on stderr; nothing when quiet. */
+export function clientLogger(quiet: boolean | undefined): Logger {
+  if (quiet === true) return silentLogger;
+  return { ...silentLogger, warn: (message) => printError(message), error: (message) => printError(message) };
 }
 
 /**

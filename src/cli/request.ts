@@ -5,7 +5,7 @@ import { UnknownRequestError, WorkQueueCancelledError, WorkQueueTimeoutError } f
 import { spoolPaths } from '../spool/layout.js';
 import { isServing, readLockOwner } from '../spool/lock.js';
 import { isRequestId } from '../spool/request-id.js';
-import { CliError, EXIT, printError, resolveSpool } from './common.js';
+import { CliError, clientLogger, EXIT, printError, resolveSpool } from './common.js';
 import { render, type Outcome } from './output.js';
 import { StopListener } from './stop.js';
 
@@ -36,7 +36,7 @@ export async function enqueue(argv: string[], flags: EnqueueFlags): Promise<void
   checkFollowJson(flags);
   if (flags.detachOnSignal && !flags.wait) throw new CliError('--detach-on-signal only makes sense with --wait', EXIT.usage);
   const spool = resolveSpool(flags.spool);
-  const client = new WorkQueueClient({ spool, durable: flags.durable === true });
+  const client = new WorkQueueClient({ spool, durable: flags.durable === true, logger: clientLogger(flags.quiet) });
   // Listening before the request is published: from then on a signal stops the wait, never kills wq.
   const stops = flags.wait ? new StopListener() : undefined;
   try {
@@ -58,7 +58,7 @@ export async function wait(id: string, flags: WaitFlags): Promise<void> {
   const spool = resolveSpool(flags.spool);
   const stops = new StopListener();
   try {
-    await waitAndReport(new WorkQueueClient({ spool }), spool, id, flags, stops);
+    await waitAndReport(new WorkQueueClient({ spool, logger: clientLogger(flags.quiet) }), spool, id, flags, stops);
   } finally {
     stops.close();
   }

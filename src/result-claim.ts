@@ -1,0 +1,73 @@
+/**
+ * How a waiting client takes its result: complete/<id> is used only if it is a
+ * regular file that decodes as a result for that id, and is then claimed by
+ * unlinking it (one remover wins). Anything else there (a symlink, a FIFO,
+ * garbage, another request's result) was not written by the server for this
+ * request: it is left for the server to replace, and the client waits on.
+ */
+import { isErrno, ProtocolError } from './errors.js';
+import { encodeAbortReason } from './spool/abort-reason.js';
+import { decodeResult, MAX_RESULT_BYTES, type ResultEnvelope } from './spool/codec.js';
+import { entryPath, removeLogs, REQUEST_STATES, stagedResultPath, type RequestState, type SpoolPaths } from './spool/layout.js';
+import { completeOutputFromLogs } from './spool/output-logs.js';
+import * as sfs from './spool/fs.js';
+
+/** What a look at complete/<id> found: the claimed result, nothing (yet, or another waiter won), or something that is not this request's result. */
+export type Claim = { result: ResultEnvelope } | { refused: string } | undefined;
+
+/**
+ * Claims complete/<id>: reads it, then removes it. Only one remover can
+ * succeed, and only the one that did returns the result, so a result is
+ * delivered to at most one waiter. In a shared spool, where the sticky
+ * complete/ only lets the server remove files, the client files an abort
+ * instead and the server removes the result (the ancestor's hand-off).
+ */
+export function claimResult(paths: SpoolPaths, id: string, keepLogs: boolean, expected: boolean): Claim {
+  const path = entryPath(paths, 'complete', id);
+  const read = readResult(path, id, expected);
+  if (read === undefined || 'refused' in read) return read;
+  try {
+    if (!sfs.removeEntry(path)) return undefined; // another waiter claimed it first
+  } catch (err) {
+    if (!isErrno(err, 'EACCES') && !isErrno(err, 'EPERM')) throw err;
+    // Read the whole output before the abort: the server removes the logs with the result.
+    if (read.result.logs === true && !keepLogs) completeOutputFromLogs(paths, id, read.result.value);
+    sfs.publish(sfs.writeTemp(paths.dirs.tmp, 'abort', encodeAbortReason('user')), entryPath(paths, 'aborting', id));
+    return read;
+  }
+  if (read.result.logs === true && !keepLogs) {
+    completeOutputFromLogs(paths, id, read.result.value);
+    removeLogs(paths, id);
+  }
+  return read;
+}
+
+/** Reads complete/<id> without claiming it; a ProtocolError (not a regular file, too big, not a result) refuses it. */
+function readResult(path: string, id: string, expected: boolean): Claim {
+  let result: ResultEnvelope;
+  try {
+    // complete/ is the server's: only it (or root) adds entries there.
+    const bytes = sfs.readEntry(path, MAX_RESULT_BYTES, { trustedDirectory: expected });
+    if (bytes === undefined) return undefined;
+    result = decodeResult(bytes);
+  } catch (err) {
+    if (err instanceof ProtocolError) return { refused: err.message };
+    throw err;
+  }
+  return result.id === id ? { result } : { refused: `it holds the result of request ${result.id}` };
+}
+
+/**
+ * Where a request is, checked in flow order so one that moves forward
+ * meanwhile is still found. With `withoutComplete`, an entry at complete/<id>
+ * does not count (it was refused as not a result).
+ */
+export function locateRequest(paths: SpoolPaths, id: string, withoutComplete = false): RequestState | undefined {
+  for (const state of REQUEST_STATES) {
+    if (state === 'complete' && withoutComplete) continue;
+    if (sfs.entryExists(entryPath(paths, state, id))) return state;
+    // Between its steps, a result being published waits as running/<id>.result.
+    if (state === 'running' && sfs.entryExists(stagedResultPath(paths, id))) return 'running';
+  }
+  return undefined;
+}
