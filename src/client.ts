@@ -371,19 +371,39 @@ export class WorkQueueClient {
     let set = this.#waiters.get(id);
     if (set === undefined) this.#waiters.set(id, (set = new Set()));
     set.add(poke);
-    if (this.#o.watch && this.#watcher === undefined) {
-      this.#watcher = sfs.watchDirectory(
-        this.#spoolPaths().dirs.complete,
-        (name) => this.#poke(name),
-        () => {
-          // The watch broke (the directory was replaced?): rely on the re-check.
-          this.#watcher?.close();
-          this.#watcher = undefined;
-        },
-      );
-    }
+    if (this.#o.watch && this.#watcher === undefined) this.#watcher = this.#watchComplete();
     this.#watcher?.ref();
     this.#recheckTimer ??= setInterval(() => this.#recheck(), this.#o.recheckIntervalMs);
+  }
+
+  /**
+   * A watch of complete/, or undefined if none can be set up (the inotify
+   * watch limit is used up: ENOSPC; out of descriptors: EMFILE …). Then, or
+   * when a watch breaks later, waits rely on the re-check, and the next wait
+   * tries to watch again.
+   */
+  #watchComplete(): FSWatcher | undefined {
+    const dir = this.#spoolPaths().dirs.complete;
+    try {
+      return sfs.watchDirectory(dir, (name) => this.#poke(name), (err) => {
+        this.#watcher?.close();
+        this.#watcher = undefined;
+        this.#watchFailed(dir, err);
+      });
+    } catch (err) {
+      this.#watchFailed(dir, err);
+      return undefined;
+    }
+  }
+
+  #watchFailureReported = false;
+
+  /** Says once per client that waits fall back to the re-check: they are slower, not broken. */
+  #watchFailed(dir: string, err: unknown): void {
+    if (this.#watchFailureReported) return;
+    this.#watchFailureReported = true;
+    const seconds = this.#o.recheckIntervalMs / 1000;
+    this.#o.logger.warn(`cannot watch ${dir} for results (${err instanceof Error ? err.message : String(err)}); checking every ${seconds} s instead`, { dir });
   }
 
   #removeWaiter(id: string, poke: (look: Look) => void): void {

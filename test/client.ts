@@ -198,6 +198,29 @@ t.test('a broken watcher falls back to the re-check', async (t) => {
   t.ok(watches >= 1, 'the client did try to watch');
 });
 
+t.test('a watch that cannot be set up (ENOSPC: inotify watches used up) falls back to the re-check, said once', async (t) => {
+  const sfs = await import('../src/spool/fs.js');
+  let watches = 0;
+  const { WorkQueueClient: MockedClient } = await t.mockImport<typeof import('../src/client.js')>('../src/client.js', {
+    '../src/spool/fs.js': {
+      ...sfs,
+      watchDirectory: (dir: string) => {
+        watches++;
+        throw Object.assign(new Error(`ENOSPC: System limit for number of file watchers reached, watch '${dir}'`), { code: 'ENOSPC', syscall: 'watch' });
+      },
+    },
+  });
+  const spool = spoolDir(t);
+  startServer(t, new InProcessTaskManager((req: string) => req.toUpperCase()), { spool, rescanIntervalMs: 50 });
+  const logger = new RecordingLogger();
+  const client = new MockedClient({ spool, recheckIntervalMs: 20, logger });
+  t.teardown(() => client.close());
+  t.equal(await client.run('still works'), 'STILL WORKS');
+  t.equal(await client.run('and again'), 'AND AGAIN');
+  t.equal(watches, 2, 'each wait tried to watch again');
+  t.match(logger.lines, [{ level: 'warn', message: /^cannot watch \S+\/complete for results \(ENOSPC: .*\); checking every 0\.02 s instead$/ }], 'said once');
+});
+
 t.test('a cancelled wait aborts the request, unless abortOnCancel is false', async (t) => {
   const spool = spoolDir(t);
   const client = makeClient(t, spool);
