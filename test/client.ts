@@ -260,7 +260,7 @@ t.test('what appears at complete/<id> while a client waits is used only if it is
   for (const kind of ['fifo', 'symlink', 'directory'] as const) {
     const spool = spoolDir(t);
     const logger = new RecordingLogger();
-    const client = new WorkQueueClient({ spool, recheckIntervalMs: 600_000, logger }); // only the watcher and the first look wake the wait
+    const client = new WorkQueueClient({ spool, recheckIntervalMs: 100, logger }); // the watcher or the re-check: both open complete/<id> at once
     t.teardown(() => client.close());
     const id = await client.enqueue(kind);
     const waiting = client.wait(id);
