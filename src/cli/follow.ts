@@ -3,16 +3,23 @@
  * from the logs the server writes to `logs/<id>.stdout` and `.stderr`.
  * chokidar watches the two files (they may not exist yet), a slow re-read
  * covers what it misses, and each read starts at the last offset, so nothing
- * is read twice or skipped.
+ * is read twice or skipped. A run after a server restart writes new logs (and
+ * a new `logs/<id>.pid`): the follower notices, says so, and streams the new
+ * run from its start.
  */
 import { closeSync, fstatSync, openSync, readSync, constants } from 'node:fs';
 import { watch, type FSWatcher } from 'chokidar';
 import { logPath, openSpool } from '../spool/layout.js';
-import { isErrno } from '../errors.js';
+import { isErrno, ProtocolError } from '../errors.js';
+import * as sfs from '../spool/fs.js';
 
 const CHUNK_BYTES = 64 * 1024;
 /** The safety re-read of the logs, in case the watcher missed a change. */
 export const RECHECK_MS = 1000;
+/** A pid record is a number and a newline; anything longer is not one. */
+const MAX_PID_RECORD_BYTES = 64;
+
+type Stream = 'stdout' | 'stderr';
 
 export interface Follower {
   /** Whether any log file was found (if not, the result carries the output). */
@@ -21,12 +28,46 @@ export interface Follower {
   finish(): Promise<void>;
 }
 
-export function followLogs(spool: string, id: string, sinks: Record<'stdout' | 'stderr', (chunk: Buffer) => void>): Follower {
+/** Whether the pid record names a later run: it changed from one pid to another (a missing record says nothing). */
+export function pidShowsLaterRun(knownPid: string | undefined, pid: string | undefined): boolean {
+  return knownPid !== undefined && pid !== undefined && pid !== knownPid;
+}
+
+/** Whether a log file is not the one being read: another inode, or shorter than what was read of it. */
+export function fileShowsLaterRun(knownIno: number | undefined, offset: number, file: { ino: number; size: number }): boolean {
+  return knownIno !== undefined && (file.ino !== knownIno || file.size < offset);
+}
+
+/**
+ * Follows the logs of request `id`. `onRerun(attempt)` is called when a later
+ * run's logs replace the ones being read (attempt 2 is the second run this
+ * follower saw); their output is then streamed from the start.
+ */
+export function followLogs(spool: string, id: string, sinks: Record<Stream, (chunk: Buffer) => void>, onRerun: (attempt: number) => void = () => {}): Follower {
   const paths = openSpool(spool, { create: false });
   const files = { stdout: logPath(paths, id, 'stdout'), stderr: logPath(paths, id, 'stderr') } as const;
+  const pidFile = logPath(paths, id, 'pid');
   const offsets = { stdout: 0, stderr: 0 };
+  /** The inodes of the log files being read: a different one is a later run's. */
+  const inodes: Record<Stream, number | undefined> = { stdout: undefined, stderr: undefined };
+  let knownPid: string | undefined;
+  let attempt = 1;
   let sawLogs = false;
-  const drain = (stream: 'stdout' | 'stderr'): void => {
+  const readPid = (): string | undefined => {
+    try {
+      return sfs.readEntry(pidFile, MAX_PID_RECORD_BYTES)?.toString('utf8');
+    } catch (err) {
+      if (err instanceof ProtocolError) return undefined; // not a pid record: it tells nothing
+      throw err;
+    }
+  };
+  const laterRun = (pid: string | undefined): void => {
+    offsets.stdout = offsets.stderr = 0;
+    inodes.stdout = inodes.stderr = undefined;
+    knownPid = pid;
+    onRerun(++attempt);
+  };
+  const drain = (stream: Stream): void => {
     let fd: number;
     try {
       fd = openSync(files[stream], constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -35,8 +76,11 @@ export function followLogs(spool: string, id: string, sinks: Record<'stdout' | '
       throw err;
     }
     try {
-      if (!fstatSync(fd).isFile()) return;
+      const stat = fstatSync(fd);
+      if (!stat.isFile()) return;
       sawLogs = true;
+      if (fileShowsLaterRun(inodes[stream], offsets[stream], stat)) laterRun(readPid());
+      inodes[stream] = stat.ino;
       const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
       for (;;) {
         const n = readSync(fd, buffer, 0, CHUNK_BYTES, offsets[stream]);
@@ -49,6 +93,9 @@ export function followLogs(spool: string, id: string, sinks: Record<'stdout' | '
     }
   };
   const drainAll = (): void => {
+    const pid = readPid();
+    if (pidShowsLaterRun(knownPid, pid)) laterRun(pid);
+    else knownPid ??= pid;
     drain('stdout');
     drain('stderr');
   };

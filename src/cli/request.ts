@@ -111,6 +111,8 @@ async function waitAndReport(client: WorkQueueClient, spool: string, id: string,
           if (stops.stdoutOpen) around(() => process.stdout.write(chunk)); // else its reader went away: the wait is stopping
         },
         stderr: (chunk) => around(() => process.stderr.write(chunk)),
+      }, (attempt) => {
+        if (!flags.quiet) around(() => printError(`request ${id} is running again (attempt ${attempt})`));
       })
     : undefined;
   let outcome: Outcome;

@@ -7,10 +7,11 @@
 import { existsSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { followLogs, RECHECK_MS } from '../../src/cli/follow.js';
+import { fileShowsLaterRun, followLogs, pidShowsLaterRun, RECHECK_MS } from '../../src/cli/follow.js';
 import { logPath, openSpool } from '../../src/spool/layout.js';
 import { spoolContents, spawnWq, startCliServer, waitFor } from '../fixtures/helpers.js';
-import { closed, collect, openGate, rerunAfterRestart, waitGate, wq } from '../fixtures/gates.js';
+import { closed, collect, exited, openGate, rerunAfterRestart, sq, waitGate, wq } from '../fixtures/gates.js';
+import { readLines } from '../fixtures/processes.js';
 
 const MIB = 1024 * 1024;
 
@@ -107,6 +108,46 @@ t.test('wq wait --follow on a request re-run after a server restart streams the 
   t.equal(code, 0);
   t.equal(stdout.text(), `run ${pids[1]}\nfinished\n`, "the re-run's output, not the first run's");
   t.strictSame(logsOf(spool, id), []);
+});
+
+t.test('wq wait --follow across a server restart: says the request runs again and streams the new run from its start', async (t) => {
+  const dir = realpathSync(t.testdir());
+  const spool = join(dir, 'spool');
+  const gate = join(dir, 'go');
+  const runs = join(dir, 'runs');
+  t.teardown(() => openGate(gate));
+  const first = await startCliServer(t, spool, ['--grace', '0']);
+  const queued = await wq(['enqueue', '--spool', spool, '--', 'sh', '-c', `echo run $$; echo $$ >> ${sq(runs)}; ${waitGate(gate)}; echo finished`]);
+  const id = queued.stdout.trim();
+  const child = spawnWq(['wait', '--spool', spool, '--follow', id]);
+  t.teardown(() => void (child.exitCode === null && child.kill('SIGKILL')));
+  const stdout = collect(child.stdout);
+  const stderr = collect(child.stderr);
+  const ended = closed(child);
+  await waitFor(() => stdout.text().includes('run '), "the first run's line");
+
+  first.kill('SIGTERM'); // --grace 0: the task is terminated and left in running/
+  t.equal((await exited(first)).code, 0);
+  await startCliServer(t, spool);
+  await waitFor(() => readLines(runs).length === 2, 'the next server to run the request again');
+  openGate(gate);
+  const [p1, p2] = readLines(runs);
+  t.same(await ended, { code: 0, signal: null });
+  t.equal(stdout.text(), `run ${p1}\nrun ${p2}\nfinished\n`, "the first run's output, then all of the second's");
+  t.equal(stderr.text(), `wq: request ${id} is running again (attempt 2)\n`);
+  t.strictSame(logsOf(spool, id), []);
+});
+
+t.test('a later run is told by its pid record or by a replaced or shorter log file', async (t) => {
+  t.notOk(pidShowsLaterRun(undefined, '41\n'), 'the first record seen');
+  t.notOk(pidShowsLaterRun('41\n', undefined), 'a record removed (before a re-run) says nothing yet');
+  t.notOk(pidShowsLaterRun('41\n', '41\n'));
+  t.ok(pidShowsLaterRun('41\n', '42\n'), 'another pid: even if the new log files reuse the old inodes');
+  t.notOk(fileShowsLaterRun(undefined, 0, { ino: 7, size: 0 }), 'the first file seen');
+  t.notOk(fileShowsLaterRun(7, 10, { ino: 7, size: 10 }));
+  t.notOk(fileShowsLaterRun(7, 10, { ino: 7, size: 12 }), 'grown: more of the same run');
+  t.ok(fileShowsLaterRun(7, 10, { ino: 8, size: 12 }), 'another inode');
+  t.ok(fileShowsLaterRun(7, 10, { ino: 7, size: 3 }), 'shorter than what was read');
 });
 
 t.test('more than 1 MiB of output', async (t) => {
