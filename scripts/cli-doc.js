@@ -40,7 +40,7 @@ Every command works on one spool directory: \`--spool DIR\`, else \`$WQ_SPOOL\`,
 | 4 | no such request in the spool (never enqueued, aborted, or its result already claimed) |
 | 124 | a deadline passed (\`--timeout\` or \`--run-timeout\`); the request was aborted and the message says which |
 | 128+N | stopped by signal N while waiting (129 SIGHUP, 130 SIGINT/Ctrl-C, 143 SIGTERM); the request was aborted (or left queued with \`--detach-on-signal\`) and stderr says which |
-| 141 | stdout was closed by its reader (\`wq … \| head -1\`), as a filter killed by SIGPIPE: no message, except that a request being waited for is aborted (as at Ctrl-C) and stderr says so |
+| 141 | stdout or stderr was closed by its reader (\`wq … \| head -1\`), as a filter killed by SIGPIPE: no message, except that a request being waited for is aborted (as at Ctrl-C) and stderr says so |
 
 ## \`wq\`
 

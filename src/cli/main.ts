@@ -46,7 +46,7 @@ Examples:
 Exit codes: 0 ok (or the command's own code), 1 task failed or output lost, 2 usage, 3 spool unusable or
 already served (or the --metrics-port address unusable), 4 unknown request id, 124 timed out
 (request aborted), 128+N stopped by signal N while waiting (129 SIGHUP, 130 SIGINT, 143 SIGTERM:
-request aborted), 141 stdout closed by its reader (like SIGPIPE; a request waited for is aborted).`,
+request aborted), 141 stdout or stderr closed by its reader (like SIGPIPE; a request waited for is aborted).`,
     );
 
   program

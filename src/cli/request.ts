@@ -108,9 +108,11 @@ async function waitAndReport(client: WorkQueueClient, spool: string, id: string,
   const follower = flags.follow
     ? (await import('./follow.js')).followLogs(spool, id, {
         stdout: (chunk) => {
-          if (stops.stdoutOpen) around(() => process.stdout.write(chunk)); // else its reader went away: the wait is stopping
+          if (stops.outputOpen) around(() => process.stdout.write(chunk)); // else its reader went away: the wait is stopping
         },
-        stderr: (chunk) => around(() => process.stderr.write(chunk)),
+        stderr: (chunk) => {
+          if (stops.outputOpen) around(() => process.stderr.write(chunk));
+        },
       }, (attempt) => {
         if (!flags.quiet) around(() => printError(`request ${id} is running again (attempt ${attempt})`));
       })
@@ -137,6 +139,6 @@ async function waitAndReport(client: WorkQueueClient, spool: string, id: string,
   }
   // A detached request still runs: its logs are its own.
   if (follower !== undefined && !(outcome.kind === 'interrupted' && outcome.detached)) client.removeRequestLogs(id);
-  const out = stops.stdoutOpen ? process.stdout : new Writable({ write: (_chunk, _encoding, done) => done() });
+  const out = stops.outputOpen ? process.stdout : new Writable({ write: (_chunk, _encoding, done) => done() });
   process.exitCode = render(outcome, { json: flags.json === true, quiet: flags.quiet === true, streamed: follower?.sawLogs === true }, out);
 }

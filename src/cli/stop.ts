@@ -1,8 +1,9 @@
 /**
  * Why a waiting `wq` stops early: SIGINT, SIGTERM or SIGHUP (Ctrl-C, `timeout`,
- * a cancelled CI job, a closed terminal), or EPIPE on stdout (its reader went
- * away, `wq … | head -1`). The listeners are installed before the request is
- * published, so no signal finds the default action (death) with a request out.
+ * a cancelled CI job, a closed terminal), or EPIPE on stdout or stderr (the
+ * reader went away, `wq … | head -1`). The listeners are installed before the
+ * request is published, so no signal finds the default action (death) with a
+ * request out.
  */
 import { constants as osConstants } from 'node:os';
 import { isErrno } from '../errors.js';
@@ -10,7 +11,7 @@ import { isErrno } from '../errors.js';
 /** The signals that stop a wait. */
 export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 export type StopSignal = (typeof STOP_SIGNALS)[number];
-/** A signal, or `SIGPIPE`: stdout's reader went away (EPIPE; Node ignores the signal itself). */
+/** A signal, or `SIGPIPE`: the reader of stdout or stderr went away (EPIPE; Node ignores the signal itself). */
 export type StopCause = StopSignal | 'SIGPIPE';
 
 /** The exit code of a process ended by `cause`, as a shell reports it: 128 + the signal's number. */
@@ -42,8 +43,8 @@ export class StopListener {
     return this.#controller.signal.aborted ? (this.#controller.signal.reason as StopCause) : undefined;
   }
 
-  /** Whether stdout can still be written to (its reader has not gone away). */
-  get stdoutOpen(): boolean {
+  /** Whether stdout and stderr can still be written to (their readers have not gone away). */
+  get outputOpen(): boolean {
     return this.cause !== 'SIGPIPE';
   }
 
@@ -62,15 +63,16 @@ export class StopListener {
 const listening = new Set<StopListener>();
 
 /**
- * Makes EPIPE on stdout end `wq` like a Unix filter killed by SIGPIPE: no
- * stack trace, exit 141. While a wait is open, it stops the wait instead (the
- * request is aborted, as at Ctrl-C) and the wait's end sets the exit code.
- * Any other error on stdout is thrown as before.
+ * Makes EPIPE on stdout or stderr end `wq` like a Unix filter killed by
+ * SIGPIPE: no stack trace, exit 141. While a wait is open, it stops the wait
+ * instead (the request is aborted, as at Ctrl-C) and the wait's end sets the
+ * exit code. Any other error on these streams is thrown as before.
  */
-export function exitQuietlyOnBrokenPipe(stdout: NodeJS.WriteStream = process.stdout, exit: (code: number) => void = process.exit): void {
-  stdout.on('error', (err: Error) => {
+export function exitQuietlyOnBrokenPipe(streams: NodeJS.WriteStream[] = [process.stdout, process.stderr], exit: (code: number) => void = process.exit): void {
+  const onError = (err: Error): void => {
     if (!isErrno(err, 'EPIPE')) throw err;
     if (listening.size === 0) return exit(exitCodeForCause('SIGPIPE'));
     for (const listener of listening) listener.stop('SIGPIPE');
-  });
+  };
+  for (const stream of streams) stream.on('error', onError);
 }

@@ -98,7 +98,7 @@ t.test('--detach-on-signal: the request stays queued, its id goes to stderr, wq 
   t.ok(emptied(spool));
 });
 
-t.test('a closed stdout: no stack trace, exit 141', async (t) => {
+t.test('a closed stdout or stderr: no stack trace, exit 141', async (t) => {
   t.test('wq --help', async (t) => {
     const child = spawnWq(['--help']);
     child.stdout!.destroy(); // the reader is gone before wq writes anything
@@ -136,6 +136,25 @@ t.test('a closed stdout: no stack trace, exit 141', async (t) => {
     const { code } = await ended;
     t.equal(code, 141);
     t.equal(stderr.text(), `wq: aborted request ${id} (SIGPIPE)\n`, 'one line, no stack trace');
+    await waitFor(() => isGone(pid), 'the server to kill the task');
+    await waitFor(() => emptied(spool), 'the request to be gone from the spool');
+    t.pass('aborted, nothing left');
+  });
+
+  t.test('wq enqueue --wait --follow whose stderr reader went away: the request is aborted too', async (t) => {
+    const dir = realpathSync(t.testdir());
+    const spool = join(dir, 'spool');
+    await startCliServer(t, spool);
+    const pidFile = join(dir, 'task.pid');
+    const child = spawnWq(['enqueue', '--spool', spool, '--wait', '--follow', '--', 'sh', '-c', `echo $$ > ${sq(pidFile)}; while [ -d ${sq(dir)} ]; do echo tick >&2; sleep 0.05; done`]);
+    t.teardown(() => void (child.exitCode === null && child.kill('SIGKILL')));
+    const stdout = collect(child.stdout);
+    const ended = closed(child);
+    await new Promise<void>((resolve) => child.stderr!.once('data', () => resolve()));
+    child.stderr!.destroy(); // like `2>&1 | head -1`
+    const pid = readPid(pidFile)!;
+    t.equal((await ended).code, 141);
+    t.equal(stdout.text(), '');
     await waitFor(() => isGone(pid), 'the server to kill the task');
     await waitFor(() => emptied(spool), 'the request to be gone from the spool');
     t.pass('aborted, nothing left');
