@@ -94,11 +94,9 @@ export function render(outcome: Outcome, options: RenderOptions, out: NodeJS.Wri
       say(outcome.message);
       return code;
     case 'interrupted':
-      say(
-        outcome.detached
-          ? `stopped waiting (${outcome.cause}); request ${outcome.id} was left queued: collect it with \`wq wait ${outcome.id}\``
-          : `aborted request ${outcome.id} (${outcome.cause})`,
-      );
+      // A detached request's id is printed even with --quiet: without it, nobody can collect the result.
+      if (outcome.detached) err.write(`wq: stopped waiting (${outcome.cause}); request ${outcome.id} was left queued: collect it with \`wq wait ${outcome.id}\`\n`);
+      else say(`aborted request ${outcome.id} (${outcome.cause})`);
       return code;
     case 'result':
       break;

@@ -70,7 +70,7 @@ t.test('a signal the moment the request is published still aborts it: no window'
   }
 });
 
-t.test('--detach-on-signal: the request stays queued, its id goes to stderr, wq wait collects it later', async (t) => {
+t.test('--detach-on-signal: the request stays queued, its id goes to stderr (even with --quiet), wq wait collects it later', async (t) => {
   const spool = join(realpathSync(t.testdir()), 'spool');
   openSpool(spool);
   const child = spawnWq(['enqueue', '--spool', spool, '--quiet', '--wait', '--detach-on-signal', '--', 'echo', 'later']);
@@ -80,7 +80,7 @@ t.test('--detach-on-signal: the request stays queued, its id goes to stderr, wq 
   const id = await waitFor(() => spoolContents(spool).requested[0], 'the request to be queued');
   child.kill('SIGTERM');
   t.same(await ended, { code: 143, signal: null });
-  t.equal(stderr.text(), '', '--quiet: no message');
+  t.equal(stderr.text(), `wq: stopped waiting (SIGTERM); request ${id} was left queued: collect it with \`wq wait ${id}\`\n`, 'the id, even with --quiet');
   t.same(spoolContents(spool).aborting, [], 'no abort was filed');
 
   const loud = spawnWq(['enqueue', '--spool', spool, '--wait', '--detach-on-signal', '--', 'echo', 'later']);
