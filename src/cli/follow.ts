@@ -28,6 +28,15 @@ export interface Follower {
   finish(): Promise<void>;
 }
 
+/**
+ * The pid in a pid record, or undefined if it is not a whole one: the server
+ * creates the file and then writes it, so a reader may find it empty.
+ */
+export function parsePidRecord(bytes: Uint8Array | undefined): string | undefined {
+  const text = bytes === undefined ? '' : Buffer.from(bytes).toString('utf8');
+  return /^\d+\n$/.test(text) ? text.trimEnd() : undefined;
+}
+
 /** Whether the pid record names a later run: it changed from one pid to another (a missing record says nothing). */
 export function pidShowsLaterRun(knownPid: string | undefined, pid: string | undefined): boolean {
   return knownPid !== undefined && pid !== undefined && pid !== knownPid;
@@ -55,7 +64,7 @@ export function followLogs(spool: string, id: string, sinks: Record<Stream, (chu
   let sawLogs = false;
   const readPid = (): string | undefined => {
     try {
-      return sfs.readEntry(pidFile, MAX_PID_RECORD_BYTES)?.toString('utf8');
+      return parsePidRecord(sfs.readEntry(pidFile, MAX_PID_RECORD_BYTES));
     } catch (err) {
       if (err instanceof ProtocolError) return undefined; // not a pid record: it tells nothing
       throw err;

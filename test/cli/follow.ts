@@ -7,7 +7,7 @@
 import { existsSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { fileShowsLaterRun, followLogs, pidShowsLaterRun, RECHECK_MS } from '../../src/cli/follow.js';
+import { fileShowsLaterRun, followLogs, parsePidRecord, pidShowsLaterRun, RECHECK_MS } from '../../src/cli/follow.js';
 import { logPath, openSpool } from '../../src/spool/layout.js';
 import { spoolContents, spawnWq, startCliServer, waitFor } from '../fixtures/helpers.js';
 import { closed, collect, exited, openGate, rerunAfterRestart, sq, waitGate, wq } from '../fixtures/gates.js';
@@ -139,6 +139,9 @@ t.test('wq wait --follow across a server restart: says the request runs again an
 });
 
 t.test('a later run is told by its pid record or by a replaced or shorter log file', async (t) => {
+  t.equal(parsePidRecord(Buffer.from('41\n')), '41');
+  for (const torn of ['', '4', '41', 'x\n']) t.equal(parsePidRecord(Buffer.from(torn)), undefined, `${JSON.stringify(torn)} is not a whole record (created, not yet written)`);
+  t.equal(parsePidRecord(undefined), undefined);
   t.notOk(pidShowsLaterRun(undefined, '41\n'), 'the first record seen');
   t.notOk(pidShowsLaterRun('41\n', undefined), 'a record removed (before a re-run) says nothing yet');
   t.notOk(pidShowsLaterRun('41\n', '41\n'));
@@ -148,6 +151,24 @@ t.test('a later run is told by its pid record or by a replaced or shorter log fi
   t.notOk(fileShowsLaterRun(7, 10, { ino: 7, size: 12 }), 'grown: more of the same run');
   t.ok(fileShowsLaterRun(7, 10, { ino: 8, size: 12 }), 'another inode');
   t.ok(fileShowsLaterRun(7, 10, { ino: 7, size: 3 }), 'shorter than what was read');
+});
+
+t.test('a pid record caught between its creation and its write is not a later run', async (t) => {
+  const spool = join(realpathSync(t.testdir()), 'spool');
+  const paths = openSpool(spool, { create: true });
+  const id = '1795800000000000-486ad342733e';
+  writeFileSync(logPath(paths, id, 'pid'), ''); // created, not yet written (the server writes it in two steps)
+  writeFileSync(logPath(paths, id, 'stdout'), 'once\n');
+  let got = '';
+  const reruns: number[] = [];
+  const follower = followLogs(spool, id, { stdout: (chunk) => (got += chunk.toString()), stderr: () => {} }, (attempt) => reruns.push(attempt));
+  await waitFor(() => got !== '', 'the output');
+  writeFileSync(logPath(paths, id, 'pid'), '4242\n');
+  writeFileSync(logPath(paths, id, 'stdout'), 'once\nmore\n', { flag: 'r+' }); // same file, grown
+  await waitFor(() => got.includes('more'), 'the rest');
+  await follower.finish();
+  t.equal(got, 'once\nmore\n', 'each line once');
+  t.strictSame(reruns, [], 'no re-run reported');
 });
 
 t.test('more than 1 MiB of output', async (t) => {
