@@ -115,3 +115,47 @@ export function checkLayout<Dir extends string>(expected: ObservedLayout<Dir>, o
   }
   return { kind: 'serve', recreate, replaced };
 }
+
+/**
+ * What a server recorded about a task's process when it started it
+ * (`running/<id>.proc`, docs/protocol.md): the leader of the task's process
+ * group, when it started, and on which boot.
+ */
+export interface TaskProcessRecord {
+  /** The group leader's pid, which is also the group's id. */
+  pid: number;
+  /** The leader's start time, in clock ticks since boot. */
+  startTicks: number;
+  /** The boot id of the machine when the task started. */
+  bootId: string;
+}
+
+/** What /proc shows now for a recorded process group. */
+export interface GroupObservation {
+  /** The process that has the recorded pid now, if any. */
+  leader?: { startTicks: number; zombie: boolean };
+  /** Processes whose process group is the recorded pid, zombies included. */
+  members: Array<{ pid: number; startTicks: number; zombie: boolean }>;
+}
+
+export type OrphanVerdict =
+  /** Nothing of the task is left working: its request may run again (or be failed). */
+  | { kind: 'gone'; why: string }
+  /** These processes of the task still live: kill the group first. */
+  | { kind: 'alive'; pids: number[] };
+
+/**
+ * Whether what a dead server started for a request is still working. Pids are
+ * reused, so a live process only counts when it is provably the task's: on the
+ * same boot, in its process group, started no earlier than the recorded
+ * leader. A live leader with another start time means the pid was reused,
+ * which the kernel only allows once the task's whole group was gone.
+ */
+export function judgeOrphan(record: TaskProcessRecord, bootId: string | undefined, now: GroupObservation): OrphanVerdict {
+  if (bootId !== undefined && record.bootId !== bootId) return { kind: 'gone', why: 'the machine rebooted since it started' };
+  if (now.leader !== undefined && !now.leader.zombie && now.leader.startTicks !== record.startTicks) {
+    return { kind: 'gone', why: 'its pid now belongs to another process' };
+  }
+  const pids = now.members.filter((m) => !m.zombie && m.startTicks >= record.startTicks).map((m) => m.pid);
+  return pids.length === 0 ? { kind: 'gone', why: 'no process of its group is left' } : { kind: 'alive', pids };
+}

@@ -17,16 +17,17 @@
  * books as they were for what it did not finish, so nothing is lost.
  */
 import { basename, dirname, join } from 'node:path';
-import { ForeignRequestError, ProtocolError, serializeError, type SerializedError } from './errors.js';
+import { ForeignRequestError, ProtocolError, serializeError, WorkQueueError, type SerializedError } from './errors.js';
 import type { Logger } from './logger.js';
 import { resolveServerOptions, type ResolvedOptions, type WorkQueueServerOptions } from './server-options.js';
 import { ServerMetrics, type FinishStatus } from './metrics.js';
 import { DirectoryWatchers, type WatchedDir } from './directory-watchers.js';
 import { LayoutGuard } from './layout-guard.js';
 import { PendingQueue } from './pending-queue.js';
-import { planAbort, planRecovery, tombstoneExpired, type AbortTarget } from './protocol.js';
+import { planAbort, planRecovery, tombstoneExpired, type AbortTarget, type RecoveryStep } from './protocol.js';
+import { Orphans } from './orphans.js';
 import { decodeRequest, decodeResult, encodeResult, MAX_REQUEST_BYTES, MAX_RESULT_BYTES, type RequestEnvelope, type ResultEnvelope, type ResultStatus } from './spool/codec.js';
-import { entryPath, logPath, openSpool, removeLogs, type SpoolDir, type SpoolPaths } from './spool/layout.js';
+import { entryPath, logPath, openSpool, PROCESS_SUFFIX, removeLogs, type SpoolDir, type SpoolPaths } from './spool/layout.js';
 import { FaultLog } from './spool/fault-log.js';
 import { planHousekeeping, type AgedEntry } from './housekeeping.js';
 import { mayAbort, mayRunRequest } from './permissions.js';
@@ -45,6 +46,8 @@ export { resolveServerOptions, type WorkQueueServerOptions } from './server-opti
 
 /** At shutdown, how long to wait for results still being committed (durable) or retried (a full disk). */
 const COMMIT_WAIT_AT_STOP_MS = 10_000;
+/** While a dead server's task was just killed, how often to look whether it is gone. */
+const ORPHAN_RECHECK_MS = 20;
 
 
 export interface ProcessRequestsOptions {
@@ -118,6 +121,10 @@ export class WorkQueueServer {
   #onFatal: (err: Error) => void = () => {};
   /** Watches of requested/ and aborting/ (none when `watch` is off). */
   #watchers: DirectoryWatchers | undefined;
+  /** Tasks' process records, and what a dead server left running (orphans.ts). */
+  #orphans!: Orphans<RecoveryStep>;
+  /** Looks at just-killed orphans until they are gone. */
+  #orphanTimer: NodeJS.Timeout | undefined;
 
   constructor(options: WorkQueueServerOptions) {
     this.#o = resolveServerOptions(options);
@@ -150,6 +157,7 @@ export class WorkQueueServer {
       adopted: (dir) => this.#adoptDirectory(dir),
     }, serverUid);
     this.#manager = manager;
+    this.#orphans = new Orphans(this.#paths, this.#log);
     const lock = acquireLock(this.#paths, { maxTasks: manager.maxTasks });
     this.#writer = new ResultWriter(
       this.#paths,
@@ -209,6 +217,7 @@ export class WorkQueueServer {
         watchers.watchAll();
         stops.push(() => watchers.close());
       }
+      stops.push(() => clearInterval(this.#orphanTimer));
       await this.#runUntilStopped(lock, stops, signal);
     } finally {
       for (const stop of stops) stop();
@@ -269,6 +278,7 @@ export class WorkQueueServer {
     if (!intact && this.#guard.recreateMissing()) intact = this.#guardLayout();
     if (intact) {
       this.#watchers?.rewatch();
+      this.#recheckOrphans(true);
       this.#rescan(true);
       if (this.#housekeepingDue()) this.#housekeep();
     }
@@ -437,12 +447,35 @@ export class WorkQueueServer {
     return n;
   }
 
-  /** Drops a running request from the books (and its deadline timer). */
+  /** Drops a running request from the books (and its deadline timer, and its process record). */
   #forgetRunning(id: string): RunningInfo | undefined {
     const info = this.#running.get(id);
-    info?.deadline?.clear();
+    if (info === undefined) return undefined;
+    info.deadline?.clear();
     this.#running.delete(id);
+    // A record left behind (EACCES) is harmless: the next server finds its group gone, or kills what is left of it.
+    this.#safely('removing a process record', () => this.#orphans.forget(id));
     return info;
+  }
+
+  /** Records a started task's process group; a record that cannot be written fails the request (thrown). */
+  #recordProcess(id: string, pid: number): void {
+    try {
+      this.#orphans.record(id, pid);
+    } catch (err) {
+      throw new WorkQueueError(`cannot record the task's process in running/ (${(err as Error).message}); it was killed`, 'ERR_PROCESS_RECORD');
+    }
+  }
+
+  /**
+   * Whether one more task may start: the manager has room, counting the tasks
+   * a dead server left that are still alive; and none of those was killed a
+   * moment ago (it is about to go, and its request keeps its place in line).
+   */
+  #hasRoom(): boolean {
+    if (this.#orphans.settling) return false;
+    // (A manager with reserve() already counts them; this covers one without.)
+    return this.#manager.hasCapacity() && (this.#orphans.size === 0 || this.#running.size + this.#orphans.size < this.#manager.maxTasks);
   }
 
   /**
@@ -632,7 +665,7 @@ export class WorkQueueServer {
   /** Starts pending requests in FIFO order while the manager has room and results can be written. */
   #startPending(): number {
     let n = 0;
-    while (this.#queue.size > 0 && this.#manager.hasCapacity() && !this.#writer.blocked) {
+    while (this.#queue.size > 0 && this.#hasRoom() && !this.#writer.blocked) {
       const id = this.#queue.shift()!;
       const queuedAt = this.#queuedAt.get(id);
       this.#queuedAt.delete(id);
@@ -690,9 +723,14 @@ export class WorkQueueServer {
     }
     this.#running.set(id, info);
     this.#log.debug('started', { id });
+    let started = false;
     try {
-      this.#manager.startTask(id, envelope.body);
+      const task = this.#manager.startTask(id, envelope.body);
+      started = true;
+      // Before the task counts as started: a server killed from now on leaves a record for the next one.
+      if (task) this.#recordProcess(id, task.pid);
     } catch (err) {
+      if (started) this.#manager.terminateTask(id);
       this.#forgetRunning(id);
       this.#publishResult(id, 'running', outcomeToResult(id, { ok: false, error: serializeError(err) }, { startedAt, queuedAt }, this.#o.now()));
       this.#metrics.finished(id, 'error');
@@ -845,25 +883,54 @@ export class WorkQueueServer {
     const inRunning = sfs.listEntries(this.#paths.dirs.running);
     const finished = new Set(inRunning.filter((n) => n.endsWith(STAGED_SUFFIX)).map((n) => n.slice(0, -STAGED_SUFFIX.length)).filter(isRequestId));
     for (const id of finished) this.#publishStaged(id);
-    const runningIds = inRunning.filter((n) => !n.endsWith(STAGED_SUFFIX) && !this.#publishedAtStart.has(n) && this.#checkName('running', n));
+    const records = inRunning.filter((n) => n.endsWith(PROCESS_SUFFIX)).map((n) => n.slice(0, -PROCESS_SUFFIX.length)).filter(isRequestId);
+    const runningIds = inRunning.filter((n) => !n.endsWith(STAGED_SUFFIX) && !n.endsWith(PROCESS_SUFFIX) && !this.#publishedAtStart.has(n) && this.#checkName('running', n));
     const completeIds = new Set(sfs.listEntries(this.#paths.dirs.complete).filter(isRequestId));
     this.#unclaimedResults = completeIds.size;
-    for (const step of planRecovery(runningIds, completeIds, this.#o.interrupted)) {
-      const runningFile = entryPath(this.#paths, 'running', step.id);
-      if (step.kind === 'drop-leftover') this.#removeIn('running', step.id);
-      else if (step.kind === 'requeue') {
-        this.#removeLogs(step.id); // the interrupted run's output; the re-run writes its own
-        sfs.moveEntry(runningFile, entryPath(this.#paths, 'pending', step.id));
-      }
-      else {
-        const error: SerializedError = { name: 'ServerRestartedError', code: 'ERR_SERVER_RESTARTED', message: 'the server restarted while this request was running; it was not run again (interrupted: fail)' };
-        this.#publishResult(step.id, 'running', { id: step.id, ok: false, status: 'restarted', error, finishedAt: this.#o.now() });
-        this.#metrics.finished(step.id, 'restarted');
-      }
-    }
+    const steps = planRecovery(runningIds, completeIds, this.#o.interrupted);
+    // A record whose request left running/ (it finished as its server died): only its task's leftovers may remain.
+    for (const id of records) if (!runningIds.includes(id)) steps.push({ kind: 'drop-leftover', id });
+    // What a dead server left running is killed first: a request runs again (or is failed) only once it is gone.
+    for (const step of steps) if (this.#orphans.settle(step.id, step)) this.#resume(step);
+    this.#watchOrphans();
     this.#queuePending();
     this.#rescan();
     this.#log.info('recovered spool', { pending: this.#queue.size, interrupted: runningIds.length, policy: this.#o.interrupted });
+  }
+
+  /** Carries out a recovery step for a request whose previous task is gone. */
+  #resume(step: RecoveryStep): void {
+    if (step.kind === 'drop-leftover') this.#removeIn('running', step.id);
+    else if (step.kind === 'requeue') {
+      this.#removeLogs(step.id); // the interrupted run's output; the re-run writes its own
+      sfs.moveEntry(entryPath(this.#paths, 'running', step.id), entryPath(this.#paths, 'pending', step.id));
+    } else {
+      const error: SerializedError = { name: 'ServerRestartedError', code: 'ERR_SERVER_RESTARTED', message: 'the server restarted while this request was running; it was not run again (interrupted: fail)' };
+      this.#publishResult(step.id, 'running', { id: step.id, ok: false, status: 'restarted', error, finishedAt: this.#o.now() });
+      this.#metrics.finished(step.id, 'restarted');
+    }
+  }
+
+  /** Looks at held orphans again; carries out the steps of those now gone. `all`: stuck ones too. */
+  #recheckOrphans(all: boolean): void {
+    if (this.#orphans.size === 0) return;
+    this.#safely('killing what the previous server left running', () => {
+      const released = this.#orphans.recheck(all);
+      for (const [, step] of released) this.#resume(step);
+      if (released.some(([, step]) => step.kind === 'requeue')) this.#queuePending();
+    });
+    this.#watchOrphans();
+    this.#schedule();
+  }
+
+  /** Tells the manager how many slots orphans hold, and looks at just-killed ones often until they are gone. */
+  #watchOrphans(): void {
+    this.#manager.reserve?.(this.#orphans.size);
+    if (this.#orphans.settling) this.#orphanTimer ??= setInterval(() => this.#recheckOrphans(false), ORPHAN_RECHECK_MS);
+    else {
+      clearInterval(this.#orphanTimer);
+      this.#orphanTimer = undefined;
+    }
   }
 
   /** Ids whose staged result a starting server published: their request is finished. */

@@ -44,7 +44,9 @@ export async function serve(flags: ServeFlags): Promise<void> {
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => {
     if (controller.signal.aborted) {
-      logger.warn('second signal: exiting at once; running tasks are left to the next server', { signal });
+      // Killed, not left working: their requests stay in running/, and the next server runs them again.
+      manager.killNow?.();
+      logger.warn('second signal: exiting at once; the running tasks were killed and run again at the next start', { signal });
       process.exit(signal === 'SIGINT' ? 130 : 143);
     }
     logger.info('signal received: finishing running tasks (send it again to exit at once)', { signal, graceSeconds: flags.grace / 1000 });

@@ -173,6 +173,18 @@ export function createEmptyExclusive(path: string, mode = 0o644): boolean {
 }
 
 /**
+ * Opens a new file for writing at `path`, in place of whatever was there:
+ * a leftover file or symlink is unlinked (never written through), an empty
+ * directory removed; then the file is created exclusively (O_EXCL|O_NOFOLLOW).
+ * Throws EEXIST when a non-empty directory (or a racing creator) holds the
+ * name, and any other fault (EMFILE, EACCES). Returns the file descriptor.
+ */
+export function openNewReplacing(path: string, mode = 0o644): number {
+  removeAnyEntry(path);
+  return fs.openSync(path, CREATE_FLAGS, mode);
+}
+
+/**
  * Renames an entry between state directories. Returns false when the source is
  * gone (ENOENT: already moved or removed by its owner). Callers guarantee the
  * destination name is free: only the server creates names there. ENOENT while

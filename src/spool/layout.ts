@@ -52,6 +52,14 @@ export function stagedResultPath(paths: SpoolPaths, id: string): string {
   return `${entryPath(paths, 'running', id)}${STAGED_SUFFIX}`;
 }
 
+/** Suffix of a running task's process record: `running/<id>.proc` (docs/protocol.md, *Task process records*). */
+export const PROCESS_SUFFIX = '.proc';
+
+/** Where the server records the process group of a request's running task. */
+export function processRecordPath(paths: SpoolPaths, id: string): string {
+  return `${entryPath(paths, 'running', id)}${PROCESS_SUFFIX}`;
+}
+
 /** Files a command task leaves in logs/ while it runs: its output as it is written, and its pid. */
 export const LOG_SUFFIXES = ['stdout', 'stderr', 'pid'] as const;
 export type LogSuffix = (typeof LOG_SUFFIXES)[number];

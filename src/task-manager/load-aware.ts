@@ -8,7 +8,7 @@
 import { loadavg } from 'node:os';
 import { InvalidOptionError } from '../errors.js';
 import { MAX_TIMER_DELAY_MS } from '../long-timer.js';
-import type { TaskManager, TaskManagerEvent, TaskOutcome } from './types.js';
+import type { TaskManager, TaskManagerEvent, TaskOutcome, TaskProcess } from './types.js';
 
 export interface LoadAwareTaskManagerOptions {
   /** Start new tasks only while the 1-minute load average is below this. */
@@ -69,8 +69,16 @@ export class LoadAwareTaskManager implements TaskManager {
     return false;
   }
 
-  startTask(id: string, request: unknown): void {
-    this.#inner.startTask(id, request);
+  startTask(id: string, request: unknown): TaskProcess | void {
+    return this.#inner.startTask(id, request);
+  }
+
+  reserve(slots: number): void {
+    this.#inner.reserve?.(slots);
+  }
+
+  killNow(): void {
+    this.#inner.killNow?.();
   }
 
   terminateTask(id: string): void {

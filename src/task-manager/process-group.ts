@@ -53,3 +53,13 @@ export function hasExited(pid: number): boolean {
   // "<pid> (<comm>) <state> …": comm may hold spaces or parentheses, so read after the last ')'.
   return stat.charAt(stat.lastIndexOf(')') + 2) === 'Z';
 }
+
+/** Like signalGroup, but a group the caller may not signal (EPERM) is left alone: false. */
+export function signalGroupIfAllowed(pgid: number, signal: NodeJS.Signals): boolean {
+  try {
+    return signalGroup(pgid, signal);
+  } catch (err) {
+    if (isErrno(err, 'EPERM')) return false;
+    throw err;
+  }
+}

@@ -14,8 +14,9 @@ import { fileURLToPath } from 'node:url';
 import { InvalidOptionError, WorkQueueError, type SerializedError } from '../errors.js';
 import { assertDurationMs, stripUndefined } from '../options.js';
 import type { ChildMessage, ParentMessage } from './process-pool-messages.js';
-import { killGroup, signalGroup, type GroupKill } from './process-group.js';
-import type { TaskManager, TaskManagerEvent, TaskOutcome } from './types.js';
+import { parentDeathPrefix } from './launcher.js';
+import { killGroup, signalGroup, signalGroupIfAllowed, type GroupKill } from './process-group.js';
+import type { TaskManager, TaskManagerEvent, TaskOutcome, TaskProcess } from './types.js';
 
 export interface ProcessPoolTaskManagerOptions {
   /** Path or URL of the handler module. */
@@ -28,6 +29,12 @@ export interface ProcessPoolTaskManagerOptions {
   env?: NodeJS.ProcessEnv;
   /** Extra Node options for the children (e.g. a loader). @default the parent's execArgv */
   execArgv?: string[];
+  /**
+   * Start each child through `setpriv --pdeathsig SIGKILL` (util-linux), where
+   * it is installed, so that a busy child dies with the server even while its
+   * handler keeps it from noticing its IPC channel close. @default true
+   */
+  dieWithServer?: boolean;
 }
 
 /** Thrown into the waiting client when a child dies while running its task. */
@@ -61,6 +68,8 @@ const WORKER_PATH = fileURLToPath(new URL(`./process-pool-worker${extname(fileUR
 export class ProcessPoolTaskManager implements TaskManager {
   readonly maxTasks: number;
   readonly #o: Required<Omit<ProcessPoolTaskManagerOptions, 'execArgv'>> & { execArgv: string[] };
+  /** Slots held by a dead server's tasks that are still alive (see reserve()). */
+  #reserved = 0;
   readonly #slots = new Set<Slot>();
   #finished: Array<[string, TaskOutcome]> = [];
   #wake: () => void = () => {};
@@ -73,7 +82,7 @@ export class ProcessPoolTaskManager implements TaskManager {
   #rejectReady!: (err: Error) => void;
 
   constructor(options: ProcessPoolTaskManagerOptions) {
-    this.#o = { size: 1, killGraceMs: 2000, env: process.env, execArgv: process.execArgv, ...stripUndefined(options), handler: options.handler };
+    this.#o = { size: 1, killGraceMs: 2000, env: process.env, execArgv: process.execArgv, dieWithServer: true, ...stripUndefined(options), handler: options.handler };
     if (typeof this.#o.handler !== 'string' || this.#o.handler === '') {
       throw new InvalidOptionError(`Expected \`handler\` to be a module path, got \`${String(options.handler)}\``);
     }
@@ -109,16 +118,29 @@ export class ProcessPoolTaskManager implements TaskManager {
   startTick(): void {}
 
   hasCapacity(): boolean {
-    return this.#idleSlot() !== undefined;
+    if (this.#idleSlot() === undefined) return false;
+    if (this.#reserved === 0) return true;
+    let taken = 0;
+    for (const slot of this.#slots) if (slot.taskId !== undefined || slot.killing !== undefined) taken++;
+    return taken + this.#reserved < this.#o.size;
   }
 
-  startTask(id: string, request: unknown): void {
+  reserve(slots: number): void {
+    this.#reserved = slots;
+  }
+
+  killNow(): void {
+    for (const slot of this.#slots) if (slot.child.pid !== undefined) signalGroupIfAllowed(slot.child.pid, 'SIGKILL');
+  }
+
+  startTask(id: string, request: unknown): TaskProcess | undefined {
     if (this.#loadError !== undefined) throw new HandlerLoadError(this.#o.handler, this.#loadError);
     const slot = this.#idleSlot();
     if (slot === undefined) throw new WorkQueueError('startTask called without capacity', 'ERR_NO_CAPACITY');
     const message: ParentMessage = { type: 'run', id, request };
     slot.child.send(message); // throws for a request that cannot be cloned: fails just this request
     slot.taskId = id;
+    return slot.child.pid === undefined ? undefined : { pid: slot.child.pid };
   }
 
   terminateTask(id: string): void {
@@ -164,12 +186,16 @@ export class ProcessPoolTaskManager implements TaskManager {
   }
 
   #spawn(): void {
+    // Through setpriv, if it is there: fork() runs `execPath ...execArgv worker handler`, and setpriv execs Node in its place.
+    const launcher = this.#o.dieWithServer ? parentDeathPrefix() : [];
     const child = fork(WORKER_PATH, [this.#o.handler], {
       detached: true, // own process group, so terminate reaches everything the handler started
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       env: this.#o.env,
-      execArgv: this.#o.execArgv,
+      ...(launcher.length === 0
+        ? { execArgv: this.#o.execArgv }
+        : { execPath: launcher[0]!, execArgv: [...launcher.slice(1), process.execPath, ...this.#o.execArgv] }),
     });
     const slot: Slot = { child, taskId: undefined, killing: undefined, spawnedAt: Date.now() };
     this.#slots.add(slot);

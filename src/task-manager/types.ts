@@ -25,6 +25,16 @@ export type TaskManagerEvent = {
   signal: NodeJS.Signals | null;
 };
 
+/**
+ * The process a task runs in, as startTask reports it: `pid` leads its own
+ * process group (pgid = pid), and killing that group stops the task. The
+ * server records it (docs/protocol.md, `running/<id>.proc`) so that the next
+ * server can kill what a dead one left running before it runs the request again.
+ */
+export interface TaskProcess {
+  pid: number;
+}
+
 export interface TaskManager {
   /** Tasks started and neither reaped nor terminated yet (the ancestor's `len(manager)`). */
   readonly size: number;
@@ -34,8 +44,12 @@ export interface TaskManager {
   startTick(): void;
   /** Whether one more task may start now. */
   hasCapacity(): boolean;
-  /** Starts a task. Must not block; a synchronous throw fails just this request. */
-  startTask(id: string, request: unknown): void;
+  /**
+   * Starts a task. Must not block; a synchronous throw fails just this request
+   * (and must leave nothing running). Returns the task's process group when it
+   * runs in a process of its own (command, handler worker); nothing in-process.
+   */
+  startTask(id: string, request: unknown): TaskProcess | void;
   /**
    * Stops a task for good: the work is really killed, its outcome is never
    * reaped, and its capacity is freed once it is gone.
@@ -54,6 +68,18 @@ export interface TaskManager {
   hasEnded?(id: string): boolean;
   /** Optional: registers the callback the manager calls with TaskManagerEvents. */
   setEventHandler?(onEvent: (event: TaskManagerEvent) => void): void;
+  /**
+   * Optional: slots taken by processes this manager does not run (what a dead
+   * server left running and could not be killed yet): hasCapacity() counts
+   * them as taken. Managers without processes need not implement it.
+   */
+  reserve?(slots: number): void;
+  /**
+   * Optional: SIGKILLs every task's process group at once, synchronously, for
+   * a process about to exit (a second SIGTERM); the tasks' requests stay in
+   * running/ and run again at the next start.
+   */
+  killNow?(): void;
   /** Stops everything and frees resources (children, timers). */
   close(): Promise<void>;
 }

@@ -31,7 +31,7 @@ t.test('SIGTERM lets running tasks finish; after a restart every request runs ex
   const log = collect(server.stderr);
 
   await waitFor(() => readLines(ledger).length >= 4 && spoolContents(spool).running.length > 0, 'some tasks to have run and some to be running');
-  const runningAtSignal = spoolContents(spool).running;
+  const runningAtSignal = spoolContents(spool).running.filter((name) => !name.endsWith('.proc')); // .proc: each task's process record
   server.kill('SIGTERM');
   const { code, signal } = await exited(server);
   t.equal(code, 0, 'the server exits 0');
@@ -77,7 +77,7 @@ for (const [signal, exitCode] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
     const ended = await exited(server);
     t.strictSame(ended, { code: exitCode, signal: null }, `exit ${exitCode} at the second signal`);
     t.match(log.text(), 'second signal: exiting at once');
-    t.strictSame(spoolContents(spool).running, [id], 'the request stays in running/ for the next server');
+    t.strictSame(spoolContents(spool).running, [id, `${id}.proc`], 'the request stays in running/ for the next server, with its task\'s process record');
     t.strictSame(spoolContents(spool).complete, [], 'it has no result');
 
     await startCliServer(t, spool);

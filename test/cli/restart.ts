@@ -28,7 +28,7 @@ t.test('kill -9 of the server with requests queued: after a restart all of them 
 
   server.kill('SIGKILL');
   t.same(await exited(server), { code: null, signal: 'SIGKILL' });
-  t.same(spoolContents(spool).running, [first], 'the running request is left in running/');
+  t.same(spoolContents(spool).running, [first, `${first}.proc`], 'the running request is left in running/, with its task\'s process record');
 
   await startCliServer(t, spool, ['--max-tasks', '1']);
   await waitFor(() => readLines(join(dir, 'blocker.pids')).length === 2, 'the interrupted request to run again');
