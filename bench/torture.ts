@@ -11,6 +11,8 @@
  *
  * `--lock-race [--trials N] [--racers N]` runs the lock torture instead (torture-lock.ts):
  * racing starters on a stale lock never both serve.
+ * `--orphans` runs the orphan torture instead (torture-orphans.ts): a real `wq serve` whose
+ * tasks outlive it is SIGKILLed `--kills` times (default 10) under `--max-tasks` (default 2).
  */
 import { randomInt } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -18,9 +20,11 @@ import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_LOCK_RACE, formatLockRace, runLockRace } from './torture-lock.js';
+import { fileURLToPath } from 'node:url';
 import { DEFAULT_TORTURE_OPTIONS, formatSummary, runTorture, type TortureOptions } from './torture-run.js';
+import { formatOrphanSummary, runOrphanTorture } from './torture-orphans.js';
 
-function parseOptions(): { options: Omit<TortureOptions, 'workDir' | 'progress'>; keep: boolean; json: boolean } {
+function parseOptions(): { options: Omit<TortureOptions, 'workDir' | 'progress'>; keep: boolean; json: boolean; orphans: boolean; killsGiven: boolean; maxTasksGiven: boolean } {
   const { values } = parseArgs({
     options: {
       seed: { type: 'string' },
@@ -33,6 +37,7 @@ function parseOptions(): { options: Omit<TortureOptions, 'workDir' | 'progress'>
       'debug-log': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
+      orphans: { type: 'boolean', default: false },
     },
   });
   const int = (name: string, value: string | undefined, fallback: number, min = 0): number => {
@@ -57,6 +62,9 @@ function parseOptions(): { options: Omit<TortureOptions, 'workDir' | 'progress'>
     },
     keep: values.keep,
     json: values.json,
+    orphans: values.orphans,
+    killsGiven: values.kills !== undefined,
+    maxTasksGiven: values['max-tasks'] !== undefined,
   };
 }
 
@@ -91,9 +99,37 @@ async function lockRace(): Promise<void> {
   process.exitCode = ok ? 0 : 1;
 }
 
+/** The orphan torture: prints its figures; exits 1 on any violation. */
+async function orphans(o: ReturnType<typeof parseOptions>): Promise<void> {
+  const workDir = mkdtempSync(join(tmpdir(), 'wq-orphan-torture-'));
+  const kills = o.killsGiven ? o.options.kills : 10;
+  const maxTasks = o.maxTasksGiven ? o.options.maxTasks : 2;
+  process.stderr.write(`orphan torture: seed ${o.options.seed} (replay: npm run torture -- --orphans --seed ${o.options.seed}); work dir ${workDir}\n`);
+  process.stderr.write(`machine: ${machine(workDir)}\n`);
+  const report = await runOrphanTorture({
+    seed: o.options.seed,
+    kills,
+    maxTasks,
+    requests: kills * maxTasks * 2,
+    workTenths: [5, 30],
+    serveMs: [300, 2500],
+    wq: fileURLToPath(new URL('../../bin/wq', import.meta.url)),
+    workDir,
+    progress: (line) => process.stderr.write(`  ${line}\n`),
+  });
+  const ok = report.violations.length === 0;
+  if (o.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else process.stdout.write(`\n${formatOrphanSummary(report)}\n${ok ? 'PASS: no violations' : `FAIL: ${report.violations.length} violation(s):\n${report.violations.map((v) => `  - ${v}`).join('\n')}`}\nseed ${report.seed}\n`);
+  if (ok && !o.keep) rmSync(workDir, { recursive: true, force: true });
+  else process.stderr.write(`work dir kept: ${workDir}\n`);
+  process.exitCode = ok ? 0 : 1;
+}
+
 async function main(): Promise<void> {
   if (process.argv.includes('--lock-race')) return lockRace();
-  const { options, keep, json } = parseOptions();
+  const parsed = parseOptions();
+  if (parsed.orphans) return orphans(parsed);
+  const { options, keep, json } = parsed;
   const workDir = mkdtempSync(join(tmpdir(), 'wq-torture-'));
   process.stderr.write(`crash torture: seed ${options.seed} (replay: npm run torture -- --seed ${options.seed}); work dir ${workDir}\n`);
   process.stderr.write(`machine: ${machine(workDir)}\n`);

@@ -14,7 +14,9 @@ import { pathToFileURL } from 'node:url';
 import { judge, type ClientRun, type TortureEvidence } from '../bench/torture-check.js';
 import { plannedFailureMessage } from '../bench/torture-common.js';
 import type * as TortureRun from '../bench/torture-run.js';
-import { ROOT } from './fixtures/helpers.js';
+import type * as TortureOrphans from '../bench/torture-orphans.js';
+import { judgeOrphanLedger } from '../bench/torture-orphans.js';
+import { ROOT, WQ } from './fixtures/helpers.js';
 
 /** The plan of the short run; `WQ_TORTURE_SEED` replays another one. */
 const SEED = Number(process.env.WQ_TORTURE_SEED ?? 20261122);
@@ -38,6 +40,33 @@ t.test(`crash torture: ${SHORT.clients} waiting clients, ${SHORT.kills} server S
   t.ok(report.figures.delivered > 0 && report.figures.backlogStartsChecked > 0, 'requests went through, and restarts had backlogs to check');
   t.equal(report.figures.rejected, 0, 'no server ever saw a half request');
   t.strictSame(report.violations, [], 'every request got exactly one result, FIFO held in each lifetime, and housekeeping left an empty spool');
+});
+
+t.test('a task outliving a SIGKILLed server never runs beside its re-run: 4 kills of `wq serve --max-tasks 2`', async (t) => {
+  const dir = t.testdir();
+  const build = join(dir, 'build');
+  const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.bench.json'), '--outDir', build], { encoding: 'utf8' });
+  t.equal(tsc.status, 0, 'bench/ compiles', { output: tsc.stdout + tsc.stderr });
+  if (tsc.status !== 0) return;
+  const { runOrphanTorture, formatOrphanSummary } = (await import(pathToFileURL(join(build, 'bench', 'torture-orphans.js')).href)) as typeof TortureOrphans;
+  const workDir = join(dir, 'work');
+  mkdirSync(workDir);
+  const progress: string[] = [];
+  const report = await runOrphanTorture({ seed: SEED, kills: 4, maxTasks: 2, requests: 10, workTenths: [5, 25], serveMs: [400, 2000], wq: WQ, workDir, progress: (line) => void progress.push(line) });
+  t.comment(`${progress.join('\n')}\n${formatOrphanSummary(report)}`);
+  t.equal(report.results, 10, 'every request got its result');
+  t.ok(report.starts > 10, 'some requests ran again after a kill');
+  t.ok(report.maxConcurrent <= 2, `never more than --max-tasks alive at once (${report.maxConcurrent})`);
+  t.equal(report.maxSameRequest, 1, 'no request ever ran beside its own re-run');
+  t.strictSame(report.violations, []);
+});
+
+t.test('the orphan verdict catches a re-run beside its orphan, and more tasks than --max-tasks', async (t) => {
+  const clean = 'start 0 10:1 1 1\nstart 1 11:2 2 1\nend 1 11:2\nstart 0 12:3 1 1\nend 0 12:3\n';
+  t.strictSame(judgeOrphanLedger(clean, 2, 2), { starts: 3, maxConcurrent: 2, maxSameRequest: 1, violations: [] });
+  t.match(judgeOrphanLedger(clean.replace('start 0 12:3 1 1', 'start 0 12:3 2 2'), 2, 2).violations.join('\n'), /request 0 started while 1 earlier run\(s\) of it were still alive/);
+  t.match(judgeOrphanLedger(clean.replace('start 1 11:2 2 1', 'start 1 11:2 3 1'), 2, 2).violations.join('\n'), /request 1 started with 3 tasks alive \(--max-tasks 2\)/);
+  t.match(judgeOrphanLedger(clean.replace('end 0 12:3\n', ''), 2, 2).violations.join('\n'), /request 0 never ran to its end/);
 });
 
 // ---- the verdict, on plain data ------------------------------------------------
