@@ -6,10 +6,12 @@
  * server's recovery can kill it. The tests look at the processes themselves
  * in /proc, not at what wq says about them.
  */
-import { readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { spoolContents, startCliServer, waitFor } from '../fixtures/helpers.js';
+import { spoolContents, startCliServer, waitFor, WQ } from '../fixtures/helpers.js';
 import { exited, wq } from '../fixtures/cli.js';
 import { collect, sq } from '../fixtures/gates.js';
 import { killQuietly, readLines } from '../fixtures/processes.js';
@@ -153,3 +155,55 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     t.strictSame(spoolContents(spool).running.filter((n) => !n.includes('.')), ids.sort(), 'both requests stay in running/ for the next server');
   });
 }
+
+const isRoot = process.getuid?.() === 0;
+
+t.test('an orphan the next server may not kill (EPERM) keeps its slot: nothing starts and its request is not re-run until it is gone', { skip: isRoot ? false : 'needs root to run the two servers as two users' }, async (t) => {
+  // Outside the test tree, which another user may not be able to traverse.
+  const base = mkdtempSync(join(tmpdir(), 'wq-orphan-eperm-'));
+  chmodSync(base, 0o755);
+  t.teardown(() => rmSync(base, { recursive: true, force: true }));
+  const spool = join(base, 'spool');
+  const runs = join(base, 'runs');
+  const stop = join(base, 'stop');
+  writeFileSync(runs, '');
+  chmodSync(runs, 0o666);
+  cleanUpGroups(t, runs);
+  const user = 4301;
+  // Without tap's hooks, which would write their own files as that user.
+  const env = { ...Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(NODE_|_?TAP)/i.test(key))), HOME: '/nonexistent' };
+  // A task whose background work runs until the test creates `stop`.
+  const task = `echo "start $$" >> ${sq(runs)}; (while [ ! -e ${sq(stop)} ] && [ -d ${sq(base)} ]; do sleep 0.05; done) & wait; echo "end $$" >> ${sq(runs)}`;
+
+  // The first server runs as root, so its orphan is root's.
+  const first = await startCliServer(t, spool, ['--max-tasks', '1']);
+  const orphaned = await enqueue(spool, ['sh', '-c', task]);
+  await waitFor(() => startsIn(runs).length === 1, 'the task to start');
+  const [orphan] = startsIn(runs) as [number];
+  await waitFor(() => liveMembers(orphan).length >= 2, 'the task to start its background worker');
+  first.kill('SIGKILL');
+  await exited(first);
+
+  // The next server runs as another user, who may not signal root's processes.
+  spawnSync('chown', ['-R', `${user}:${user}`, spool]);
+  const asUser = (args: string[]) => spawnSync(process.execPath, [WQ, ...args], { uid: user, gid: user, env, encoding: 'utf8' });
+  const next = asUser(['enqueue', '--spool', spool, '--quiet', '--', 'sh', '-c', `echo next >> ${sq(runs)}`]);
+  t.equal(next.status, 0, next.stderr);
+  const nextId = next.stdout.trim();
+  const second = spawn(process.execPath, [WQ, 'serve', '--spool', spool, '--max-tasks', '1'], { uid: user, gid: user, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  t.teardown(() => void second.kill('SIGKILL'));
+  const log = collect(second.stderr);
+  await waitFor(() => /may not kill the task the previous server left running \(EPERM\)/.test(log.text()) || second.exitCode !== null, 'the server to find the orphan it may not kill', 30_000);
+  t.equal(second.exitCode, null, 'the server serves', { log: log.text() });
+  // In pending/ only once the tick that admitted it has declined to start it.
+  await waitFor(() => spoolContents(spool).pending.includes(nextId), 'the new request to be queued');
+  t.strictSame(spoolContents(spool).running, [orphaned, `${orphaned}.proc`], 'the orphan\'s request stays in running/, with its record');
+  t.strictSame(readLines(runs), [`start ${orphan}`], 'nothing else started: the orphan holds the only slot');
+
+  killQuietly(-orphan); // its owner ends it
+  await waitFor(() => startsIn(runs).length === 2, 'the orphan\'s request to run again once it is gone', 30_000);
+  t.strictSame(liveMembers(orphan), [], 'the re-run started only after the orphan was gone');
+  writeFileSync(stop, '');
+  await waitFor(() => readLines(runs).includes('next'), 'the new request to run after it', 30_000);
+  t.strictSame(readLines(runs).filter((l) => !l.startsWith('end ')).map((l) => l.split(' ')[0]), ['start', 'start', 'next'], 'in FIFO order: the interrupted request, then the new one');
+});
