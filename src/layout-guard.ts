@@ -18,6 +18,7 @@ import { checkLayout } from './protocol.js';
 import type { FaultLog } from './spool/fault-log.js';
 import { observeLayout, type LayoutObservation, type SpoolDir, type SpoolPaths } from './spool/layout.js';
 import * as sfs from './spool/fs.js';
+import type { ServerIdentity } from './spool/access.js';
 
 /** With a live watch on the spool directory, the longest a tick goes on the last check's verdict. */
 export const LAYOUT_RECHECK_MS = 250;
@@ -45,12 +46,12 @@ export class LayoutGuard {
   #lastGoodCheck = 0;
 
   /** Who the server runs as: only this user and root may be able to rename a state directory. */
-  readonly #serverUid: number;
+  readonly #who: ServerIdentity;
 
-  constructor(paths: SpoolPaths, hooks: LayoutGuardHooks, serverUid: number) {
+  constructor(paths: SpoolPaths, hooks: LayoutGuardHooks, who: ServerIdentity) {
     this.#paths = paths;
     this.#on = hooks;
-    this.#serverUid = serverUid;
+    this.#who = who;
     this.#layout = observeLayout(paths);
   }
 
@@ -66,7 +67,7 @@ export class LayoutGuard {
     this.#lastGoodCheck = 0;
     let verdict: ReturnType<typeof checkLayout<SpoolDir>>;
     try {
-      verdict = checkLayout(this.#layout, observeLayout(this.#paths), this.#serverUid);
+      verdict = checkLayout(this.#layout, observeLayout(this.#paths), this.#who.uid, this.#who.privateGids);
       this.#on.faults.succeeded('spool check');
     } catch (err) {
       this.#on.faults.failed('spool check', err); // cannot tell (EACCES on the spool): touch nothing until we can

@@ -65,6 +65,7 @@ export interface ObservedDirectory {
   ino?: number;
   mode?: number;
   uid?: number;
+  gid?: number;
 }
 
 export interface ObservedLayout<Dir extends string> {
@@ -86,7 +87,7 @@ export type LayoutVerdict<Dir extends string> =
 const same = (a: ObservedDirectory, b: ObservedDirectory): boolean => a.dev === b.dev && a.ino === b.ino;
 
 /** An observed directory as permissions.ts judges it (unknown owner or mode: nothing to judge, so trusted and private). */
-const access = (path: string, d: ObservedDirectory): DirectoryAccess => ({ path, mode: d.mode ?? 0, uid: d.uid ?? 0 });
+const access = (path: string, d: ObservedDirectory): DirectoryAccess => ({ path, mode: d.mode ?? 0, uid: d.uid ?? 0, gid: d.gid });
 
 /**
  * Judges the spool's layout against what the server started with. The spool
@@ -97,7 +98,7 @@ const access = (path: string, d: ObservedDirectory): DirectoryAccess => ({ path,
  * directory (see permissions.ts: redirectableBy), as when one was replaced by
  * a directory another user owns in a shared spool.
  */
-export function checkLayout<Dir extends string>(expected: ObservedLayout<Dir>, observed: ObservedLayout<Dir>, serverUid?: number): LayoutVerdict<Dir> {
+export function checkLayout<Dir extends string>(expected: ObservedLayout<Dir>, observed: ObservedLayout<Dir>, serverUid?: number, privateGids: readonly number[] = []): LayoutVerdict<Dir> {
   if (observed.root.type === 'missing') return { kind: 'stop', reason: 'the spool directory was removed while the server ran (removed or replaced; its lock went with it)' };
   if (observed.root.type !== 'directory' || !same(observed.root, expected.root)) {
     return { kind: 'stop', reason: 'the spool directory was replaced while the server ran (removed or replaced; its lock went with it)' };
@@ -110,7 +111,7 @@ export function checkLayout<Dir extends string>(expected: ObservedLayout<Dir>, o
     if (now.type === 'other') return { kind: 'stop', reason: `${dir}/ is no longer a directory` };
     if (now.type === 'missing') recreate.push(dir);
     else if (!same(now, expected.dirs[dir])) replaced.push(dir);
-    const redirectable = serverUid === undefined ? undefined : redirectableBy(access('the spool directory', observed.root), access(`${dir}/`, now), serverUid);
+    const redirectable = serverUid === undefined ? undefined : redirectableBy(access('the spool directory', observed.root), access(`${dir}/`, now), serverUid, privateGids);
     if (redirectable !== undefined) return { kind: 'stop', reason: `${redirectable}; wq never lets others redirect the spool` };
   }
   return { kind: 'serve', recreate, replaced };

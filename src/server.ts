@@ -27,7 +27,7 @@ import { PendingQueue } from './pending-queue.js';
 import { planAbort, planRecovery, tombstoneExpired, type AbortTarget, type RecoveryStep } from './protocol.js';
 import { Orphans } from './orphans.js';
 import { decodeRequest, decodeResult, encodeResult, MAX_REQUEST_BYTES, MAX_RESULT_BYTES, type RequestEnvelope, type ResultEnvelope, type ResultStatus } from './spool/codec.js';
-import { entryPath, logPath, openSpool, PROCESS_SUFFIX, removeLogs, type SpoolDir, type SpoolPaths } from './spool/layout.js';
+import { entryPath, logPath, PROCESS_SUFFIX, removeLogs, type SpoolDir, type SpoolPaths } from './spool/layout.js';
 import { FaultLog } from './spool/fault-log.js';
 import { planHousekeeping, type AgedEntry } from './housekeeping.js';
 import { mayAbort, mayRunRequest } from './permissions.js';
@@ -39,7 +39,7 @@ import { setLongTimeout, type LongTimeout } from './long-timer.js';
 import { readAbortReason } from './spool/abort-reason.js';
 import { describeFileSystem, fileSystemWarnings } from './spool/mount.js';
 import * as sfs from './spool/fs.js';
-import { refuseRedirectableSpool } from './spool/access.js';
+import { openServedSpool, serverIdentity } from './spool/access.js';
 import type { TaskManager, TaskManagerEvent, TaskOutcome } from './task-manager/types.js';
 
 export { resolveServerOptions, type WorkQueueServerOptions } from './server-options.js';
@@ -147,15 +147,14 @@ export class WorkQueueServer {
    */
   async processRequests(manager: TaskManager, options: ProcessRequestsOptions = {}): Promise<void> {
     const { signal } = options;
-    this.#paths = openSpool(this.#o.spool); // refuses state directories that are symlinks
-    const serverUid = process.getuid?.() ?? 0;
-    refuseRedirectableSpool(this.#paths, serverUid); // … and directories others could swap for one
+    const who = serverIdentity();
+    this.#paths = openServedSpool(this.#o.spool, who); // refuses symlinked state directories, and directories others could swap for one
     this.#guard = new LayoutGuard(this.#paths, {
       log: this.#log,
       faults: this.#faults,
       stop: (err) => this.#stopFatally(err),
       adopted: (dir) => this.#adoptDirectory(dir),
-    }, serverUid);
+    }, who);
     this.#manager = manager;
     this.#orphans = new Orphans(this.#paths, this.#log);
     const lock = acquireLock(this.#paths, { maxTasks: manager.maxTasks });

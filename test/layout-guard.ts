@@ -26,7 +26,7 @@ function guardOn(t: Test, via: 'directory' | 'symlink' = 'directory'): { spool: 
     faults: new FaultLog(silentLogger),
     stop: (err) => void stops.push(err),
     adopted: (dir) => void adopted.push(dir),
-  }, process.getuid?.() ?? 0);
+  }, { uid: process.getuid?.() ?? 0, privateGids: [] });
   return { spool: real, guard, stops, adopted };
 }
 

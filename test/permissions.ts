@@ -53,3 +53,15 @@ t.test('mayAbort: the owner, the server user and root may; others only under the
   t.ok(mayAbort(2000, 1000, 500, 'anyone'), 'another user, anyone policy');
   t.ok(mayAbort(2000, undefined, 500, 'owner'), 'unknown owner (request not seen yet): decided when it appears');
 });
+
+t.test('a group-writable directory is private when its group is: redirectableBy and foreignWritable take the private groups', async (t) => {
+  const home = { path: '/home/alice/.local', mode: 0o775, uid: 1000, gid: 1000 };
+  const state = { path: '/home/alice/.local/state', mode: 0o775, uid: 1000, gid: 1000 };
+  t.equal(redirectableBy(home, state, 1000, [1000]), undefined, "umask 002 with the user's own group: no one else may write");
+  t.match(redirectableBy(home, state, 1000, []), /writable by its group, gid 1000, which has members other than the server's user; to fix: chmod g-w \/home\/alice\/\.local\)/, 'a shared group: says which bit and the chmod');
+  t.match(redirectableBy({ ...home, mode: 0o777 }, state, 1000, [1000]), /writable by everyone; to fix: chmod o-w \/home\/alice\/\.local\)/, 'the other write bit is never private');
+  t.match(redirectableBy({ ...home, mode: 0o777, gid: 100 }, state, 1000, [1000]), /to fix: chmod go-w/, 'both bits: both to take away');
+  t.match(redirectableBy({ path: 'old', mode: 0o775, uid: 1000 }, state, 1000, [1000]), /gid \?/, 'an unknown group is not private');
+  t.strictSame(foreignWritable([home], 1000, [1000]), [], 'plain command mode: private too');
+  t.strictSame(foreignWritable([home], 1000, []), ['/home/alice/.local is writable by its group']);
+});

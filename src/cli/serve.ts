@@ -1,9 +1,9 @@
 /** `wq serve`: builds a task manager from the flags and runs the server until a signal. */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { foreignWritable } from '../permissions.js';
-import { spoolDirectories } from '../spool/access.js';
+import { serverIdentity, spoolDirectories } from '../spool/access.js';
+import { spoolPaths } from '../spool/layout.js';
 import { resolve } from 'node:path';
-import { openSpool } from '../spool/layout.js';
 import { createLineLogger, type Logger, type LogLevel } from '../logger.js';
 import { WorkQueueServer } from '../server.js';
 import { CommandTaskManager } from '../task-manager/command.js';
@@ -92,8 +92,10 @@ export async function serve(flags: ServeFlags): Promise<void> {
  * user's account: refuse unless --allow-shared-commands says the operator means
  * it. (Who could redirect the spool is the server's own check, in every mode.)
  */
-function refuseSharedCommandSpool(spool: string, serverUid: number): void {
-  const open = foreignWritable(spoolDirectories(openSpool(spool)), serverUid);
+function refuseSharedCommandSpool(spool: string): void {
+  const who = serverIdentity();
+  // Looks, creates nothing: the server creates what is missing (private to it) once it has checked the path.
+  const open = foreignWritable(spoolDirectories(spoolPaths(spool)), who.uid, who.privateGids);
   if (open.length > 0) {
     throw new CliError(
       `refusing to run commands from a spool other users can write (${open.join('; ')}): anyone who can put a request there ` +
@@ -186,6 +188,6 @@ async function makeBaseManager(flags: ServeFlags, spool: string): Promise<TaskMa
   }
   const command = flags.exec === undefined ? [] : splitCommand(flags.exec);
   if (flags.exec !== undefined && command.length === 0) throw new CliError('--exec needs a command', EXIT.usage);
-  if (flags.exec === undefined && !flags.allowSharedCommands) refuseSharedCommandSpool(spool, process.getuid?.() ?? 0);
-  return new CommandTaskManager({ maxTasks: flags.maxTasks, command, killGraceMs: flags.killGrace, maxOutputBytes: flags.maxOutput, logDir: openSpool(spool).dirs.logs });
+  if (flags.exec === undefined && !flags.allowSharedCommands) refuseSharedCommandSpool(spool);
+  return new CommandTaskManager({ maxTasks: flags.maxTasks, command, killGraceMs: flags.killGrace, maxOutputBytes: flags.maxOutput, logDir: spoolPaths(spool).dirs.logs });
 }

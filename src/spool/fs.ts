@@ -47,6 +47,11 @@ export function resolveRealPath(path: string): string {
   return fs.realpathSync(path);
 }
 
+/** Where a symbolic link points, as written in it. */
+export function readSymlink(path: string): string {
+  return fs.readlinkSync(path);
+}
+
 /** `major:minor` of the file system that holds `path` (Linux's dev_t encoding). */
 export function deviceNumber(path: string): string {
   const dev = fs.statSync(path, { bigint: true }).dev;
@@ -333,6 +338,10 @@ export interface EntryIdentity {
   mode?: number;
   /** Its owner. */
   uid?: number;
+  /** Its group. */
+  gid?: number;
+  /** How many names it has (hard links). */
+  nlink?: number;
 }
 
 /**
@@ -350,7 +359,7 @@ export function identifyEntry(path: string, follow = false): EntryIdentity {
   }
   if (stat === undefined) return { type: 'missing' };
   const type = stat.isDirectory() ? 'directory' : stat.isSymbolicLink() ? 'symlink' : 'other';
-  return { type, dev: stat.dev, ino: stat.ino, mode: stat.mode & 0o7777, uid: stat.uid };
+  return { type, dev: stat.dev, ino: stat.ino, mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, nlink: stat.nlink };
 }
 
 /**
