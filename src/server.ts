@@ -40,6 +40,7 @@ import { readAbortReason } from './spool/abort-reason.js';
 import { describeFileSystem, fileSystemWarnings } from './spool/mount.js';
 import * as sfs from './spool/fs.js';
 import { openServedSpool, serverIdentity } from './spool/access.js';
+import { LinkedRequests } from './linked-requests.js';
 import type { TaskManager, TaskManagerEvent, TaskOutcome } from './task-manager/types.js';
 
 export { resolveServerOptions, type WorkQueueServerOptions } from './server-options.js';
@@ -103,6 +104,8 @@ export class WorkQueueServer {
   readonly #unparked = new Set<string>();
   /** Ids this server moved out of requested/ since the last periodic rescan: their move-out events are not new requests. */
   #movedOut = new Set<string>();
+  /** Requests seen with a second name, for the owner rule. */
+  #linked: LinkedRequests | undefined;
   /** Running ids whose run timeout expired, to terminate at the next tick. */
   #expired = new Set<string>();
   #nextHousekeeping = 0;
@@ -149,6 +152,7 @@ export class WorkQueueServer {
     const { signal } = options;
     const who = serverIdentity();
     this.#paths = openServedSpool(this.#o.spool, who); // refuses symlinked state directories, and directories others could swap for one
+    this.#linked = new LinkedRequests(this.#paths.dirs.tmp);
     this.#guard = new LayoutGuard(this.#paths, {
       log: this.#log,
       faults: this.#faults,
@@ -669,25 +673,35 @@ export class WorkQueueServer {
       const queuedAt = this.#queuedAt.get(id);
       this.#queuedAt.delete(id);
       const from = this.#unparked.delete(id) ? 'requested' : 'pending';
+      let started: boolean | 'wait';
       try {
-        if (this.#startOne(id, from, queuedAt)) n++;
+        started = this.#startOne(id, from, queuedAt);
       } catch (err) {
         // A fault (EMFILE, EACCES …), not a broken request: back in line, where it was, for the next tick.
-        this.#queue.insert(id);
-        if (queuedAt !== undefined) this.#queuedAt.set(id, queuedAt);
-        if (from === 'requested') this.#unparked.add(id);
+        this.#requeue(id, from, queuedAt);
         throw err;
       }
+      if (started === 'wait') {
+        this.#requeue(id, from, queuedAt); // first in line still: nothing behind it starts before it
+        break;
+      }
+      if (started) n++;
     }
     return n;
+  }
+
+  #requeue(id: string, from: 'requested' | 'pending', queuedAt: number | undefined): void {
+    this.#queue.insert(id);
+    if (queuedAt !== undefined) this.#queuedAt.set(id, queuedAt);
+    if (from === 'requested') this.#unparked.add(id);
   }
 
   /**
    * Reads a queued request, moves it to running/ and starts it; true when it
    * started. A broken request gets a `rejected` result; a fault is thrown
-   * before anything changed.
+   * before anything changed; 'wait' when its owner cannot be trusted yet (see #checkOwner).
    */
-  #startOne(id: string, from: 'requested' | 'pending', queuedAt: number | undefined): boolean {
+  #startOne(id: string, from: 'requested' | 'pending', queuedAt: number | undefined): boolean | 'wait' {
     if (from === 'requested') this.#movedOut.add(id);
     const file = entryPath(this.#paths, from, id);
     let envelope: RequestEnvelope;
@@ -699,7 +713,7 @@ export class WorkQueueServer {
         return false;
       }
       envelope = decodeRequest(read.bytes);
-      this.#checkOwner(id, read.uid);
+      if (this.#checkOwner(id, file, read) === 'wait') return 'wait';
     } catch (err) {
       if (!(err instanceof ProtocolError) && !(err instanceof ForeignRequestError)) throw err;
       this.#rejectRequest(id, from, err, queuedAt);
@@ -786,11 +800,19 @@ export class WorkQueueServer {
     return removal;
   }
 
-  /** Throws ForeignRequestError unless a request whose file `uid` owns may run here (option `requestOwners`). */
-  #checkOwner(id: string, uid: number): void {
+  /**
+   * Throws ForeignRequestError unless a request whose file `read.uid` owns may
+   * run here (option `requestOwners`); a file with a second name is not
+   * trusted for its owner (see linked-requests.ts): 'wait' for a publish.
+   */
+  #checkOwner(id: string, path: string, read: { uid: number; nlink: number; dev: number; ino: number }): 'wait' | undefined {
     const owners = this.#o.requestOwners;
-    if (mayRunRequest(uid, owners)) return;
-    throw new ForeignRequestError(`request ${id} was filed by uid ${uid}; this server runs only requests filed by uid ${owners!.join(' or ')}`, uid);
+    const { uid, nlink } = read;
+    if (!mayRunRequest(uid, owners)) throw new ForeignRequestError(`request ${id} was filed by uid ${uid}; this server runs only requests filed by uid ${owners!.join(' or ')}`, uid);
+    if (owners === undefined) return undefined;
+    const verdict = this.#linked!.judge(id, path, read, this.#o.now());
+    if (verdict === 'reject') throw new ForeignRequestError(`request ${id} has ${nlink} names (hard links): its owner uid ${uid} does not say who filed it, since anyone may link a file they do not own`, uid);
+    return verdict === 'wait' ? 'wait' : undefined;
   }
 
   /** Answers a request that cannot be read or decoded, or may not run here, with an error result, and logs it once. */

@@ -249,10 +249,11 @@ export function readEntry(path: string, maxBytes: number, options: ReadEntryOpti
 }
 
 /**
- * readEntry, with the owner of the file it read (from the fstat of the
- * descriptor it read, so the owner is that of these very bytes).
+ * readEntry, with the owner of the file it read and its number of names
+ * (from the fstat of the descriptor it read, so they are those of these very
+ * bytes: a second name means someone may have linked a file they do not own).
  */
-export function readOwnedEntry(path: string, maxBytes: number, options: ReadEntryOptions = {}): { bytes: Buffer; uid: number } | undefined {
+export function readOwnedEntry(path: string, maxBytes: number, options: ReadEntryOptions = {}): { bytes: Buffer; uid: number; nlink: number; dev: number; ino: number } | undefined {
   if (options.trustedDirectory !== true) {
     const before = entryStat(path);
     if (before === undefined) return undefined;
@@ -282,7 +283,7 @@ export function readOwnedEntry(path: string, maxBytes: number, options: ReadEntr
       if (n === 0) break; // shrank under us; decoding the short buffer will fail loudly
       offset += n;
     }
-    return { bytes: offset === stat.size ? buffer : buffer.subarray(0, offset), uid: stat.uid };
+    return { bytes: offset === stat.size ? buffer : buffer.subarray(0, offset), uid: stat.uid, nlink: stat.nlink, dev: stat.dev, ino: stat.ino };
   } finally {
     fs.closeSync(fd);
   }
