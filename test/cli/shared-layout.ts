@@ -5,11 +5,12 @@
  * mode, a spool where someone other than its user and root could. Runs the
  * server and the members as real uids, so it needs root.
  */
+import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { openSpool, SPOOL_DIRS, type SpoolDir } from '../../src/spool/layout.js';
-import { ROOT } from '../fixtures/helpers.js';
+import { ROOT, waitFor } from '../fixtures/helpers.js';
 import { assertOtherUsersCanRunWq, NEEDS_ROOT, nodeAs, publicTempDir, serveOutcome, wqAs } from '../fixtures/other-users.js';
 
 const GROUP = 4242;
@@ -106,4 +107,21 @@ t.test('a spool in which others could swap a directory for a symlink is refused 
       t.strictSame(readdirSync(outside), [], `${what}, ${mode[0]}: nothing outside`);
     }
   }
+});
+
+t.test('the documented shared layout: a group member gets all of an output over 1 MiB (read before the abort hand-off), and its logs are removed', { skip: NEEDS_ROOT }, async (t) => {
+  if (!assertOtherUsersCanRunWq(t, MEMBER.uid, MEMBER.gid)) return;
+  const { spool } = documentedSpool(t);
+  // Other users' requests run only under --exec (or --handler): the member supplies seq's arguments.
+  const server = await serveOutcome(t, ['--spool', spool, '--exec', 'seq'], WQ_USER);
+  t.ok(server.started, `the server serves the documented layout: ${server.stderr()}`);
+  if (!server.started) return;
+  const args = ['1', '2000000']; // 14.9 MB, far past the 1 MiB a result carries inline
+  const expected = execFileSync('seq', args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const r = await wqAs(MEMBER, ['enqueue', '--spool', spool, '--wait', '--timeout', '120', '--', ...args]);
+  t.equal(r.code, 0, `exit 0: ${r.stderr}`);
+  t.equal(r.stdout.length, expected.length, `all ${expected.length} bytes`);
+  t.ok(r.stdout === expected, 'the same bytes as seq itself');
+  await waitFor(() => readdirSync(join(spool, 'logs')).length === 0 && readdirSync(join(spool, 'complete')).length === 0, 'the server to remove the result and its logs on the hand-off', 60_000);
+  server.stop();
 });
