@@ -36,22 +36,50 @@ export function killGroup(pgid: number, graceMs: number): GroupKill {
   };
 }
 
+/** What reading /proc/<pid>/stat gave: its text, ENOENT/ESRCH, or any other failure. */
+export type ProcStat = { kind: 'stat'; text: string } | { kind: 'missing' } | { kind: 'unreadable' };
+
+/**
+ * The decision behind hasExited, on plain data. A missing stat file means the
+ * process was collected only where /proc is there at all (`procMounted`);
+ * without /proc every file is missing, and a task judged ended would never
+ * meet its run timeout. A zombie (state Z) has ended.
+ */
+export function exitedFromStat(stat: ProcStat, procMounted: boolean): boolean {
+  if (stat.kind === 'missing') return procMounted;
+  if (stat.kind === 'unreadable') return false; // cannot tell: judged still running
+  // "<pid> (<comm>) <state> …": comm may hold spaces or parentheses, so read after the last ')'.
+  return stat.text.charAt(stat.text.lastIndexOf(')') + 2) === 'Z';
+}
+
+let procMountedCache: boolean | undefined;
+
+/** Whether this process can read its own /proc entry; probed once. */
+export function procIsMounted(): boolean {
+  procMountedCache ??= readProcStat('self').kind === 'stat';
+  return procMountedCache;
+}
+
+function readProcStat(pid: number | 'self'): ProcStat {
+  try {
+    return { kind: 'stat', text: readFileSync(`/proc/${pid}/stat`, 'latin1') };
+  } catch (err) {
+    if (isErrno(err, 'ENOENT') || isErrno(err, 'ESRCH')) return { kind: 'missing' };
+    if (err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string') return { kind: 'unreadable' };
+    throw err;
+  }
+}
+
 /**
  * Whether a child process has exited, even if its exit has not been collected
- * yet: a zombie (state Z in /proc/<pid>/stat) has ended, though Node reports
- * its 'exit' only when the event loop next reads SIGCHLD. Only for our own
- * children: their pid cannot be reused before we collect them.
+ * yet: a zombie has ended, though Node reports its 'exit' only when the event
+ * loop next reads SIGCHLD. Only for our own children: their pid cannot be
+ * reused before we collect them. Without /proc (`procMounted` false), only
+ * Node's 'exit' tells.
  */
-export function hasExited(pid: number): boolean {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-  } catch (err) {
-    if (isErrno(err, 'ENOENT') || isErrno(err, 'ESRCH')) return true; // collected meanwhile
-    return false; // cannot tell (no /proc): judged still running
-  }
-  // "<pid> (<comm>) <state> …": comm may hold spaces or parentheses, so read after the last ')'.
-  return stat.charAt(stat.lastIndexOf(')') + 2) === 'Z';
+export function hasExited(pid: number, procMounted: () => boolean = procIsMounted): boolean {
+  const stat = readProcStat(pid);
+  return exitedFromStat(stat, stat.kind === 'missing' && procMounted());
 }
 
 /** Like signalGroup, but a group the caller may not signal (EPERM) is left alone: false. */

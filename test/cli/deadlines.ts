@@ -3,12 +3,13 @@
  * (2^31 ms, about 24.8 days), and a run timeout judged by when the task really
  * ended, even when the server was stopped (SIGSTOP) past the deadline.
  */
+import { spawn } from 'node:child_process';
 import { realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { WorkQueueClient } from '../../src/client.js';
-import { startCliServer, waitFor } from '../fixtures/helpers.js';
-import { wq } from '../fixtures/cli.js';
+import { startCliServer, waitFor, WQ } from '../fixtures/helpers.js';
+import { captureStderr, wq } from '../fixtures/cli.js';
 import { isGone, killQuietly, readPid } from '../fixtures/processes.js';
 
 const THIRTY_DAYS_S = 30 * 24 * 3600;
@@ -73,4 +74,22 @@ t.test('a server stopped (SIGSTOP) past a run timeout: a task that ended in time
   t.equal(second.code, 124, 'the task still running when the server woke: timed out');
   t.match(JSON.parse(second.stdout), { status: 'timed_out', deadline: 'run' });
   await waitFor(() => isGone(overrunPid), 'the overrunning task to be killed');
+});
+
+t.test('a server that cannot read /proc (hidden by a tmpfs) still enforces a run timeout', { skip: process.getuid?.() === 0 ? false : 'needs root to hide /proc in a mount namespace' }, async (t) => {
+  const dir = realpathSync(t.testdir());
+  const spool = join(dir, 'spool');
+  // A private mount namespace in which /proc is an empty tmpfs: every /proc/<pid>/stat is missing.
+  const hideProc = 'mount -t tmpfs none /proc && exec "$0" "$@"';
+  const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', hideProc, process.execPath, WQ, 'serve', '--spool', spool], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const stderr = captureStderr(child);
+  t.teardown(() => killQuietly(child.pid!, 'SIGKILL'));
+  await waitFor(() => stderr.text().includes('server started') || child.exitCode !== null, 'wq serve to start without /proc', 30_000);
+  t.equal(child.exitCode, null, `the server runs without /proc: ${stderr.text()}`);
+  const r = await wq(['enqueue', '--spool', spool, '--wait', '--run-timeout', '1', '--', 'sh', '-c', 'echo $$ > task.pid; exec sleep 60'], { cwd: dir });
+  t.equal(r.code, 124, 'timed out, not left to run');
+  t.match(r.stderr, /ran longer than its run timeout \(--run-timeout 1 s\)/, 'says which deadline');
+  const taskPid = readPid(join(dir, 'task.pid'));
+  t.teardown(() => taskPid !== undefined && killQuietly(taskPid));
+  t.ok(taskPid !== undefined && (await waitFor(() => isGone(taskPid), 'the task to be killed', 30_000)), 'the task was killed');
 });
