@@ -398,9 +398,14 @@ t.test('a run timeout set at enqueue: the server terminates the task and answers
 
 t.test('a run timeout does not terminate a task the manager says has ended: its own outcome is published', async (t) => {
   const spool = spoolDir(t);
-  // A manager whose task has ended but whose outcome is not ready yet (a command's output draining).
+  // A manager whose task ends at once but whose outcome is not ready yet (a command's output
+  // draining). It has ended from its start, so a loaded machine cannot let the deadline pass first.
   class EndingManager extends ScriptedTaskManager {
     readonly ended = new Set<string>();
+    override startTask(id: string, request: unknown): void {
+      super.startTask(id, request);
+      this.ended.add(id);
+    }
     hasEnded(id: string): boolean {
       return this.ended.has(id);
     }
@@ -411,7 +416,6 @@ t.test('a run timeout does not terminate a task the manager says has ended: its 
   const client = makeClient(t, spool);
   const id = await client.enqueue('ends in time', { runTimeoutMs: 50 });
   await waitFor(() => manager.startedIds.includes(id), 'the task to start');
-  manager.ended.add(id);
   await waitFor(() => logger.find('run timeout passed after the task had ended; its own result stands').length === 1, 'the server to act on the run timeout');
   t.strictSame(manager.terminated, [], 'the task was not terminated');
   manager.finish(id);

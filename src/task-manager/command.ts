@@ -67,8 +67,9 @@ export interface CommandTaskManagerOptions {
   /**
    * Write each command's output, as it comes, to `<logDir>/<id>.stdout` and
    * `.stderr` (up to `maxOutputBytes`), and its pid to `<id>.pid`, for `wq wait`
-   * (the whole output), `--follow` and `wq status`. A write that fails (a full
-   * disk) stops the command and fails its request (`ERR_DISK_FULL`). The spool's
+   * (the whole output), `--follow` and `wq status`. An output write that fails
+   * stops the command and fails its request (`ERR_DISK_FULL` on a full disk,
+   * else `ERR_OUTPUT_LOG`); the pid file is best effort. The spool's
    * `logs/` directory. @default no log files
    */
   logDir?: string;
