@@ -13,6 +13,7 @@ import { WorkQueueServer, resolveServerOptions, type WorkQueueServerOptions } fr
 import { encodeRequest, encodeResult } from '../src/spool/codec.js';
 import { FAR_FUTURE_ID_MS, formatRequestId, type IdSource } from '../src/spool/request-id.js';
 import { InProcessTaskManager } from '../src/task-manager/in-process.js';
+import { LoadAwareTaskManager } from '../src/task-manager/load-aware.js';
 import type { TaskManager, TaskOutcome } from '../src/task-manager/types.js';
 import { spoolContents, startServer, waitFor } from './fixtures/helpers.js';
 import { ScriptedTaskManager } from './fixtures/scripted-manager.js';
@@ -397,7 +398,6 @@ t.test('a run timeout set at enqueue: the server terminates the task and answers
 });
 
 t.test('a run timeout does not terminate a task the manager says has ended: its own outcome is published', async (t) => {
-  const spool = spoolDir(t);
   // A manager whose task ends at once but whose outcome is not ready yet (a command's output
   // draining). It has ended from its start, so a loaded machine cannot let the deadline pass first.
   class EndingManager extends ScriptedTaskManager {
@@ -410,17 +410,24 @@ t.test('a run timeout does not terminate a task the manager says has ended: its 
       return this.ended.has(id);
     }
   }
-  const manager = new EndingManager(1);
-  const logger = new RecordingLogger();
-  startServer(t, manager, serverOptions(spool, { logger }));
-  const client = makeClient(t, spool);
-  const id = await client.enqueue('ends in time', { runTimeoutMs: 50 });
-  await waitFor(() => manager.startedIds.includes(id), 'the task to start');
-  await waitFor(() => logger.find('run timeout passed after the task had ended; its own result stands').length === 1, 'the server to act on the run timeout');
-  t.strictSame(manager.terminated, [], 'the task was not terminated');
-  manager.finish(id);
-  const result = await client.waitForResult(id);
-  t.match(result, { ok: true, status: 'normal', value: `done ${id}` }, 'its own outcome, not timed_out');
+  // Also through LoadAwareTaskManager (wq serve --max-load), which must pass hasEnded on.
+  for (const wrapped of [false, true]) {
+    await t.test(wrapped ? 'wrapped by LoadAwareTaskManager' : 'the manager itself', async (t) => {
+      const manager = new EndingManager(1);
+      const logger = new RecordingLogger();
+      const served = wrapped ? new LoadAwareTaskManager(manager, { maxLoad: 1, load: () => 0 }) : manager;
+      const spool = spoolDir(t);
+      startServer(t, served, serverOptions(spool, { logger }));
+      const client = makeClient(t, spool);
+      const id = await client.enqueue('ends in time', { runTimeoutMs: 50 });
+      await waitFor(() => manager.startedIds.includes(id), 'the task to start');
+      await waitFor(() => logger.find('run timeout passed after the task had ended; its own result stands').length === 1, 'the server to act on the run timeout');
+      t.strictSame(manager.terminated, [], 'the task was not terminated');
+      manager.finish(id);
+      const result = await client.waitForResult(id);
+      t.match(result, { ok: true, status: 'normal', value: `done ${id}` }, 'its own outcome, not timed_out');
+    });
+  }
 });
 
 t.test('the full lifecycle leaves every state directory empty', async (t) => {

@@ -89,6 +89,11 @@ export class LoadAwareTaskManager implements TaskManager {
     return this.#inner.reap();
   }
 
+  /** The inner manager's answer: without it a run timeout would kill a task that ended in time. */
+  hasEnded(id: string): boolean {
+    return this.#inner.hasEnded?.(id) ?? false;
+  }
+
   setWakeHandler(wake: () => void): void {
     this.#wake = wake;
     this.#inner.setWakeHandler(wake);

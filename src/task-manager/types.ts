@@ -63,7 +63,8 @@ export interface TaskManager {
    * Optional: whether a task has already ended although its outcome is not
    * ready to reap yet (a command's output still draining). The server never
    * times out a task that has ended: its own outcome follows. A manager whose
-   * outcomes are ready the moment a task ends need not implement it.
+   * outcomes are ready the moment a task ends need not implement it; one that
+   * wraps another (LoadAwareTaskManager) must pass it on.
    */
   hasEnded?(id: string): boolean;
   /** Optional: registers the callback the manager calls with TaskManagerEvents. */
