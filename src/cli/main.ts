@@ -8,7 +8,8 @@ import { MAX_TIMER_DELAY_MS } from '../long-timer.js';
 import { exitQuietlyOnBrokenPipe } from './stop.js';
 
 import { VERSION } from '../version.js';
-import { parseSize } from './size.js';
+import { MAX_OUTPUT_LIMIT_BYTES } from '../task-manager/output-budget.js';
+import { parseSizeAtMost } from './size.js';
 
 /** A TCP port; 0 lets the system pick a free one. */
 function parsePort(value: string): number {
@@ -59,7 +60,7 @@ request aborted), 141 stdout or stderr closed by its reader (like SIGPIPE; a req
     .addOption(new Option('--max-load <load>', 'start new tasks only while the 1-minute load average is below this (e.g. the number of cores)').argParser(parseLoad))
     .option('--allow-foreign-aborts', "in a spool shared by several users, let any of them abort another's queued or running request (by default only its owner, this server's user and root may)")
     .option('--allow-shared-commands', "DANGEROUS: let plain command mode serve a spool that other users can write; every one of them can then run any command as this user (a root server still runs only root's requests)")
-    .addOption(new Option('--max-output <size>', "most output a command may write, stdout and stderr together (e.g. 10M, 1G); past it the command is stopped and its request fails, so output is never cut silently (default: 64M)").argParser(parseSize))
+    .addOption(new Option('--max-output <size>', "most output a command may write, stdout and stderr together (e.g. 10M, 1G); past it the command is stopped and its request fails, so output is never cut silently; at most 1G, what a client can read back whole (default: 64M)").argParser(parseSizeAtMost(MAX_OUTPUT_LIMIT_BYTES, '1G')))
     .option('--durable', 'fsync results before they count as written, so they survive a power loss (group-committed; see docs/protocol.md)')
     .option('--fail-interrupted', 'complete requests that were running when the previous server stopped with a "server restarted" error, instead of running them again')
     .addOption(new Option('--grace <seconds>', 'on SIGTERM/SIGINT, let running tasks finish for this long before killing them').argParser(parseSeconds).default(10_000, '10'))

@@ -13,3 +13,12 @@ export function parseSize(value: string): number {
   }
   return bytes;
 }
+
+/** parseSize for an option with a most it takes (`maxBytes`, named in the message as `maxText`, e.g. "1G"). */
+export function parseSizeAtMost(maxBytes: number, maxText: string): (value: string) => number {
+  return (value) => {
+    const bytes = parseSize(value);
+    if (bytes > maxBytes) throw new InvalidArgumentError(`expected a size of at most ${maxText}, got "${value}"`);
+    return bytes;
+  };
+}

@@ -5,7 +5,6 @@
  * exactly the bytes the result counts (inline + dropped) and begins with the
  * inline ones; otherwise the result keeps its `…Dropped` count: it was cut.
  */
-import { ProtocolError } from '../errors.js';
 import { isPlainObject } from './codec.js';
 import { logPath, type SpoolPaths } from './layout.js';
 import * as sfs from './fs.js';
@@ -30,22 +29,25 @@ export function completeOutputFromLogs(paths: SpoolPaths, id: string, value: unk
   }
 }
 
-/** The log if it holds exactly `bytes` bytes; undefined if it is missing, shorter, longer or not a regular file. */
+/**
+ * The log if it holds exactly `bytes` bytes; undefined if it is missing,
+ * shorter, longer, not a regular file, or cannot be read at all.
+ */
 function readWholeLog(path: string, bytes: number): Buffer | undefined {
   let whole: Buffer | undefined;
   try {
     whole = sfs.readEntry(path, bytes);
   } catch (err) {
-    // Longer than the result says, or not a regular file (planted): not this output.
-    if (err instanceof ProtocolError) return undefined;
-    // Unreadable now (EACCES, EMFILE …): the result is already claimed and must
-    // not be lost to this; the stream stays cut, and its caller is told so.
-    if (isSystemError(err)) return undefined;
+    // Whatever the failure (planted, unreadable, EMFILE, larger than a Buffer
+    // holds: RangeError), the result is already claimed and must not be lost
+    // to it: the stream stays cut, and its caller is told so.
+    if (isReadFailure(err)) return undefined;
     throw err;
   }
   return whole?.length === bytes ? whole : undefined;
 }
 
-function isSystemError(err: unknown): err is NodeJS.ErrnoException {
-  return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && typeof (err as NodeJS.ErrnoException).syscall === 'string';
+/** Any error thrown by reading (not a non-Error throw, which would be a bug elsewhere). */
+function isReadFailure(err: unknown): err is Error {
+  return err instanceof Error;
 }

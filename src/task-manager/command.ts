@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, createWriteStream, rmSync, statSync, writeFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidOptionError, WorkQueueError } from '../errors.js';
-import { DEFAULT_INLINE_OUTPUT_BYTES, DEFAULT_MAX_OUTPUT_BYTES, logWriteFailure, OutputBudget, outputLimitFailure } from './output-budget.js';
+import { DEFAULT_INLINE_OUTPUT_BYTES, DEFAULT_MAX_OUTPUT_BYTES, logWriteFailure, MAX_OUTPUT_LIMIT_BYTES, OutputBudget, outputLimitFailure } from './output-budget.js';
 import { assertDurationMs, stripUndefined } from '../options.js';
 import { openNewReplacing } from '../spool/fs.js';
 import { cannotRun, parentDeathPrefix } from './launcher.js';
@@ -51,7 +51,8 @@ export interface CommandTaskManagerOptions {
   /**
    * Output a command may write, stdout and stderr together, in bytes. Past it
    * the command is stopped (its process group killed) and its request fails
-   * with `ERR_OUTPUT_LIMIT`. This bounds its logs in logs/ too.
+   * with `ERR_OUTPUT_LIMIT`. This bounds its logs in logs/ too. With `logDir`
+   * at most 1073741824 (1 GiB, MAX_OUTPUT_LIMIT_BYTES), what a client can read back whole.
    * @default 67108864 (64 MiB)
    * @example maxOutputBytes: 10 * 1024 * 1024
    */
@@ -138,6 +139,10 @@ export class CommandTaskManager implements TaskManager {
       if (!(typeof value === 'number' && (Number.isSafeInteger(value) || value === Infinity) && value >= 0)) {
         throw new InvalidOptionError(`Expected \`${key}\` to be an integer >= 0 (bytes), got \`${String(value)}\` (${typeof value})`);
       }
+    }
+    if (this.#o.logDir !== '' && this.#o.maxOutputBytes > MAX_OUTPUT_LIMIT_BYTES) {
+      // With logs, a client reads the whole output back: it must fit in its memory.
+      throw new InvalidOptionError(`Expected \`maxOutputBytes\` with \`logDir\` to be an integer >= 0 and <= ${MAX_OUTPUT_LIMIT_BYTES} (bytes), got \`${String(this.#o.maxOutputBytes)}\``);
     }
     assertDurationMs('killGraceMs', this.#o.killGraceMs); // terminateTask must not fail for want of a valid grace
     this.maxTasks = this.#o.maxTasks;

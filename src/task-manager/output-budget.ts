@@ -9,6 +9,12 @@ import { DiskFullError, isErrno, OutputLimitError, serializeError, WorkQueueErro
 
 /** Output a command may write, stdout and stderr together (the server's `--max-output`). */
 export const DEFAULT_MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
+/**
+ * The most `maxOutputBytes` (`--max-output`) may be: 1 GiB. A client holds a
+ * stream whole in memory and reads its log in one Buffer (at most 4 GiB), and
+ * `--json` puts it in one string (V8: at most ~512 Mi characters, before escapes).
+ */
+export const MAX_OUTPUT_LIMIT_BYTES = 2 ** 30;
 /** Output carried in the result envelope itself, per stream; the rest is read from logs/. */
 export const DEFAULT_INLINE_OUTPUT_BYTES = 1024 * 1024;
 

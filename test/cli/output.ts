@@ -6,9 +6,14 @@
  * while the queue goes on serving.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, realpathSync, unlinkSync } from 'node:fs';
+import { constants as bufferConstants } from 'node:buffer';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
+import { encodeResult } from '../../src/spool/codec.js';
+import { logPath, openSpool } from '../../src/spool/layout.js';
+import { formatRequestId } from '../../src/spool/request-id.js';
+import { CommandTaskManager } from '../../src/task-manager/command.js';
 import { spawnWq, startCliServer, waitFor } from '../fixtures/helpers.js';
 import { captureStderr, exited, wq } from '../fixtures/cli.js';
 import { canMountTmpfs, mountTmpfs } from '../fixtures/tmpfs.js';
@@ -116,4 +121,44 @@ async function fillTheDisk(t: Test, durable: boolean): Promise<void> {
     t.same({ code: next.code, stdout: next.stdout }, { code: 0, stdout: 'next\n' }, `${mib} MiB: the next request runs and succeeds`);
     t.equal(readFileSync(join(dir, `ran-${mib}`), 'utf8'), 'ran\n', `${mib} MiB: the failed task ran once`);
   }
+}
+
+t.test('--max-output above 1G (what a client can hold and read back whole) is a usage error, and so is a library maxOutputBytes above it with logs', async (t) => {
+  const dir = realpathSync(t.testdir());
+  for (const size of ['5G', '1025M', '2T']) {
+    const r = await wq(['serve', '--spool', join(dir, 'spool'), '--max-output', size]);
+    t.equal(r.code, 2, `--max-output ${size}: a usage error`);
+    t.match(r.stderr, /--max-output/, 'names the option');
+    t.match(r.stderr, /at most 1G/, 'says the most it takes');
+  }
+  t.strictSame(existsSync(join(dir, 'spool')), false, 'no spool was made');
+  const logDir = join(dir, 'logs');
+  for (const maxOutputBytes of [2 ** 30 + 1, Infinity]) {
+    t.throws(() => new CommandTaskManager({ maxOutputBytes, logDir }), { code: 'ERR_INVALID_OPTION', message: /maxOutputBytes.*<= 1073741824/ }, `maxOutputBytes ${maxOutputBytes} with logs`);
+  }
+  t.doesNotThrow(() => new CommandTaskManager({ maxOutputBytes: 2 ** 30, logDir }), '1 GiB itself is allowed');
+  t.doesNotThrow(() => new CommandTaskManager({ maxOutputBytes: Infinity }), 'without logs nothing is read back: no cap');
+});
+
+t.test('a result whose log cannot be read back (larger than a Buffer can hold): wq wait prints what it has, exits 1 saying it was cut, and the result is claimed, not lost', async (t) => {
+  const dir = realpathSync(t.testdir());
+  const paths = openSpool(join(dir, 'spool'));
+  const id = formatRequestId(Date.now() * 1000, '0123456789ab');
+  const inline = Buffer.alloc(16); // a sparse log reads as zeros
+  const logBytes = bufferConstants.MAX_LENGTH + 1;
+  // A log as long as the result says, and too long for one Buffer: sparse, so it takes no disk.
+  truncateSync(openAndClose(logPath(paths, id, 'stdout')), logBytes);
+  const value = { exitCode: 0, signal: null, stdout: inline, stderr: Buffer.alloc(0), stdoutDropped: logBytes - inline.length };
+  writeFileSync(join(paths.dirs.tmp, 'result'), encodeResult({ id, ok: true, status: 'normal', logs: true, value, finishedAt: Date.now() }));
+  renameSync(join(paths.dirs.tmp, 'result'), join(paths.dirs.complete, id));
+  const out = await runToFile(['wait', '--spool', paths.root, id], join(dir, 'out.bin'));
+  t.equal(out.code, 1, 'exit 1');
+  t.match(out.stderr, /the output was cut: the last \d+ bytes of stdout were lost/, 'says so');
+  t.ok(out.bytes.equals(inline), 'the part the result carried');
+  t.notOk(existsSync(join(paths.dirs.complete, id)), 'the result was claimed');
+});
+
+function openAndClose(path: string): string {
+  closeSync(openSync(path, 'w'));
+  return path;
 }
