@@ -19,9 +19,11 @@
  * is retried every second, in order with the results after it; meanwhile
  * `blocked` is true (the server starts no task whose result could not be
  * written either). If the server stops first, the request runs again at the
- * next start. A large result (over 64 KiB) that does not fit on a full disk is
- * not retried as it is, forever: the server swaps it, once, for a small error
- * result (`ERR_DISK_FULL`), after freeing what the request held (its logs).
+ * next start. A large result (over 64 KiB) that a full disk refuses is not
+ * retried as it is, forever: once the disk has refused it three attempts in a
+ * row (about 2 s; a disk filled for a moment by someone else frees up), the
+ * server swaps it, once, for a small error result (`ERR_DISK_FULL`), after
+ * freeing what the request held (its logs).
  *
  * In durable mode results are group-committed: the results of a tick (and of
  * every tick while a commit runs) are written, fsynced concurrently so the
@@ -32,6 +34,7 @@
  */
 import { isErrno } from './errors.js';
 import type { Logger } from './logger.js';
+import { shouldShrinkOnFullDisk } from './result-on-full-disk.js';
 import { FaultLog } from './spool/fault-log.js';
 import { entryPath, type SpoolPaths } from './spool/layout.js';
 import * as sfs from './spool/fs.js';
@@ -56,6 +59,8 @@ interface Pending {
   cancelled: boolean;
   /** Swapped for a smaller result after a full disk refused it. */
   shrunk?: boolean;
+  /** Attempts in a row a full disk refused it. */
+  noSpaceFailures?: number;
 }
 
 /**
@@ -64,8 +69,7 @@ interface Pending {
  */
 export type NoSpaceHandler = (id: string, bytes: Buffer) => Buffer | undefined;
 
-/** Results up to this size wait for a full disk to free up; larger ones are swapped (see NoSpaceHandler). */
-export const SMALL_RESULT_BYTES = 64 * 1024;
+export { SMALL_RESULT_BYTES } from './result-on-full-disk.js';
 
 export { stagedResultPath, STAGED_SUFFIX } from './spool/layout.js';
 import { stagedResultPath } from './spool/layout.js';
@@ -239,9 +243,14 @@ export class ResultWriter {
     item.staged = true;
   }
 
-  /** A large result the full disk refused: swapped, once, for the small one onNoSpace gives; false to retry it as it is. */
+  /**
+   * A large result the full disk refused, attempt after attempt: swapped, once,
+   * for the small one onNoSpace gives; false to retry it as it is.
+   */
   #shrink(item: Pending, err: unknown): boolean {
-    if (!(isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT')) || item.shrunk === true || item.bytes.length <= SMALL_RESULT_BYTES) return false;
+    if (!(isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT')) || item.shrunk === true) return false;
+    item.noSpaceFailures = (item.noSpaceFailures ?? 0) + 1;
+    if (!shouldShrinkOnFullDisk(item.bytes.length, item.noSpaceFailures)) return false;
     const smaller = this.#onNoSpace(item.id, item.bytes);
     if (smaller === undefined) return false;
     this.#log.warn('the disk is full: a result too large for it was replaced by a disk-full error result', { id: item.id, bytes: item.bytes.length });

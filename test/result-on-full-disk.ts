@@ -1,7 +1,7 @@
 /** The small error result a full disk leaves of a large one: plain data in, plain data out. */
 import t from 'tap';
 import { decodeResult, encodeResult } from '../src/spool/codec.js';
-import { diskFullResult } from '../src/result-on-full-disk.js';
+import { diskFullResult, NO_SPACE_ATTEMPTS_BEFORE_SHRINK, shouldShrinkOnFullDisk, SMALL_RESULT_BYTES } from '../src/result-on-full-disk.js';
 
 t.test('a large result becomes a small ERR_DISK_FULL error result with the same id and timings, without value or logs', async (t) => {
   const big = encodeResult({ id: '1795366421947895-8d42b22ad816', ok: true, status: 'normal', logs: true, value: { stdout: Buffer.alloc(1024 * 1024, 120) }, queuedAt: 1, startedAt: 2, finishedAt: 3 });
@@ -15,4 +15,13 @@ t.test('a large result becomes a small ERR_DISK_FULL error result with the same 
 
 t.test('bytes that are not a result get no replacement', async (t) => {
   t.equal(diskFullResult(Buffer.from('not msgpack at all')), undefined);
+});
+
+t.test('shouldShrinkOnFullDisk: only a large result, and only once the disk has refused it NO_SPACE_ATTEMPTS_BEFORE_SHRINK times in a row', async (t) => {
+  t.equal(NO_SPACE_ATTEMPTS_BEFORE_SHRINK, 3);
+  for (let failures = 1; failures < NO_SPACE_ATTEMPTS_BEFORE_SHRINK; failures++) {
+    t.equal(shouldShrinkOnFullDisk(1024 * 1024, failures), false, `a large result after ${failures} refusal(s): retried as it is (the disk may free up)`);
+  }
+  t.equal(shouldShrinkOnFullDisk(1024 * 1024, NO_SPACE_ATTEMPTS_BEFORE_SHRINK), true, 'a large result the disk keeps refusing: swapped');
+  t.equal(shouldShrinkOnFullDisk(SMALL_RESULT_BYTES, 100), false, 'a small result: always waits for room');
 });
