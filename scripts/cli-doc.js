@@ -34,7 +34,7 @@ Every command works on one spool directory: \`--spool DIR\`, else \`$WQ_SPOOL\`,
 | code | meaning |
 |---:|---|
 | 0 | success; with \`--wait\`, the command's own exit code passes through (a command killed by signal N exits 128+N) |
-| 1 | the task failed: the handler threw, or the command could not be started; or the command's output was lost: it went past the server's \`--max-output\`, filled the spool's disk, could not be written to its log (\`logs/\` unwritable), or its log was gone or unreadable when the result was claimed (a message says so, even with \`-q\`) |
+| 1 | the task failed: the handler threw, or the command could not be started; or the command's output was lost: it went past the server's \`--max-output\`, filled the spool's disk, could not be written to its log (\`logs/\` unwritable), or its log was gone or unreadable when the result was claimed, or it was too long for \`--json\` (a message says so, even with \`-q\`) |
 | 2 | usage: bad flags or arguments, or a \`--handler\` module that does not load |
 | 3 | the spool cannot be used (another version, permissions), another server holds it, or the metrics address is unusable |
 | 4 | no such request in the spool (never enqueued, aborted, or its result already claimed) |

@@ -75,10 +75,7 @@ export function exitCodeOf(outcome: Outcome, streamed = false): number {
 /** Writes the outcome; returns the exit code. */
 export function render(outcome: Outcome, options: RenderOptions, out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): number {
   const code = exitCodeOf(outcome, options.streamed);
-  if (options.json) {
-    out.write(`${JSON.stringify(toJson(outcome, code), jsonBytes)}\n`);
-    return code;
-  }
+  if (options.json) return writeJson(outcome, code, out, err);
   const say = (message: string, evenIfQuiet = false): void => {
     if (!options.quiet || evenIfQuiet) err.write(`wq: ${message}\n`);
   };
@@ -124,6 +121,40 @@ export function render(outcome: Outcome, options: RenderOptions, out: NodeJS.Wri
     out.write(`${JSON.stringify(result.value, jsonBytes)}\n`);
   }
   return code;
+}
+
+/** What --json keeps, per stream, of output too long for one JSON string. */
+const JSON_CUT_BYTES = 1024 * 1024;
+
+/**
+ * The --json line. Output too long for one JavaScript string (about 512 Mi
+ * characters with its escapes) is cut to its first MiB per stream, the rest
+ * counted in `stdoutDropped`/`stderrDropped`, and said so (exit 1): the result
+ * is already claimed and must not be lost to a RangeError.
+ */
+function writeJson(outcome: Outcome, code: number, out: NodeJS.WritableStream, err: NodeJS.WritableStream): number {
+  let line: string;
+  try {
+    line = JSON.stringify(toJson(outcome, code), jsonBytes);
+  } catch (e) {
+    if (!isStringTooLong(e) || outcome.kind !== 'result' || !isCommandValue(outcome.result.value)) throw e;
+    const v = outcome.result.value;
+    const value = { ...v, stdout: v.stdout.subarray(0, JSON_CUT_BYTES), stderr: v.stderr.subarray(0, JSON_CUT_BYTES) };
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const lost = v[stream].length - value[stream].length;
+      if (lost > 0) value[`${stream}Dropped`] = (v[`${stream}Dropped`] ?? 0) + lost;
+    }
+    line = JSON.stringify(toJson({ ...outcome, result: { ...outcome.result, value } }, EXIT.failure), jsonBytes);
+    err.write(`wq: the output was too long for --json (one JSON string): only its first MiB per stream is printed, the rest counted in stdoutDropped/stderrDropped; exit ${EXIT.failure}\n`);
+    code = EXIT.failure;
+  }
+  out.write(`${line}\n`);
+  return code;
+}
+
+/** V8's "Invalid string length" (RangeError), or Node's ERR_STRING_TOO_LONG from Buffer#toString. */
+function isStringTooLong(err: unknown): boolean {
+  return err instanceof RangeError || (err instanceof Error && (err as NodeJS.ErrnoException).code === 'ERR_STRING_TOO_LONG');
 }
 
 function writeCommandOutput(value: unknown, options: RenderOptions, out: NodeJS.WritableStream, err: NodeJS.WritableStream): void {

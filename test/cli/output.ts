@@ -7,7 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { constants as bufferConstants } from 'node:buffer';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { encodeResult } from '../../src/spool/codec.js';
@@ -162,3 +162,26 @@ function openAndClose(path: string): string {
   closeSync(openSync(path, 'w'));
   return path;
 }
+
+t.test('--json with output too long for one JSON string: the first MiB per stream, the rest counted as dropped, exit 1 with a message, and the result claimed, not lost', async (t) => {
+  const dir = realpathSync(t.testdir());
+  const paths = openSpool(join(dir, 'spool'));
+  const id = formatRequestId(Date.now() * 1000, '0123456789ab');
+  // 300 million newlines: one string in memory, but 600 million characters once escaped for JSON.
+  const logBytes = 300_000_000;
+  const chunk = Buffer.alloc(16 * 1024 * 1024, '\n');
+  const fd = openSync(logPath(paths, id, 'stdout'), 'w');
+  for (let written = 0; written < logBytes; ) written += writeSync(fd, chunk, 0, Math.min(chunk.length, logBytes - written));
+  closeSync(fd);
+  const inline = Buffer.alloc(16, '\n');
+  const value = { exitCode: 0, signal: null, stdout: inline, stderr: Buffer.alloc(0), stdoutDropped: logBytes - inline.length };
+  writeFileSync(join(paths.dirs.tmp, 'result'), encodeResult({ id, ok: true, status: 'normal', logs: true, value, finishedAt: Date.now() }));
+  renameSync(join(paths.dirs.tmp, 'result'), join(paths.dirs.complete, id));
+  const out = await runToFile(['wait', '--spool', paths.root, '--json', id], join(dir, 'out.json'));
+  t.equal(out.code, 1, 'exit 1');
+  t.match(out.stderr, /too long for --json/, 'says why the output was cut');
+  const json = JSON.parse(out.bytes.toString()) as { ok: boolean; exitCode: number; stdout: string; stdoutDropped: number };
+  t.match(json, { ok: true, exitCode: 1, stdoutDropped: logBytes - 1024 * 1024 }, 'the rest is counted as dropped');
+  t.equal(json.stdout, '\n'.repeat(1024 * 1024), 'the first MiB of stdout');
+  t.notOk(existsSync(join(paths.dirs.complete, id)), 'the result was claimed');
+});
