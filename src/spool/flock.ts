@@ -6,7 +6,6 @@
  * complete; otherwise tested with a shared lock held for a moment, which a
  * starting server tells apart from a server (see lock.ts).
  */
-import { spawnSync } from 'node:child_process';
 import { SpoolError, isErrno } from '../errors.js';
 import * as sfs from './fs.js';
 
@@ -33,7 +32,7 @@ export function lockWithoutWaiting(fd: number, kind: 'exclusive' | 'shared'): bo
 }
 
 function runFlock(fd: number, kind: 'exclusive' | 'shared'): boolean | SpoolError {
-  const run = spawnSync(FLOCK_PROGRAM, [`--${kind}`, '--nonblock', String(CHILD_FD)], {
+  const run = childProcess().spawnSync(FLOCK_PROGRAM, [`--${kind}`, '--nonblock', String(CHILD_FD)], {
     stdio: ['ignore', 'ignore', 'pipe', fd],
     encoding: 'utf8',
   });
@@ -109,4 +108,13 @@ export function flockedFiles(procLocks: string): Set<string> {
     files.add(`${parseInt(match[1]!, 16)}:${parseInt(match[2]!, 16)}:${match[3]!}`);
   }
   return files;
+}
+
+/**
+ * node:child_process, loaded at the first lock: `wq enqueue` and `wq wait`
+ * import this module (through the lock's readers) but rarely spawn flock(1),
+ * and loading child_process costs every call about 2.5 ms (see rollup.config.js).
+ */
+function childProcess(): typeof import('node:child_process') {
+  return process.getBuiltinModule('node:child_process');
 }

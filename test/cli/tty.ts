@@ -39,7 +39,8 @@ async function busyServer(t: Test, maxTasks: number): Promise<{ dir: string; spo
     const r = await wq(['enqueue', '--spool', spool, '--', 'sh', '-c', waitGate(gate)]);
     if (r.code !== 0) throw new Error(`enqueue failed: ${r.stderr}`);
   }
-  await waitFor(() => spoolContents(spool).running.length === maxTasks, 'the blockers to take every slot');
+  // running/ also holds each task's process record (<id>.proc): count the requests.
+  await waitFor(() => spoolContents(spool).running.filter((name) => !name.endsWith('.proc')).length === maxTasks, 'the blockers to take every slot');
   return { dir, spool, unblock: () => openGate(gate) };
 }
 
