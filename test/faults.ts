@@ -10,9 +10,7 @@
  * into node:fs under the server only (test/fixtures/faulty-fs.ts): clients keep working.
  */
 import t, { type Test } from 'tap';
-import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, existsSync, openSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { UnknownRequestError } from '../src/errors.js';
 import { WorkQueueServer } from '../src/server.js';
@@ -20,6 +18,7 @@ import { openSpool, SPOOL_DIRS } from '../src/spool/layout.js';
 import * as sfs from '../src/spool/fs.js';
 import { MAX_ID_AHEAD_MICROS, type IdSource } from '../src/spool/request-id.js';
 import { spoolContents, startServer, waitFor } from './fixtures/helpers.js';
+import { canMountTmpfs, mountTmpfs } from './fixtures/tmpfs.js';
 import { FaultSwitch, loadFaultyServer, startServerFrom, type Fault } from './fixtures/faulty-fs.js';
 import { GatedManager, RecordingLogger, spoolIn, testClient, trackSettled, watchEscapes } from './fixtures/hostile.js';
 
@@ -108,23 +107,6 @@ async function survivesFault(t: Test, o: ScenarioOptions): Promise<RecordingLogg
 }
 
 /** Mounts a small tmpfs for a spool, if this machine lets us; unmounted at the end of the test. */
-function mountTmpfs(t: Test, size: string): string | undefined {
-  const dir = mkdtempSync(join(tmpdir(), 'wq-small-fs-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', dir], { stdio: 'ignore' });
-  } catch {
-    rmSync(dir, { recursive: true, force: true });
-    return undefined;
-  }
-  t.teardown(() => {
-    try {
-      execFileSync('umount', ['-l', dir], { stdio: 'ignore' });
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-  return dir;
-}
 
 /** Writes `path` until the file system is full. */
 function fillDisk(path: string): void {
@@ -139,24 +121,11 @@ function fillDisk(path: string): void {
   }
 }
 
-const canMount = mountProbe();
-function mountProbe(): boolean {
-  const dir = mkdtempSync(join(tmpdir(), 'wq-mount-probe-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { stdio: 'ignore' });
-    execFileSync('umount', [dir], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
-t.test('disk full, for real: a small tmpfs', { skip: !canMount && 'cannot mount a tmpfs here (not root?): the injected ENOSPC tests below cover it' }, async (t) => {
+t.test('disk full, for real: a small tmpfs', { skip: !canMountTmpfs && 'cannot mount a tmpfs here (not root?): the injected ENOSPC tests below cover it' }, async (t) => {
   for (const durable of [false, true]) {
     await t.test(durable ? 'durable' : 'default', async (t) => {
-      const mount = mountTmpfs(t, '1m')!;
+      const mount = mountTmpfs(t, '1m');
       const spool = join(mount, 'spool');
       const filler = join(mount, 'filler');
       await survivesFault(t, {
