@@ -3,11 +3,14 @@
  * stream is in logs/<id>.stdout|.stderr until the result is claimed. The
  * claiming client reads a stream back from its log only when the log holds
  * exactly the bytes the result counts (inline + dropped) and begins with the
- * inline ones; otherwise the result keeps its `…Dropped` count: it was cut.
+ * inline ones, and no longer than any server writes (MAX_OUTPUT_LIMIT_BYTES:
+ * a longer count is a damaged or forged result, not one to allocate for);
+ * otherwise the result keeps its `…Dropped` count: it was cut.
  */
 import { isPlainObject } from './codec.js';
 import { logPath, type SpoolPaths } from './layout.js';
 import * as sfs from './fs.js';
+import { MAX_OUTPUT_LIMIT_BYTES } from '../task-manager/output-budget.js';
 
 const STREAMS = ['stdout', 'stderr'] as const;
 
@@ -22,6 +25,7 @@ export function completeOutputFromLogs(paths: SpoolPaths, id: string, value: unk
     const inline = value[stream];
     const dropped = value[`${stream}Dropped`];
     if (!(inline instanceof Uint8Array) || typeof dropped !== 'number' || dropped <= 0) continue;
+    if (inline.length + dropped > MAX_OUTPUT_LIMIT_BYTES) continue;
     const whole = readWholeLog(logPath(paths, id, stream), inline.length + dropped);
     if (whole === undefined || !whole.subarray(0, inline.length).equals(inline)) continue;
     value[stream] = whole;
