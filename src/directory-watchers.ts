@@ -31,6 +31,8 @@ export class DirectoryWatchers {
   readonly #unwatched = new Set<WatchTarget>();
   readonly #pathOf: (target: WatchTarget) => string;
   readonly #on: WatchHandlers;
+  /** After close(), nothing is watched again (a late rewatch() must not leave a watch open). */
+  #closed = false;
 
   constructor(pathOf: (target: WatchTarget) => string, handlers: WatchHandlers) {
     this.#pathOf = pathOf;
@@ -39,6 +41,7 @@ export class DirectoryWatchers {
 
   /** Watches every target. */
   watchAll(): void {
+    if (this.#closed) return;
     for (const target of WATCH_TARGETS) this.#watch(target);
   }
 
@@ -49,6 +52,7 @@ export class DirectoryWatchers {
 
   /** Re-arms the watches that failed or were invalidated. */
   rewatch(): void {
+    if (this.#closed) return;
     for (const dir of [...this.#unwatched]) {
       this.#watchers.get(dir)?.close();
       this.#watchers.delete(dir);
@@ -57,6 +61,7 @@ export class DirectoryWatchers {
   }
 
   close(): void {
+    this.#closed = true;
     for (const watcher of this.#watchers.values()) watcher.close();
     this.#watchers.clear();
   }

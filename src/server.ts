@@ -92,6 +92,8 @@ export class WorkQueueServer {
   /** Entries a periodic rescan found before the watcher reported them (see #rescan). */
   readonly #unreported = new Set<string>();
   #tickScheduled = false;
+  /** processRequests has returned: nothing may tick, watch or write any more (a tick queued before the end would otherwise act on a spool the server no longer serves). */
+  #ended = false;
   #draining = false;
   #ticks = 0;
   #nextHeartbeat = 0;
@@ -223,6 +225,7 @@ export class WorkQueueServer {
       stops.push(() => clearInterval(this.#orphanTimer));
       await this.#runUntilStopped(lock, stops, signal);
     } finally {
+      this.#ended = true;
       for (const stop of stops) stop();
       this.#metrics?.close();
       lock.release();
@@ -375,11 +378,11 @@ export class WorkQueueServer {
   }
 
   #schedule(): void {
-    if (this.#tickScheduled) return;
+    if (this.#tickScheduled || this.#ended) return;
     this.#tickScheduled = true;
     setImmediate(() => {
       this.#tickScheduled = false;
-      this.#tick();
+      if (!this.#ended) this.#tick();
     });
   }
 

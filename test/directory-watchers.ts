@@ -68,3 +68,17 @@ t.test('a watch that cannot be set up is reported, and re-armed by rewatch()', a
   mkdirSync(join(paths.root, 'seen'));
   await waitFor(() => r.names.some(([target, name]) => target === 'spool' && name === 'seen'), 'the re-armed watch to report');
 });
+
+t.test('after close(), rewatch() and watchAll() arm nothing: a late re-arm would leave a watch open for ever', async (t) => {
+  const paths = openSpool(join(realpathSync(t.testdir()), 'spool'));
+  const r = recorder();
+  const watchers = new DirectoryWatchers((target) => (target === 'spool' ? paths.root : paths.dirs[target]), r);
+  watchers.watchAll();
+  watchers.invalidate('requested');
+  watchers.invalidate('aborting');
+  watchers.close();
+  const armedBefore = r.armed.length;
+  watchers.rewatch();
+  watchers.watchAll();
+  t.equal(r.armed.length, armedBefore, 'no watch was set up after close()');
+});
