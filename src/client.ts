@@ -17,9 +17,10 @@ import {
   WorkQueueError,
   WorkQueueTimeoutError,
 } from './errors.js';
-import { encodeAbortReason, type AbortReason } from './spool/abort-reason.js';
-import { encodeRequest, type ResultEnvelope } from './spool/codec.js';
-import { entryPath, openSpool, removeLogs, type RequestState, type SpoolPaths } from './spool/layout.js';
+import { encodeAbortReason } from './spool/abort-reason.js';
+import { encodeRequest } from './spool/codec.js';
+import { entryPath, openSpool, removeLogs, type SpoolPaths } from './spool/layout.js';
+import type { AbortReason, RequestState, ResultEnvelope } from './spool/types.js';
 import { silentLogger, type Logger } from './logger.js';
 import { claimResult, locateRequest } from './result-claim.js';
 import { isRequestId, RequestIdGenerator, type IdSource } from './spool/request-id.js';

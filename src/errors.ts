@@ -150,7 +150,18 @@ function safeString(value: unknown): string {
   }
 }
 
+/**
+ * The fields of a Node system error (NodeJS.ErrnoException) that this package
+ * reads, declared here so that its type declarations need no @types/node.
+ */
+export interface SystemError extends Error {
+  code: string;
+  errno?: number;
+  syscall?: string;
+  path?: string;
+}
+
 /** Narrow test for a Node system error with the given code (EEXIST, ENOENT …). */
-export function isErrno(err: unknown, code: string): err is NodeJS.ErrnoException {
-  return typeof err === 'object' && err !== null && (err as NodeJS.ErrnoException).code === code;
+export function isErrno(err: unknown, code: string): err is SystemError {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
 }

@@ -1,9 +1,11 @@
 /** The public API of spool-workqueue. Explicit named exports only. */
 export { WorkQueueClient, resolveClientOptions, resultValue } from './client.js';
-export type { WorkQueueClientOptions, WaitOptions, RequestResult } from './client.js';
+export type { WorkQueueClientOptions, EnqueueOptions, WaitOptions, RequestResult } from './client.js';
 export { WorkQueueServer, resolveServerOptions } from './server.js';
 export type { WorkQueueServerOptions, ProcessRequestsOptions } from './server.js';
-export type { TaskManager, TaskManagerEvent, TaskOutcome } from './task-manager/types.js';
+export type { InterruptedPolicy } from './protocol.js';
+export type { AbortPolicy } from './permissions.js';
+export type { TaskManager, TaskManagerEvent, TaskOutcome, TaskProcess } from './task-manager/types.js';
 export { InProcessTaskManager } from './task-manager/in-process.js';
 export type { InProcessTaskManagerOptions, TaskHandler, TaskContext } from './task-manager/in-process.js';
 export { ProcessPoolTaskManager, WorkerCrashedError, HandlerLoadError } from './task-manager/process-pool.js';
@@ -27,8 +29,8 @@ export {
   DiskFullError,
 } from './errors.js';
 export type { SerializedError } from './errors.js';
-export { PROTOCOL_VERSION, REQUEST_STATES } from './spool/layout.js';
-export type { RequestState } from './spool/layout.js';
+export { PROTOCOL_VERSION, REQUEST_STATES } from './spool/types.js';
+export type { RequestState, ResultStatus, AbortReason } from './spool/types.js';
 export { isRequestId, RequestIdGenerator } from './spool/request-id.js';
 export type { IdSource } from './spool/request-id.js';
 export { createLineLogger, silentLogger } from './logger.js';

@@ -5,9 +5,10 @@
  */
 import { ProtocolError } from '../errors.js';
 import * as sfs from './fs.js';
+import { ABORT_REASONS, type AbortReason } from './types.js';
 
-export const ABORT_REASONS = ['user', 'timeout', 'run-timeout', 'cancelled'] as const;
-export type AbortReason = (typeof ABORT_REASONS)[number];
+export { ABORT_REASONS, type AbortReason } from './types.js';
+
 const MAX_REASON_BYTES = 64;
 
 export function encodeAbortReason(reason: AbortReason): Buffer {

@@ -7,7 +7,9 @@
 // costs more start-up time than it saves on envelopes this small.
 import { Packr } from 'msgpackr/pack';
 import { ProtocolError, type SerializedError } from '../errors.js';
-import { PROTOCOL_VERSION } from './layout.js';
+import { PROTOCOL_VERSION, type ResultEnvelope } from './types.js';
+
+export type { ResultEnvelope, ResultStatus } from './types.js';
 
 /** Largest request file a server accepts (and a client writes). */
 export const MAX_REQUEST_BYTES = 1024 * 1024;
@@ -39,29 +41,6 @@ export interface RequestEnvelope {
   runTimeoutMs?: number;
 }
 
-export type ResultStatus = 'normal' | 'error' | 'timed_out' | 'restarted' | 'rejected';
-
-export interface ResultEnvelope {
-  v: number;
-  type: 'result';
-  id: string;
-  ok: boolean;
-  /**
-   * `normal`/`error`: the task ran; `timed_out`: terminated at its run timeout;
-   * `restarted`: cut short by a server restart; `rejected`: the request was unreadable.
-   */
-  status: ResultStatus;
-  /** With status `timed_out`: the run timeout that expired. */
-  runTimeoutMs?: number;
-  /** The task wrote logs/<id>.*; whoever claims the result removes them. */
-  logs?: boolean;
-  value?: unknown;
-  error?: SerializedError;
-  /** Server wall clock (ms): when it saw the request, started it, finished it. */
-  queuedAt?: number;
-  startedAt?: number;
-  finishedAt: number;
-}
 
 export function encodeRequest(envelope: Omit<RequestEnvelope, 'v' | 'type'>): Buffer {
   return encode({ v: PROTOCOL_VERSION, type: 'request', ...envelope }, MAX_REQUEST_BYTES, 'request');

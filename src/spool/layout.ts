@@ -10,17 +10,14 @@ import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { ProtocolError, SpoolError } from '../errors.js';
 import * as sfs from './fs.js';
+import { PROTOCOL_VERSION, REQUEST_STATES } from './types.js';
 
-/** States a request moves through, in order. */
-export const REQUEST_STATES = ['requested', 'pending', 'running', 'complete'] as const;
-export type RequestState = (typeof REQUEST_STATES)[number];
+export { PROTOCOL_VERSION, REQUEST_STATES, type RequestState } from './types.js';
 
 /** Every directory of a spool, including the non-state ones. */
 export const SPOOL_DIRS = [...REQUEST_STATES, 'aborting', 'tmp', 'logs'] as const;
 export type SpoolDir = (typeof SPOOL_DIRS)[number];
 
-/** The on-disk protocol version this code reads and writes. */
-export const PROTOCOL_VERSION = 1;
 export const FORMAT_FILE = 'format';
 export const LOCK_FILE = 'server.lock';
 const FORMAT_PREFIX = 'spool-workqueue protocol ';

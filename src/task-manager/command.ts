@@ -29,7 +29,8 @@ export interface CommandRequest {
 export interface CommandResult {
   /** Exit code, or null when killed by a signal. */
   exitCode: number | null;
-  signal: NodeJS.Signals | null;
+  /** The signal's name (`'SIGKILL'`) when it was killed by one, else null. */
+  signal: string | null;
   stdout: Uint8Array;
   stderr: Uint8Array;
   /**
@@ -64,7 +65,7 @@ export interface CommandTaskManagerOptions {
    */
   inlineOutputBytes?: number;
   /** Environment of the commands. @default process.env */
-  env?: NodeJS.ProcessEnv;
+  env?: Record<string, string | undefined>;
   /**
    * Write each command's output, as it comes, to `<logDir>/<id>.stdout` and
    * `.stderr` (up to `maxOutputBytes`), and its pid to `<id>.pid`, for `wq wait`

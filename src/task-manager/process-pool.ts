@@ -26,7 +26,7 @@ export interface ProcessPoolTaskManagerOptions {
   /** After SIGTERM, how long a terminated task's process group has before SIGKILL. @default 2000 */
   killGraceMs?: number;
   /** Environment of the children. @default process.env */
-  env?: NodeJS.ProcessEnv;
+  env?: Record<string, string | undefined>;
   /** Extra Node options for the children (e.g. a loader). @default the parent's execArgv */
   execArgv?: string[];
   /**

@@ -22,7 +22,7 @@ export type TaskManagerEvent = {
   pid: number | undefined;
   taskId: string | undefined;
   exitCode: number | null;
-  signal: NodeJS.Signals | null;
+  signal: string | null;
 };
 
 /**
