@@ -22,7 +22,8 @@ import { encodeRequest } from './spool/codec.js';
 import { entryPath, openSpool, removeLogs, type SpoolPaths } from './spool/layout.js';
 import type { AbortReason, RequestState, ResultEnvelope } from './spool/types.js';
 import { silentLogger, type Logger } from './logger.js';
-import { claimResult, locateRequest } from './result-claim.js';
+import { claimResult, locateRequest, peekResult } from './result-claim.js';
+import { ownActiveRequests } from './own-requests.js';
 import { isRequestId, RequestIdGenerator, type IdSource } from './spool/request-id.js';
 import * as sfs from './spool/fs.js';
 import { stripUndefined } from './options.js';
@@ -100,6 +101,18 @@ export interface WaitOptions {
    * set on the value means that part of the output was lost. @default false
    */
   keepLogs?: boolean;
+  /**
+   * Read the result without claiming it: it stays in the spool, with its
+   * logs, for a later wait to claim (or for the server to expire). Such a wait
+   * never aborts the request: its timeout and `signal` only stop the waiting
+   * (WorkQueueTimeoutError or WorkQueueCancelledError with `requestAborted`
+   * false). A waiter that claims the result meanwhile loses nothing to it; this
+   * one then rejects with UnknownRequestError.
+   * @default false
+   * @example
+   * const result = await client.waitForResult(id, { keep: true }); // a later wait(id) still gets it
+   */
+  keep?: boolean;
 }
 
 /** The full outcome of a request, for callers that want timings or the status as well as the value. */
@@ -242,20 +255,68 @@ export class WorkQueueClient {
   }
 
   /**
-   * Asks the server to abort a request: never start it, or kill it if running,
-   * or remove its unclaimed result. Aborting an unknown id is harmless.
+   * Asks the server to abort a request, or each of several: never start it, or
+   * kill it if running, or remove its unclaimed result. Every id is checked
+   * before any abort is filed. Aborting an unknown id is harmless (see state()
+   * to tell). In a spool shared by several users, the server carries out only
+   * aborts of the caller's own requests (unless it allows foreign aborts).
    * @example
    * await client.abort(id);
+   * await client.abort([first, second]);
    */
-  async abort(id: string, reason: AbortReason = 'user'): Promise<void> {
-    assertRequestId(id);
+  async abort(ids: string | readonly string[], reason: AbortReason = 'user'): Promise<void> {
+    const list = typeof ids === 'string' ? [ids] : ids;
+    for (const id of list) assertRequestId(id);
     const paths = this.#spoolPaths();
-    const temp = sfs.writeTemp(paths.dirs.tmp, 'abort', encodeAbortReason(reason));
-    sfs.publish(temp, entryPath(paths, 'aborting', id)); // false: an abort is already filed, which is as good
+    for (const id of list) {
+      const temp = sfs.writeTemp(paths.dirs.tmp, 'abort', encodeAbortReason(reason));
+      sfs.publish(temp, entryPath(paths, 'aborting', id)); // false: an abort is already filed, which is as good
+    }
   }
 
   /**
-   * Waits for a request's result and claims it (removes it from the spool).
+   * Aborts every request of the calling user that is queued or running now:
+   * those whose request files it owns, never another user's in a shared
+   * spool. Results already written are left to be claimed. Resolves with the
+   * ids it aborted, oldest first.
+   * @example
+   * const aborted = await client.abortAll(); // ['1795366421947895-8d42b22ad816', …]
+   */
+  async abortAll(reason: AbortReason = 'user'): Promise<string[]> {
+    const uid = process.getuid?.();
+    if (uid === undefined) throw new WorkQueueError('abortAll() tells requests apart by their owner, which this system does not have (no process.getuid)', 'ERR_UNSUPPORTED');
+    const ids = ownActiveRequests(this.#spoolPaths(), uid);
+    await this.abort(ids, reason);
+    return ids;
+  }
+
+  /**
+   * Reads a request's result without claiming it: the result stays for a wait
+   * to claim. Resolves with undefined while the request is queued or running;
+   * rejects with UnknownRequestError when it is in no state (never enqueued,
+   * aborted, or its result claimed).
+   * @example
+   * const result = await client.peek(id);
+   * if (result !== undefined) console.log(result.status);
+   */
+  async peek(id: string): Promise<RequestResult | undefined> {
+    assertRequestId(id);
+    const paths = this.#spoolPaths();
+    // Found nowhere twice before it counts as unknown, like a wait: a restarting server moves running/ back to pending/.
+    let missing = 0;
+    for (let look = 0; look < 2 * MISSING_CHECKS_BEFORE_UNKNOWN; look++) {
+      const read = peekResult(paths, id, false, false);
+      if (read !== undefined && 'result' in read) return read.result;
+      const state = locateRequest(paths, id, read !== undefined);
+      if (state === undefined && ++missing >= MISSING_CHECKS_BEFORE_UNKNOWN) break;
+      if (state !== undefined && state !== 'complete') return undefined; // else published meanwhile: read it
+    }
+    throw new UnknownRequestError(id);
+  }
+
+  /**
+   * Waits for a request's result and claims it (removes it from the spool;
+   * with `keep`, reads it and leaves it there).
    * Resolves with the task's value; rejects with TaskFailedError carrying the
    * task's error, WorkQueueTimeoutError, WorkQueueCancelledError or UnknownRequestError.
    * @example
@@ -282,19 +343,24 @@ export class WorkQueueClient {
         signal?.removeEventListener('abort', onCancel);
         fn();
       };
+      const keep = options.keep === true;
       const giveUp = (reason: AbortReason, error: Error): void => {
         settle(() => {
           this.abort(id, reason).then(() => reject(error), reject);
         });
       };
       const onCancel = (): void => {
-        if (options.abortOnCancel === false) settle(() => reject(new WorkQueueCancelledError(id, signal?.reason, false)));
+        if (options.abortOnCancel === false || keep) settle(() => reject(new WorkQueueCancelledError(id, signal?.reason, false)));
         else giveUp('cancelled', new WorkQueueCancelledError(id, signal?.reason));
+      };
+      const onTimeout = (): void => {
+        if (keep) settle(() => reject(new WorkQueueTimeoutError(id, timeoutMs!, 'total', false)));
+        else giveUp('timeout', new WorkQueueTimeoutError(id, timeoutMs!));
       };
       let refused = false;
       const attempt = (look: Look): void => {
         try {
-          const claim = claimResult(paths, id, options.keepLogs === true, look === 'arrived');
+          const claim = (keep ? peekResult : claimResult)(paths, id, options.keepLogs === true, look === 'arrived');
           if (claim !== undefined && 'result' in claim) return settle(() => resolve(claim.result));
           if (claim !== undefined && !refused) {
             refused = true; // said once per wait; the server replaces the entry with the real result
@@ -309,7 +375,7 @@ export class WorkQueueClient {
       };
       if (signal?.aborted) return onCancel();
       signal?.addEventListener('abort', onCancel, { once: true });
-      if (timeoutMs !== undefined) timer = setLongTimeout(() => giveUp('timeout', new WorkQueueTimeoutError(id, timeoutMs)), timeoutMs);
+      if (timeoutMs !== undefined) timer = setLongTimeout(onTimeout, timeoutMs);
       const fresh = this.#enqueuedHere.has(id);
       const watcherAtPublish = this.#enqueuedHere.get(id);
       this.#enqueuedHere.delete(id);

@@ -12,18 +12,24 @@ export class WorkQueueError extends Error {
   }
 }
 
-/** `wait()` gave up: the request was aborted and will never report a result. */
+/**
+ * `wait()` gave up: the request was aborted and will never report a result;
+ * or, after a wait with `keep`, it was left alone (`requestAborted` false).
+ */
 export class WorkQueueTimeoutError extends WorkQueueError {
   readonly requestId: string;
   readonly timeoutMs: number;
   /** Which deadline expired: the total one, or the one counted from the task's start. */
   readonly deadline: 'total' | 'run';
-  constructor(requestId: string, timeoutMs: number, deadline: 'total' | 'run' = 'total') {
+  /** False when only the waiting stopped (a wait with `keep`): the request goes on. */
+  readonly requestAborted: boolean;
+  constructor(requestId: string, timeoutMs: number, deadline: 'total' | 'run' = 'total', requestAborted = true) {
     const what = deadline === 'run' ? 'run timeout' : 'timeout';
-    super(`request ${requestId} timed out after ${timeoutMs / 1000} s (${what}); it was aborted`, 'ERR_TIMEOUT');
+    super(`request ${requestId} timed out after ${timeoutMs / 1000} s (${what}); it was ${requestAborted ? 'aborted' : 'left in the spool'}`, 'ERR_TIMEOUT');
     this.requestId = requestId;
     this.timeoutMs = timeoutMs;
     this.deadline = deadline;
+    this.requestAborted = requestAborted;
   }
 }
 
@@ -36,7 +42,7 @@ export class UnknownRequestError extends WorkQueueError {
   }
 }
 
-/** The waiting was cancelled through an AbortSignal; the request was aborted, unless `abortOnCancel: false` left it queued. */
+/** The waiting was cancelled through an AbortSignal; the request was aborted, unless `abortOnCancel: false` or `keep` left it queued. */
 export class WorkQueueCancelledError extends WorkQueueError {
   readonly requestId: string;
   readonly requestAborted: boolean;

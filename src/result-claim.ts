@@ -9,7 +9,7 @@ import { isErrno, ProtocolError } from './errors.js';
 import { encodeAbortReason } from './spool/abort-reason.js';
 import { decodeResult, MAX_RESULT_BYTES, type ResultEnvelope } from './spool/codec.js';
 import { entryPath, removeLogs, REQUEST_STATES, stagedResultPath, type RequestState, type SpoolPaths } from './spool/layout.js';
-import { completeOutputFromLogs } from './spool/output-logs.js';
+import { completeOutputFromLogs, isOutputCut } from './spool/output-logs.js';
 import * as sfs from './spool/fs.js';
 
 /** What a look at complete/<id> found: the claimed result, nothing (yet, or another waiter won), or something that is not this request's result. */
@@ -40,6 +40,22 @@ export function claimResult(paths: SpoolPaths, id: string, keepLogs: boolean, ex
     removeLogs(paths, id);
   }
   return read;
+}
+
+/**
+ * Reads complete/<id> without claiming it (a wait with `keep`, peek()): it
+ * removes nothing and files nothing, so a waiter that claims the result,
+ * before, meanwhile or later, loses nothing to it. The whole output is read
+ * from the logs unless `keepLogs`. A log gone while the result is gone too
+ * means another waiter claimed it (or an abort removed it) during the read:
+ * undefined, as if it had not been there, rather than a result that looks cut.
+ */
+export function peekResult(paths: SpoolPaths, id: string, keepLogs: boolean, expected: boolean): Claim {
+  const path = entryPath(paths, 'complete', id);
+  const read = readResult(path, id, expected);
+  if (read === undefined || 'refused' in read || read.result.logs !== true || keepLogs) return read;
+  completeOutputFromLogs(paths, id, read.result.value);
+  return isOutputCut(read.result.value) && !sfs.entryExists(path) ? undefined : read;
 }
 
 /** Reads complete/<id> without claiming it; a ProtocolError (not a regular file, too big, not a result) refuses it. */

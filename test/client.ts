@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolveClientOptions, WorkQueueClient } from '../src/client.js';
-import { InvalidOptionError, ProtocolError, UnknownRequestError, WorkQueueCancelledError } from '../src/errors.js';
+import { InvalidOptionError, ProtocolError, UnknownRequestError, WorkQueueCancelledError, WorkQueueTimeoutError } from '../src/errors.js';
 import { MAX_REQUEST_BYTES } from '../src/spool/codec.js';
 import { formatRequestId, type IdSource } from '../src/spool/request-id.js';
 import { InProcessTaskManager } from '../src/task-manager/in-process.js';
@@ -252,6 +252,47 @@ t.test('waiting for an aborted request reports it unknown, and the abort is file
   startServer(t, manager, { spool, rescanIntervalMs: 50 });
   await t.rejects(client.wait(id), UnknownRequestError);
   t.strictSame(manager.started, []);
+});
+
+t.test('peek() and wait({ keep }) read a result without claiming it; neither ever aborts', async (t) => {
+  const spool = spoolDir(t);
+  const client = makeClient(t, spool);
+  const id = await client.enqueue('x');
+  t.equal(await client.peek(id), undefined, 'queued: nothing to read yet');
+  await t.rejects(client.peek(formatRequestId(1_700_000_000_000_000, '000000000000')), UnknownRequestError, 'never enqueued');
+
+  const timedOut = await client.waitForResult(id, { keep: true, timeoutMs: 0 }).catch((e: unknown) => e);
+  t.type(timedOut, WorkQueueTimeoutError);
+  t.match(timedOut, { requestId: id, requestAborted: false, message: /it was left in the spool/ });
+  const controller = new AbortController();
+  const cancelled = client.waitForResult(id, { keep: true, signal: controller.signal }).catch((e: unknown) => e);
+  controller.abort('SIGINT');
+  t.match(await cancelled, { requestAborted: false });
+  t.strictSame(spoolContents(spool).aborting, [], 'no abort filed by either');
+
+  const manager = new ScriptedTaskManager();
+  manager.capacity = 1;
+  startServer(t, manager, { spool, rescanIntervalMs: 50 });
+  const kept = client.waitForResult(id, { keep: true });
+  await waitFor(() => manager.startedIds.includes(id), 'the task to start');
+  manager.finish(id, { ok: true, value: 'value' });
+  t.match(await kept, { id, ok: true, status: 'normal', value: 'value' });
+  t.match(await client.peek(id), { id, value: 'value' });
+  t.strictSame(spoolContents(spool).complete, [id], 'still there');
+  t.equal(await client.wait(id), 'value', 'a wait claims it');
+  await t.rejects(client.peek(id), UnknownRequestError, 'claimed: unknown');
+});
+
+t.test('abort() takes several ids, checked before any is filed; abortAll() aborts what this user has queued', async (t) => {
+  const spool = spoolDir(t);
+  const client = makeClient(t, spool);
+  const ids = [await client.enqueue(1), await client.enqueue(2), await client.enqueue(3)];
+  await t.rejects(client.abort([ids[0]!, 'not-an-id']), InvalidOptionError);
+  t.strictSame(spoolContents(spool).aborting, [], 'nothing filed for a list with a bad id');
+  await client.abort([ids[0]!, ids[1]!]);
+  t.strictSame(spoolContents(spool).aborting, [ids[0], ids[1]]);
+  t.strictSame(await client.abortAll(), ids, 'every request of ours, oldest first (an abort already filed is harmless)');
+  t.strictSame(spoolContents(spool).aborting, ids);
 });
 
 t.test('what appears at complete/<id> while a client waits is used only if it is a regular file holding its result: a FIFO, symlink or directory is reported once, never blocks, and the wait goes on', async (t) => {

@@ -33,6 +33,11 @@ export function completeOutputFromLogs(paths: SpoolPaths, id: string, value: unk
   }
 }
 
+/** Whether a command value still counts output that is neither inline nor read back from its log. */
+export function isOutputCut(value: unknown): boolean {
+  return isPlainObject(value) && STREAMS.some((stream) => typeof value[`${stream}Dropped`] === 'number' && (value[`${stream}Dropped`] as number) > 0);
+}
+
 /**
  * The log if it holds exactly `bytes` bytes; undefined if it is missing,
  * shorter, longer, not a regular file, or cannot be read at all.
