@@ -123,26 +123,43 @@ Examples:
 
   program
     .command('wait')
-    .description("wait for a request's result, print it and remove it from the spool")
-    .argument('<id>', 'the request id printed by wq enqueue')
+    .description("wait for a request's result, print it and remove it from the spool (with --keep, leave it there)")
+    .argument('<id...>', 'the request id printed by wq enqueue; several: their results print in the order given')
     .option('-s, --spool <dir>', SPOOL_HELP)
-    .addOption(new Option('-t, --timeout <seconds>', 'give up after this long, abort the request and exit 124').argParser(parseSeconds))
-    .option('-f, --follow', "stream the command's output as it runs, like tail -f")
-    .option('--json', 'print one JSON object for the outcome (exit code, output or result, error)')
+    .addOption(new Option('-t, --timeout <seconds>', 'give up after this long, abort the request (unless --keep) and exit 124').argParser(parseSeconds))
+    .option('-f, --follow', "stream the command's output as it runs, like tail -f (one id only)")
+    .option('--json', 'print one JSON object for the outcome (exit code, output or result, error); one line per id')
     .option('-q, --quiet', "print nothing but the task's own output (no messages, no live status); a note that output was lost still prints")
+    .option('--keep', 'print the result but leave it in the spool, for a later wq wait to claim; never abort the request: --timeout and signals only stop the waiting')
     .option('--detach-on-signal', 'on SIGINT, SIGTERM, SIGHUP or a closed stdout, stop waiting but leave the request queued (its id goes to stderr) instead of aborting it')
     .addHelpText('after', `
 On a terminal, a live line on stderr shows the request's place in line, then how long it has run.
-SIGINT, SIGTERM and SIGHUP abort the request (unless --detach-on-signal) and exit 128+N.`)
-    .action(async (id: string, opts) => (await import('./request.js')).wait(id, opts));
+SIGINT, SIGTERM and SIGHUP abort the request (unless --detach-on-signal or --keep) and exit 128+N.
+
+With several ids, wq waits for them all at once and prints each outcome in the order given, as
+the shell's wait does (--json: one line each). It exits with the first non-zero exit code in that
+order (0 if every command succeeded), or 128+N if a signal stopped it. A signal or --timeout acts
+on every request not yet collected as it does on one.
+
+Examples:
+  wq wait "$id"                          # print the output, exit with the command's code
+  wq wait --keep "$id"                   # look at the result; a later wq wait still gets it
+  wq wait --keep --timeout 0 "$id"       # the result if it is there now, else exit 124
+  wq wait "$a" "$b" "$c"                 # all three, in this order; fails if any failed`)
+    .action(async (ids: string[], opts) => (await import('./request.js')).wait(ids, opts));
 
   program
     .command('abort')
-    .description('abort a request: it never starts, or is killed if running, or its result is dropped')
-    .argument('<id>', 'the request id')
+    .description('abort requests: they never start, or are killed if running, or their results are dropped')
+    .argument('[id...]', 'the request ids')
     .option('-s, --spool <dir>', SPOOL_HELP)
-    .option('-q, --quiet', 'say nothing when the id is not in the spool')
-    .action(async (id: string, opts) => (await import('./request.js')).abort(id, opts));
+    .option('-a, --all', 'abort every request of yours that is queued or running (the ones whose files you own, never another user\'s); print their ids')
+    .option('-q, --quiet', 'say nothing when an id is not in the spool')
+    .addHelpText('after', `
+With several ids, exits 4 if any of them is in no state of the spool (its abort is still filed, in
+case the request is being enqueued). --all leaves results already written, to be claimed or
+aborted by id.`)
+    .action(async (ids: string[], opts) => (await import('./request.js')).abort(ids, opts));
 
   program
     .command('status')

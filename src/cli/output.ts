@@ -12,7 +12,8 @@ import { exitCodeForCause, type StopCause } from './stop.js';
 
 export type Outcome =
   | { kind: 'result'; id: string; result: RequestResult }
-  | { kind: 'timeout'; id: string; deadline: 'total' | 'run'; timeoutMs: number }
+  /** A deadline passed; the request was aborted, or with `left` (`wq wait --keep`) left alone. */
+  | { kind: 'timeout'; id: string; deadline: 'total' | 'run'; timeoutMs: number; left?: boolean }
   | { kind: 'unknown'; id: string; message: string }
   /** A signal (or EPIPE) stopped the wait; the request was aborted, or with `detached` left queued. */
   | { kind: 'interrupted'; id: string; cause: StopCause; detached: boolean };
@@ -84,7 +85,7 @@ export function render(outcome: Outcome, options: RenderOptions, out: NodeJS.Wri
       say(
         outcome.deadline === 'run'
           ? `request ${outcome.id} ran longer than its run timeout (--run-timeout ${outcome.timeoutMs / 1000} s); it was terminated`
-          : `timed out after ${outcome.timeoutMs / 1000} s (--timeout) waiting for ${outcome.id}; the request was aborted`,
+          : `timed out after ${outcome.timeoutMs / 1000} s (--timeout) waiting for ${outcome.id}; the request was ${outcome.left === true ? 'left in the spool (--keep)' : 'aborted'}`,
       );
       return code;
     case 'unknown':

@@ -1,13 +1,13 @@
 /** `wq enqueue`, `wq wait`, `wq abort`: the client side of the CLI. */
 import { Writable } from 'node:stream';
-import { WorkQueueClient, type RequestResult } from '../client.js';
+import { WorkQueueClient, type RequestResult, type WaitOptions } from '../client.js';
 import { UnknownRequestError, WorkQueueCancelledError, WorkQueueTimeoutError } from '../errors.js';
 import { spoolPaths } from '../spool/layout.js';
 import { isServing, readLockOwner } from '../spool/lock.js';
 import { isRequestId } from '../spool/request-id.js';
 import { CliError, clientLogger, EXIT, printError, resolveSpool } from './common.js';
 import { render, type Outcome } from './output.js';
-import { StopListener } from './stop.js';
+import { exitCodeForCause, StopListener } from './stop.js';
 
 interface SpoolFlags {
   spool?: string;
@@ -19,6 +19,12 @@ export interface WaitFlags extends SpoolFlags {
   json?: boolean;
   quiet?: boolean;
   detachOnSignal?: boolean;
+  keep?: boolean;
+}
+
+export interface AbortFlags extends SpoolFlags {
+  quiet?: boolean;
+  all?: boolean;
 }
 
 export interface EnqueueFlags extends WaitFlags {
@@ -52,24 +58,49 @@ export async function enqueue(argv: string[], flags: EnqueueFlags): Promise<void
   }
 }
 
-export async function wait(id: string, flags: WaitFlags): Promise<void> {
-  checkId(id);
+export async function wait(ids: string[], flags: WaitFlags): Promise<void> {
+  for (const id of ids) checkId(id);
+  const repeated = ids.find((id, i) => ids.indexOf(id) !== i);
+  if (repeated !== undefined) throw new CliError(`request ${repeated} is given twice`, EXIT.usage);
+  if (flags.follow && ids.length > 1) throw new CliError('--follow streams the output of one request: give one id', EXIT.usage);
   checkFollowJson(flags);
   const spool = resolveSpool(flags.spool);
   const stops = new StopListener();
   try {
-    await waitAndReport(new WorkQueueClient({ spool, logger: clientLogger(flags.quiet) }), spool, id, flags, stops);
+    const client = new WorkQueueClient({ spool, logger: clientLogger(flags.quiet) });
+    if (ids.length === 1) await waitAndReport(client, spool, ids[0]!, flags, stops);
+    else await waitForEach(client, spool, ids, flags, stops);
   } finally {
     stops.close();
   }
 }
 
-export async function abort(id: string, flags: SpoolFlags & { quiet?: boolean }): Promise<void> {
-  checkId(id);
+export async function abort(ids: string[], flags: AbortFlags): Promise<void> {
+  if (flags.all) {
+    if (ids.length > 0) throw new CliError('give request ids or --all, not both', EXIT.usage);
+    const aborted = await new WorkQueueClient({ spool: resolveSpool(flags.spool) }).abortAll('user');
+    if (aborted.length > 0) process.stdout.write(`${aborted.join('\n')}\n`);
+    return;
+  }
+  if (ids.length === 0) throw new CliError('give the id of a request to abort, or --all for all of yours', EXIT.usage);
+  for (const id of ids) checkId(id);
+  if (ids.length === 1) return abortOne(ids[0]!, flags);
+  const client = new WorkQueueClient({ spool: resolveSpool(flags.spool) });
+  const unknown = ids.filter((id) => client.state(id) === undefined);
+  await client.abort(ids, 'user');
+  for (const id of unknown) if (!flags.quiet) printError(notInSpool(id));
+  if (unknown.length > 0) process.exitCode = EXIT.unknownId;
+}
+
+async function abortOne(id: string, flags: AbortFlags): Promise<void> {
   const client = new WorkQueueClient({ spool: resolveSpool(flags.spool) });
   const state = client.state(id);
   await client.abort(id, 'user');
-  if (state === undefined && !flags.quiet) printError(`no request ${id} in the spool; the abort is kept for 10 minutes in case it is still being enqueued`);
+  if (state === undefined && !flags.quiet) printError(notInSpool(id));
+}
+
+function notInSpool(id: string): string {
+  return `no request ${id} in the spool; the abort is kept for 10 minutes in case it is still being enqueued`;
 }
 
 function requestBody(argv: string[], flags: EnqueueFlags): unknown {
@@ -119,26 +150,72 @@ async function waitAndReport(client: WorkQueueClient, spool: string, id: string,
     : undefined;
   let outcome: Outcome;
   try {
-    const result: RequestResult = await client.waitForResult(id, {
-      timeoutMs: flags.timeout,
-      signal: stops.signal,
-      abortOnCancel: flags.detachOnSignal !== true,
-      keepLogs: follower !== undefined,
-    });
+    const result: RequestResult = await client.waitForResult(id, { ...waitOptions(flags, stops), keepLogs: follower !== undefined });
     outcome = { kind: 'result', id, result };
   } catch (err) {
-    if (err instanceof WorkQueueTimeoutError) outcome = { kind: 'timeout', id, deadline: err.deadline, timeoutMs: err.timeoutMs };
-    else if (err instanceof WorkQueueCancelledError) outcome = { kind: 'interrupted', id, cause: stops.cause ?? 'SIGINT', detached: !err.requestAborted };
-    else if (err instanceof UnknownRequestError) outcome = { kind: 'unknown', id, message: err.message };
-    else throw err;
+    outcome = outcomeOf(err, id, stops);
   } finally {
     stops.close();
     await follower?.finish();
     line?.stop();
     client.close();
   }
-  // A detached request still runs: its logs are its own.
-  if (follower !== undefined && !(outcome.kind === 'interrupted' && outcome.detached)) client.removeRequestLogs(id);
-  const out = stops.outputOpen ? process.stdout : new Writable({ write: (_chunk, _encoding, done) => done() });
-  process.exitCode = render(outcome, { json: flags.json === true, quiet: flags.quiet === true, streamed: follower?.sawLogs === true }, out);
+  // A detached request still runs, and a kept result stays: their logs are not ours to remove.
+  if (follower !== undefined && !flags.keep && !(outcome.kind === 'interrupted' && outcome.detached)) client.removeRequestLogs(id);
+  process.exitCode = render(outcome, { json: flags.json === true, quiet: flags.quiet === true, streamed: follower?.sawLogs === true }, output(stops));
+}
+
+/**
+ * `wq wait ID...`: waits for every request at once (so each result is claimed
+ * as soon as it is written, and a deadline or a signal reaches them all), and
+ * prints each outcome in the order given. Exits with the first non-zero exit
+ * code in that order, or 128+N if a signal stopped the wait.
+ */
+async function waitForEach(client: WorkQueueClient, spool: string, ids: string[], flags: WaitFlags, stops: StopListener): Promise<void> {
+  const options = waitOptions(flags, stops);
+  // Settled promises that never reject: an error is thrown when its turn comes, not left unhandled.
+  const settled = ids.map((id) =>
+    client.waitForResult(id, options).then(
+      (result): { outcome: Outcome } => ({ outcome: { kind: 'result', id, result } }),
+      (err: unknown): { outcome: Outcome } | { error: unknown } => {
+        try {
+          return { outcome: outcomeOf(err, id, stops) };
+        } catch (error) {
+          return { error };
+        }
+      },
+    ),
+  );
+  const showLine = process.stderr.isTTY === true && !flags.quiet && !flags.json;
+  let exitCode: number = EXIT.ok;
+  try {
+    for (const [i, id] of ids.entries()) {
+      const line = showLine ? (await import('./progress.js')).startLiveLine(spool, id) : undefined;
+      const done = await settled[i]!;
+      line?.stop();
+      if ('error' in done) throw done.error;
+      const code = render(done.outcome, { json: flags.json === true, quiet: flags.quiet === true, streamed: false }, output(stops));
+      if (exitCode === EXIT.ok) exitCode = code;
+    }
+  } finally {
+    client.close();
+  }
+  process.exitCode = stops.cause === undefined ? exitCode : exitCodeForCause(stops.cause);
+}
+
+function waitOptions(flags: WaitFlags, stops: StopListener): WaitOptions {
+  return { timeoutMs: flags.timeout, signal: stops.signal, abortOnCancel: flags.detachOnSignal !== true, keep: flags.keep === true };
+}
+
+/** The outcome a wait's error stands for; other errors are thrown on. */
+function outcomeOf(err: unknown, id: string, stops: StopListener): Outcome {
+  if (err instanceof WorkQueueTimeoutError) return { kind: 'timeout', id, deadline: err.deadline, timeoutMs: err.timeoutMs, left: !err.requestAborted };
+  if (err instanceof WorkQueueCancelledError) return { kind: 'interrupted', id, cause: stops.cause ?? 'SIGINT', detached: !err.requestAborted };
+  if (err instanceof UnknownRequestError) return { kind: 'unknown', id, message: err.message };
+  throw err;
+}
+
+/** stdout, or nothing once its reader has gone away (the wait is stopping). */
+function output(stops: StopListener): NodeJS.WritableStream {
+  return stops.outputOpen ? process.stdout : new Writable({ write: (_chunk, _encoding, done) => done() });
 }
