@@ -27,6 +27,7 @@ import { ownActiveRequests } from './own-requests.js';
 import { isRequestId, RequestIdGenerator, type IdSource } from './spool/request-id.js';
 import * as sfs from './spool/fs.js';
 import { stripUndefined } from './options.js';
+import { hasTaskInput, invalidVariables, type TaskInput } from './task-input.js';
 import { MAX_TIMER_DELAY_MS, setLongTimeout, type LongTimeout } from './long-timer.js';
 
 /** How many fresh ids enqueue() tries before it gives up (each try only fails on an exact collision). */
@@ -80,7 +81,35 @@ export interface EnqueueOptions {
    * @default no limit
    */
   runTimeoutMs?: number;
+  /**
+   * Environment variables for the task. A command gets them on top of the
+   * server's environment (whose OLDPWD it never gets, and whose PWD is set to
+   * the command's directory); a handler gets them as `context.env`. A server
+   * that runs a fixed command (`wq serve --exec`) takes only the names it
+   * accepts and fails the request otherwise. They are written into the
+   * request file (mode 0640): in a shared spool its group can read them.
+   * @default none: a command gets the server's environment
+   * @example env: { MAKEFLAGS: '-j8' }
+   */
+  env?: Record<string, string>;
+  /**
+   * `env` is the command's whole environment, instead of an addition to the
+   * server's (`wq enqueue --env-all` sends `process.env` so). @default false
+   * @example { env: { ...process.env } as Record<string, string>, replaceEnv: true }
+   */
+  replaceEnv?: boolean;
+  /**
+   * The task's standard input: a command reads it on its stdin, a handler gets
+   * it as `context.stdin` (bytes). A string is sent as UTF-8. It counts against
+   * the request's size limit (1 MiB encoded, with the body and `env`).
+   * @default none: a command's stdin is /dev/null
+   * @example stdin: 'yes\n'
+   */
+  stdin?: Uint8Array | string;
 }
+
+/** Request files that carry an environment or stdin are not readable by others (the umask still applies). */
+const INPUT_REQUEST_MODE = 0o640;
 
 export interface WaitOptions {
   /** Give up after this long: the request is aborted and WorkQueueTimeoutError thrown. @default no limit */
@@ -169,15 +198,18 @@ export class WorkQueueClient {
     if (runTimeoutMs !== undefined && !(Number.isFinite(runTimeoutMs) && runTimeoutMs >= 0)) {
       throw new InvalidOptionError(`Expected \`runTimeoutMs\` to be a finite number >= 0, got \`${String(runTimeoutMs)}\` (${typeof runTimeoutMs})`);
     }
+    const input = resolveTaskInput(options);
     const paths = this.#spoolPaths();
     const bytes = encodeRequest({
       body: request,
       submittedAt: Date.now(),
       client: this.#identity(),
       ...(runTimeoutMs === undefined ? {} : { runTimeoutMs }),
+      ...input,
     });
-    if (this.#o.durable) return this.#enqueueDurably(bytes);
-    const temp = sfs.writeTemp(paths.dirs.tmp, 'request', bytes);
+    const mode = hasTaskInput(input) ? INPUT_REQUEST_MODE : undefined;
+    if (this.#o.durable) return this.#enqueueDurably(bytes, mode);
+    const temp = sfs.writeTemp(paths.dirs.tmp, 'request', bytes, { mode });
     try {
       return this.#publishRequest(paths, temp);
     } finally {
@@ -214,7 +246,7 @@ export class WorkQueueClient {
   }
 
   /** Durable enqueues waiting for the next group commit. */
-  #durableBatch: Array<{ bytes: Buffer; resolve: (id: string) => void; reject: (err: unknown) => void }> = [];
+  #durableBatch: Array<{ bytes: Buffer; mode: number | undefined; resolve: (id: string) => void; reject: (err: unknown) => void }> = [];
 
   /**
    * Durable mode, with group commit: every enqueue() made while the previous
@@ -222,9 +254,9 @@ export class WorkQueueClient {
    * them concurrently (so the file system commits them together), links them
    * into requested/, and fsyncs requested/ once for the whole batch.
    */
-  #enqueueDurably(bytes: Buffer): Promise<string> {
+  #enqueueDurably(bytes: Buffer, mode: number | undefined): Promise<string> {
     return new Promise<string>((resolve, reject) => {
-      this.#durableBatch.push({ bytes, resolve, reject });
+      this.#durableBatch.push({ bytes, mode, resolve, reject });
       if (!this.#committing && this.#durableBatch.length === 1) setImmediate(() => void this.#commitDurableBatches());
     });
   }
@@ -240,7 +272,7 @@ export class WorkQueueClient {
       const paths = this.#spoolPaths();
       const temps: string[] = [];
       try {
-        for (const item of batch) temps.push(sfs.writeTemp(paths.dirs.tmp, 'request', item.bytes));
+        for (const item of batch) temps.push(sfs.writeTemp(paths.dirs.tmp, 'request', item.bytes, { mode: item.mode }));
         await Promise.all(temps.map((temp) => sfs.syncFileAsync(temp)));
         const ids = temps.map((temp) => this.#publishRequest(paths, temp));
         await sfs.syncDirectoryAsync(paths.dirs.requested);
@@ -397,7 +429,8 @@ export class WorkQueueClient {
    * const value = await client.run({ argv: ['true'] }, { timeoutMs: 10_000 });
    */
   async run(request: unknown, options: WaitOptions & EnqueueOptions = {}): Promise<unknown> {
-    return this.wait(await this.enqueue(request, { runTimeoutMs: options.runTimeoutMs }), options);
+    const { runTimeoutMs, env, replaceEnv, stdin } = options;
+    return this.wait(await this.enqueue(request, { runTimeoutMs, env, replaceEnv, stdin }), options);
   }
 
   /** Which state a request is in now, or undefined if it is in none. */
@@ -533,4 +566,29 @@ function assertRequestId(id: string): void {
   if (typeof id !== 'string' || !isRequestId(id)) {
     throw new InvalidOptionError(`Expected a request id like 1763830000000000-0123456789ab, got \`${String(id)}\``);
   }
+}
+
+/** EnqueueOptions' env, replaceEnv and stdin, checked, as the request envelope carries them. */
+export function resolveTaskInput(options: Pick<EnqueueOptions, 'env' | 'replaceEnv' | 'stdin'>): TaskInput {
+  const { env, replaceEnv, stdin } = options;
+  const input: TaskInput = {};
+  if (env !== undefined) {
+    const why = invalidVariables(env);
+    if (why !== undefined) throw new InvalidOptionError(`Expected \`env\` to be a map of variable names to strings, but it ${why}`);
+    input.env = { ...env };
+  }
+  if (replaceEnv !== undefined && typeof replaceEnv !== 'boolean') {
+    throw new InvalidOptionError(`Expected \`replaceEnv\` to be a boolean, got \`${String(replaceEnv)}\` (${typeof replaceEnv})`);
+  }
+  if (replaceEnv === true) {
+    input.replaceEnv = true;
+    input.env ??= {};
+  }
+  if (stdin !== undefined) {
+    if (typeof stdin !== 'string' && !(stdin instanceof Uint8Array)) {
+      throw new InvalidOptionError(`Expected \`stdin\` to be a Uint8Array or a string, got \`${String(stdin)}\` (${typeof stdin})`);
+    }
+    input.stdin = typeof stdin === 'string' ? Buffer.from(stdin, 'utf8') : stdin;
+  }
+  return input;
 }

@@ -66,8 +66,23 @@ export class SpoolLockedError extends WorkQueueError {
 
 /** A spool file is not a valid envelope: bad bytes, wrong version, too large, wrong type of file. */
 export class ProtocolError extends WorkQueueError {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, 'ERR_PROTOCOL', options);
+  constructor(message: string, options?: ErrorOptions, code = 'ERR_PROTOCOL') {
+    super(message, code, options);
+  }
+}
+
+/**
+ * A request is larger, encoded, than a request file may be (MAX_REQUEST_BYTES):
+ * its body, environment and standard input together. Nothing was enqueued.
+ * A ProtocolError, as every envelope a client may not write.
+ */
+export class RequestTooLargeError extends ProtocolError {
+  readonly bytes: number;
+  readonly limitBytes: number;
+  constructor(bytes: number, limitBytes: number) {
+    super(`the request is ${bytes} bytes encoded; the limit is ${limitBytes}`, undefined, 'ERR_REQUEST_TOO_LARGE');
+    this.bytes = bytes;
+    this.limitBytes = limitBytes;
   }
 }
 

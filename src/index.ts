@@ -6,6 +6,7 @@ export type { WorkQueueServerOptions, ProcessRequestsOptions } from './server.js
 export type { InterruptedPolicy } from './protocol.js';
 export type { AbortPolicy } from './permissions.js';
 export type { TaskManager, TaskManagerEvent, TaskOutcome, TaskProcess } from './task-manager/types.js';
+export type { TaskInput, AcceptedVariables } from './task-input.js';
 export { InProcessTaskManager } from './task-manager/in-process.js';
 export type { InProcessTaskManagerOptions, TaskHandler, TaskContext } from './task-manager/in-process.js';
 export { ProcessPoolTaskManager, WorkerCrashedError, HandlerLoadError } from './task-manager/process-pool.js';
@@ -22,6 +23,7 @@ export {
   SpoolLockedError,
   SpoolError,
   ProtocolError,
+  RequestTooLargeError,
   ForeignRequestError,
   InvalidOptionError,
   TaskFailedError,

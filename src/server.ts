@@ -42,6 +42,8 @@ import * as sfs from './spool/fs.js';
 import { openServedSpool, serverIdentity } from './spool/access.js';
 import { LinkedRequests } from './linked-requests.js';
 import type { TaskManager, TaskManagerEvent, TaskOutcome } from './task-manager/types.js';
+import { hasTaskInput, type TaskInput } from './task-input.js';
+import { stripUndefined } from './options.js';
 
 export { resolveServerOptions, type WorkQueueServerOptions } from './server-options.js';
 
@@ -741,7 +743,7 @@ export class WorkQueueServer {
     this.#log.debug('started', { id });
     let started = false;
     try {
-      const task = this.#manager.startTask(id, envelope.body);
+      const task = this.#manager.startTask(id, envelope.body, taskInputOf(envelope));
       started = true;
       // Before the task counts as started: a server killed from now on leaves a record for the next one.
       if (task) this.#recordProcess(id, task.pid);
@@ -1083,3 +1085,10 @@ function withoutValue(result: Omit<ResultEnvelope, 'v' | 'type'>): Omit<ResultEn
 }
 
 export type { FinishStatus };
+
+/** What a request carries for its task besides its body; undefined when it carries nothing. */
+function taskInputOf(envelope: RequestEnvelope): TaskInput | undefined {
+  if (!hasTaskInput(envelope)) return undefined;
+  const { env, replaceEnv, stdin } = envelope;
+  return stripUndefined({ env, replaceEnv, stdin });
+}

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolveClientOptions, WorkQueueClient } from '../src/client.js';
-import { InvalidOptionError, ProtocolError, UnknownRequestError, WorkQueueCancelledError, WorkQueueTimeoutError } from '../src/errors.js';
+import { InvalidOptionError, ProtocolError, RequestTooLargeError, UnknownRequestError, WorkQueueCancelledError, WorkQueueTimeoutError } from '../src/errors.js';
 import { MAX_REQUEST_BYTES } from '../src/spool/codec.js';
 import { formatRequestId, type IdSource } from '../src/spool/request-id.js';
 import { InProcessTaskManager } from '../src/task-manager/in-process.js';
@@ -74,7 +74,7 @@ t.test('bad arguments are refused before anything is written', async (t) => {
   const client = makeClient(t, spool);
   await t.rejects(client.enqueue(new Map()), ProtocolError, 'a Map');
   await t.rejects(client.enqueue({ f: () => 1 }), ProtocolError, 'a function');
-  await t.rejects(client.enqueue('x'.repeat(MAX_REQUEST_BYTES)), ProtocolError, 'too large');
+  await t.rejects(client.enqueue('x'.repeat(MAX_REQUEST_BYTES)), RequestTooLargeError, 'too large: a ProtocolError that says so');
   await t.rejects(client.enqueue('x', { runTimeoutMs: -1 }), InvalidOptionError, 'a negative run timeout');
   await t.rejects(client.abort('not-an-id'), InvalidOptionError, 'abort checks the id');
   await t.rejects(client.abort('../../etc/passwd'), InvalidOptionError, 'abort does not take paths');

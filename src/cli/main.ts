@@ -10,6 +10,7 @@ import { exitQuietlyOnBrokenPipe } from './stop.js';
 import { VERSION } from '../version.js';
 import { MAX_OUTPUT_LIMIT_BYTES } from '../task-manager/output-budget.js';
 import { parseSizeAtMost } from './size.js';
+import { collect } from './input.js';
 
 /** A TCP port; 0 lets the system pick a free one. */
 function parsePort(value: string): number {
@@ -55,8 +56,9 @@ request aborted), 141 stdout or stderr closed by its reader (like SIGPIPE; a req
     .description('run the server for a spool (one per spool); stops on SIGTERM/SIGINT')
     .option('-s, --spool <dir>', SPOOL_HELP)
     .addOption(new Option('-j, --max-tasks <n>', 'most tasks running at once').argParser(parseCount(1)).default(1))
-    .addOption(new Option('--handler <module>', 'run requests in a pool of Node processes that load this ES module; its default export gets (request, { id, signal })').conflicts('exec'))
+    .addOption(new Option('--handler <module>', 'run requests in a pool of Node processes that load this ES module; its default export gets (request, { id, signal, env?, stdin? })').conflicts('exec'))
     .option('--exec <command>', "run COMMAND with each request's arguments appended (no shell; quotes group words)")
+    .addOption(new Option('--accept-env <name>', 'with --exec: a variable that requests may set for the command (repeatable); by default they may set none').argParser(collect))
     .addOption(new Option('--max-load <load>', 'start new tasks only while the 1-minute load average is below this (e.g. the number of cores)').argParser(parseLoad))
     .option('--allow-foreign-aborts', "in a spool shared by several users, let any of them abort another's queued or running request (by default only its owner, this server's user and root may)")
     .option('--allow-shared-commands', "DANGEROUS: let plain command mode serve a spool that other users can write; every one of them can then run any command as this user (a root server still runs only root's requests)")
@@ -83,10 +85,19 @@ Every server refuses a spool that others could redirect: a directory on the way
 to it, or the spool directory, owned by another user, or writable by others
 without the sticky bit (see docs/operations.md).
 
+A command's environment is the server's, with PWD set to its directory and no
+OLDPWD, plus the variables its request carries (wq enqueue --env, --env-all);
+with --exec, only names given with --accept-env, and a request that sets others
+fails without running: a variable such as LD_PRELOAD, PATH or RSYNC_RSH could
+make the fixed command run something else. Its stdin is what the request carries
+(wq enqueue --stdin), else /dev/null. A --handler gets both as data, in its
+context (env, stdin).
+
 Examples:
   wq serve --max-tasks 4
   wq serve --handler ./examples/copy-payload.js --max-tasks 2
   wq serve --exec "rsync -a" --spool /var/spool/wq
+  wq serve --exec "make -C /srv/build" --accept-env MAKEFLAGS
   wq serve --metrics-port 9464         # Prometheus scrapes http://127.0.0.1:9464/metrics`,
     )
     .action(async (opts) => (await import('./serve.js')).serve(opts));
@@ -101,6 +112,9 @@ Examples:
     .addOption(new Option('-r, --run-timeout <seconds>', 'the server kills the task this long after it starts (queue time does not count); exit 124').argParser(parseSeconds))
     .option('-f, --follow', "with --wait: stream the command's output as it runs, like tail -f")
     .option('--data <json>', 'send this JSON value as the request (for --handler servers) instead of a command')
+    .addOption(new Option('--env <name[=value]>', "set a variable for the task (repeatable); a name alone passes this environment's value").argParser(collect))
+    .option('--env-all', "send this whole environment: the task gets it instead of the server's (--env still adds to it)")
+    .option('--stdin', "send standard input (up to 1 MiB, read to its end) to the task's stdin; without it, the task's stdin is /dev/null")
     .option('--durable', 'return only once the request is on disk (fsync), so it survives a power loss')
     .option('--json', 'print one JSON object: the id, or with --wait the outcome (exit code, output or result, error)')
     .option('-q, --quiet', "print nothing but the task's own output (no warnings, no live status); a note that output was lost still prints")
@@ -109,6 +123,11 @@ Examples:
     .addHelpText(
       'after',
       `
+The command runs in this directory, with the server's environment (PWD set to
+this directory, no OLDPWD) plus each --env, or this whole environment with
+--env-all, and /dev/null as its stdin unless --stdin. A --handler gets --env and
+--stdin as data, in its context.
+
 With --wait, SIGINT, SIGTERM and SIGHUP (Ctrl-C, timeout(1), a closed terminal) abort the
 request, say so on stderr and exit 128+N; with --detach-on-signal the request stays queued.
 
@@ -117,7 +136,9 @@ Examples:
   wq enqueue --wait -- echo hi               # prints "hi"
   wq enqueue --wait --timeout 600 --run-timeout 60 -- ./flash.sh dut1
   wq enqueue --wait --follow -- make -j8      # output live, as it comes
-  wq enqueue --wait --data '{"src":"a.bin","dest":"dut1:/tmp/"}'`,
+  wq enqueue --wait --data '{"src":"a.bin","dest":"dut1:/tmp/"}'
+  wq enqueue --wait --env CC=clang --env HOME -- make -j8
+  git diff | wq enqueue --wait --stdin -- ./apply-and-test.sh`,
     )
     .action(async (argv: string[], opts) => (await import('./request.js')).enqueue(argv, opts));
 

@@ -1,11 +1,14 @@
 /** `wq enqueue`, `wq wait`, `wq abort`: the client side of the CLI. */
 import { Writable } from 'node:stream';
 import { WorkQueueClient, type RequestResult, type WaitOptions } from '../client.js';
-import { UnknownRequestError, WorkQueueCancelledError, WorkQueueTimeoutError } from '../errors.js';
+import { RequestTooLargeError, UnknownRequestError, WorkQueueCancelledError, WorkQueueTimeoutError } from '../errors.js';
+import { MAX_REQUEST_BYTES } from '../spool/codec.js';
+import type { TaskInput } from '../task-input.js';
 import { spoolPaths } from '../spool/layout.js';
 import { isServing, readLockOwner } from '../spool/lock.js';
 import { isRequestId } from '../spool/request-id.js';
 import { CliError, clientLogger, EXIT, printError, resolveSpool } from './common.js';
+import { describeBytes, envFromFlags, readStandardInput } from './input.js';
 import { render, type Outcome } from './output.js';
 import { exitCodeForCause, StopListener } from './stop.js';
 
@@ -32,21 +35,28 @@ export interface EnqueueFlags extends WaitFlags {
   runTimeout?: number;
   data?: string;
   durable?: boolean;
+  /** `--env NAME[=VALUE]`, in order. */
+  env?: string[];
+  envAll?: boolean;
+  stdin?: boolean;
 }
 
 export async function enqueue(argv: string[], flags: EnqueueFlags): Promise<void> {
-  const body = requestBody(argv, flags);
+  checkRequestFlags(argv, flags);
   for (const [flag, set] of [['--timeout', flags.timeout !== undefined], ['--follow', flags.follow]] as const) {
     if (set && !flags.wait) throw new CliError(`${flag} only makes sense with --wait`, EXIT.usage);
   }
   checkFollowJson(flags);
   if (flags.detachOnSignal && !flags.wait) throw new CliError('--detach-on-signal only makes sense with --wait', EXIT.usage);
+  const input: TaskInput = envFromFlags(flags.env, flags.envAll === true, process.env);
+  const body = flags.data === undefined ? { argv, cwd: process.cwd() } : parseData(flags.data);
+  if (flags.stdin) input.stdin = await readStandardInput('--stdin', MAX_REQUEST_BYTES);
   const spool = resolveSpool(flags.spool);
   const client = new WorkQueueClient({ spool, durable: flags.durable === true, logger: clientLogger(flags.quiet) });
   // Listening before the request is published: from then on a signal stops the wait, never kills wq.
   const stops = flags.wait ? new StopListener() : undefined;
   try {
-    const id = await client.enqueue(body, { runTimeoutMs: flags.runTimeout });
+    const id = await enqueueOrSayWhy(client, body, { runTimeoutMs: flags.runTimeout, ...input });
     if (!flags.quiet) warnIfNoServer(spool);
     if (stops === undefined) {
       process.stdout.write(flags.json ? `${JSON.stringify({ id })}\n` : `${id}\n`);
@@ -103,17 +113,34 @@ function notInSpool(id: string): string {
   return `no request ${id} in the spool; the abort is kept for 10 minutes in case it is still being enqueued`;
 }
 
-function requestBody(argv: string[], flags: EnqueueFlags): unknown {
+/** What can be told wrong from the flags alone, before anything is read. */
+function checkRequestFlags(argv: string[], flags: EnqueueFlags): void {
   if (flags.data !== undefined) {
     if (argv.length > 0) throw new CliError('give either --data or a command after --, not both', EXIT.usage);
-    try {
-      return JSON.parse(flags.data) as unknown;
-    } catch (err) {
-      throw new CliError(`--data is not valid JSON: ${(err as Error).message}`, EXIT.usage);
-    }
+  } else if (argv.length === 0) {
+    throw new CliError('nothing to run: give a command after --, or --data JSON', EXIT.usage);
   }
-  if (argv.length === 0) throw new CliError('nothing to run: give a command after --, or --data JSON', EXIT.usage);
-  return { argv, cwd: process.cwd() };
+}
+
+function parseData(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new CliError(`--data is not valid JSON: ${(err as Error).message}`, EXIT.usage);
+  }
+}
+
+/** client.enqueue(), with a request too large for a request file told as a usage error that says what it holds. */
+async function enqueueOrSayWhy(client: WorkQueueClient, body: unknown, options: Parameters<WorkQueueClient['enqueue']>[1]): Promise<string> {
+  try {
+    return await client.enqueue(body, options);
+  } catch (err) {
+    if (!(err instanceof RequestTooLargeError)) throw err;
+    throw new CliError(
+      `the request is ${err.bytes} bytes encoded (its command or --data, --env and --stdin together); a request may be at most ${describeBytes(err.limitBytes)}: give the task a file to read instead`,
+      EXIT.usage,
+    );
+  }
 }
 
 function checkFollowJson(flags: WaitFlags): void {

@@ -10,6 +10,7 @@ import { CommandTaskManager } from '../task-manager/command.js';
 import { LoadAwareTaskManager } from '../task-manager/load-aware.js';
 import { ProcessPoolTaskManager } from '../task-manager/process-pool.js';
 import type { TaskManager } from '../task-manager/types.js';
+import { badVariableName } from '../task-input.js';
 import { CliError, EXIT, resolveSpool, splitCommand } from './common.js';
 import type { MetricsEndpoint } from './metrics-exporter.js';
 
@@ -18,6 +19,8 @@ export interface ServeFlags {
   maxTasks: number;
   handler?: string;
   exec?: string;
+  /** `--accept-env NAME`, in order: the variables requests may set for an --exec command. */
+  acceptEnv?: string[];
   failInterrupted?: boolean;
   durable?: boolean;
   allowSharedCommands?: boolean;
@@ -175,6 +178,15 @@ async function makeManager(flags: ServeFlags, spool: string): Promise<TaskManage
 }
 
 async function makeBaseManager(flags: ServeFlags, spool: string): Promise<TaskManager> {
+  if (flags.acceptEnv !== undefined) {
+    if (flags.exec === undefined) {
+      throw new CliError('--accept-env goes with --exec: plain command mode takes every variable a request carries, and a --handler gets them as data', EXIT.usage);
+    }
+    for (const name of flags.acceptEnv) {
+      const why = badVariableName(name);
+      if (why !== undefined) throw new CliError(`--accept-env "${name}": expected a variable name, and this one ${why}`, EXIT.usage);
+    }
+  }
   if (flags.handler !== undefined) {
     if (flags.maxOutput !== undefined) throw new CliError('--max-output limits the output of commands; a --handler returns a value instead', EXIT.usage);
     const pool = new ProcessPoolTaskManager({ handler: resolve(flags.handler), size: flags.maxTasks, killGraceMs: flags.killGrace });
@@ -189,5 +201,12 @@ async function makeBaseManager(flags: ServeFlags, spool: string): Promise<TaskMa
   const command = flags.exec === undefined ? [] : splitCommand(flags.exec);
   if (flags.exec !== undefined && command.length === 0) throw new CliError('--exec needs a command', EXIT.usage);
   if (flags.exec === undefined && !flags.allowSharedCommands) refuseSharedCommandSpool(spool);
-  return new CommandTaskManager({ maxTasks: flags.maxTasks, command, killGraceMs: flags.killGrace, maxOutputBytes: flags.maxOutput, logDir: spoolPaths(spool).dirs.logs });
+  return new CommandTaskManager({
+    maxTasks: flags.maxTasks,
+    command,
+    acceptEnv: flags.exec === undefined ? 'all' : (flags.acceptEnv ?? []),
+    killGraceMs: flags.killGrace,
+    maxOutputBytes: flags.maxOutput,
+    logDir: spoolPaths(spool).dirs.logs,
+  });
 }

@@ -6,13 +6,20 @@
 // The pure-JavaScript build: the main entry first probes for a native decoder, which
 // costs more start-up time than it saves on envelopes this small.
 import { Packr } from 'msgpackr/pack';
-import { ProtocolError, type SerializedError } from '../errors.js';
+import { ProtocolError, RequestTooLargeError, type SerializedError } from '../errors.js';
+import { hasTaskInput, invalidVariables, type TaskInput } from '../task-input.js';
 import { PROTOCOL_VERSION, type ResultEnvelope } from './types.js';
 
 export type { ResultEnvelope, ResultStatus } from './types.js';
 
-/** Largest request file a server accepts (and a client writes). */
+/** Largest request file a server accepts (and a client writes): body, environment and stdin together. */
 export const MAX_REQUEST_BYTES = 1024 * 1024;
+/**
+ * Envelope version of a request that carries `env`, `replaceEnv` or `stdin`.
+ * A server that reads only version 1 rejects it (status `rejected`) rather
+ * than run its task without them; a request without them stays version 1.
+ */
+export const REQUEST_INPUT_VERSION = 2;
 /** Largest result file a server writes (and a client reads). */
 export const MAX_RESULT_BYTES = 16 * 1024 * 1024;
 /** Deepest nesting of arrays/maps accepted in an envelope. */
@@ -28,7 +35,7 @@ const packr = new Packr({
   variableMapSize: true,
 });
 
-export interface RequestEnvelope {
+export interface RequestEnvelope extends TaskInput {
   v: number;
   type: 'request';
   /** What the client asked for: an argv for command mode, any plain data for handlers. */
@@ -43,7 +50,10 @@ export interface RequestEnvelope {
 
 
 export function encodeRequest(envelope: Omit<RequestEnvelope, 'v' | 'type'>): Buffer {
-  return encode({ v: PROTOCOL_VERSION, type: 'request', ...envelope }, MAX_REQUEST_BYTES, 'request');
+  const why = checkTaskInput(envelope);
+  if (why !== undefined) throw new ProtocolError(`request ${why}`);
+  const v = hasTaskInput(envelope) ? REQUEST_INPUT_VERSION : PROTOCOL_VERSION;
+  return encode({ v, type: 'request', ...envelope }, MAX_REQUEST_BYTES, 'request');
 }
 
 export function encodeResult(envelope: Omit<ResultEnvelope, 'v' | 'type'>): Buffer {
@@ -51,18 +61,24 @@ export function encodeResult(envelope: Omit<ResultEnvelope, 'v' | 'type'>): Buff
 }
 
 export function decodeRequest(bytes: Uint8Array): RequestEnvelope {
-  const value = decode(bytes, MAX_REQUEST_BYTES, 'request');
+  const value = decode(bytes, MAX_REQUEST_BYTES, 'request', [PROTOCOL_VERSION, REQUEST_INPUT_VERSION]);
   if (typeof value.submittedAt !== 'number' || !isPlainObject(value.client)) {
     throw new ProtocolError('request envelope is missing submittedAt or client');
   }
   if (value.runTimeoutMs !== undefined && !(typeof value.runTimeoutMs === 'number' && value.runTimeoutMs >= 0 && Number.isFinite(value.runTimeoutMs))) {
     throw new ProtocolError('request envelope has an invalid runTimeoutMs');
   }
+  const carries = hasTaskInput(value);
+  if (carries !== (value.v === REQUEST_INPUT_VERSION)) {
+    throw new ProtocolError(carries ? `request envelope of version ${String(value.v)} carries env or stdin, which need version ${REQUEST_INPUT_VERSION}` : `request envelope of version ${REQUEST_INPUT_VERSION} carries neither env nor stdin`);
+  }
+  const why = checkTaskInput(value);
+  if (why !== undefined) throw new ProtocolError(`request envelope ${why}`);
   return value as unknown as RequestEnvelope;
 }
 
 export function decodeResult(bytes: Uint8Array): ResultEnvelope {
-  const value = decode(bytes, MAX_RESULT_BYTES, 'result');
+  const value = decode(bytes, MAX_RESULT_BYTES, 'result', [PROTOCOL_VERSION]);
   if (typeof value.ok !== 'boolean' || typeof value.id !== 'string' || typeof value.finishedAt !== 'number') {
     throw new ProtocolError('result envelope is missing ok, id or finishedAt');
   }
@@ -70,16 +86,28 @@ export function decodeResult(bytes: Uint8Array): ResultEnvelope {
   return value as unknown as ResultEnvelope;
 }
 
-function encode(envelope: Record<string, unknown>, maxBytes: number, what: string): Buffer {
+function encode(envelope: Record<string, unknown>, maxBytes: number, what: 'request' | 'result'): Buffer {
   assertPlainData(envelope, what, 0);
   const bytes = packr.pack(envelope);
   if (bytes.length > maxBytes) {
+    if (what === 'request') throw new RequestTooLargeError(bytes.length, maxBytes);
     throw new ProtocolError(`${what} is ${bytes.length} bytes encoded; the limit is ${maxBytes}`);
   }
   return bytes;
 }
 
-function decode(bytes: Uint8Array, maxBytes: number, what: 'request' | 'result'): Record<string, unknown> {
+/** What is wrong with an envelope's `env`, `replaceEnv` and `stdin` (the first problem), or undefined. */
+function checkTaskInput(envelope: { env?: unknown; replaceEnv?: unknown; stdin?: unknown }): string | undefined {
+  if (envelope.env !== undefined) {
+    const why = invalidVariables(envelope.env);
+    if (why !== undefined) return `env ${why}`;
+  }
+  if (envelope.replaceEnv !== undefined && typeof envelope.replaceEnv !== 'boolean') return 'has a replaceEnv that is not a boolean';
+  if (envelope.stdin !== undefined && !(envelope.stdin instanceof Uint8Array)) return 'has a stdin that is not bytes';
+  return undefined;
+}
+
+function decode(bytes: Uint8Array, maxBytes: number, what: 'request' | 'result', versions: readonly number[]): Record<string, unknown> {
   if (bytes.length === 0) throw new ProtocolError(`${what} file is empty`);
   if (bytes.length > maxBytes) throw new ProtocolError(`${what} file is ${bytes.length} bytes; the limit is ${maxBytes}`);
   let value: unknown;
@@ -90,8 +118,8 @@ function decode(bytes: Uint8Array, maxBytes: number, what: 'request' | 'result')
   }
   if (!isPlainObject(value)) throw new ProtocolError(`${what} file does not hold a msgpack map`);
   assertPlainData(value, what, 0);
-  if (value.v !== PROTOCOL_VERSION) {
-    throw new ProtocolError(`${what} has protocol version ${String(value.v)}; this wq speaks ${PROTOCOL_VERSION}`);
+  if (!versions.includes(value.v as number)) {
+    throw new ProtocolError(`${what} has protocol version ${String(value.v)}; this wq speaks ${versions.join(' and ')}`);
   }
   if (value.type !== what) throw new ProtocolError(`file holds a ${String(value.type)}, not a ${what}`);
   return value;

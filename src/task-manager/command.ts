@@ -4,6 +4,10 @@
  * prefix (`wq serve --exec`), the request's argv is appended to it. The result
  * is `{ exitCode, signal, stdout, stderr }`, each stream's first bytes inline;
  * the whole output is in logs/ (see output-budget.ts for its limit).
+ * A command's environment is the server's with PWD set to its directory, plus
+ * the variables its request carries (task-input.ts); its stdin is what the
+ * request carries, else /dev/null. When it exits, what it left running in its
+ * process group is killed, so that a slot is free only once its work is done.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, createWriteStream, rmSync, statSync, writeFileSync, type WriteStream } from 'node:fs';
@@ -13,6 +17,7 @@ import { DEFAULT_INLINE_OUTPUT_BYTES, DEFAULT_MAX_OUTPUT_BYTES, logWriteFailure,
 import { assertDurationMs, stripUndefined } from '../options.js';
 import { openNewReplacing } from '../spool/fs.js';
 import { cannotRun, parentDeathPrefix } from './launcher.js';
+import { badVariableName, commandEnvironment, refusedInput, type AcceptedVariables, type TaskInput } from '../task-input.js';
 import { hasExited, killGroup, signalGroup, signalGroupIfAllowed, type GroupKill } from './process-group.js';
 import type { SerializedError } from '../errors.js';
 import type { TaskManager, TaskOutcome, TaskProcess } from './types.js';
@@ -64,8 +69,24 @@ export interface CommandTaskManagerOptions {
    * log. @default 1048576 (1 MiB)
    */
   inlineOutputBytes?: number;
-  /** Environment of the commands. @default process.env */
+  /**
+   * The server's environment, on which each command's is built: without its
+   * OLDPWD, with PWD set to the command's directory, and with the variables
+   * its request carries (see `acceptEnv`). @default process.env
+   */
   env?: Record<string, string | undefined>;
+  /**
+   * Which of a request's variables (`EnqueueOptions.env`, `wq enqueue --env`)
+   * its command may get: `'all'`, or a list of names. A fixed `command`
+   * (`wq serve --exec`) is a boundary for whoever may file requests, and a
+   * variable could cross it (LD_PRELOAD, PATH, BASH_ENV, or the command's own,
+   * such as rsync's RSYNC_RSH), so with one a request may set only the listed
+   * names, and not replace the whole environment; any other request fails
+   * (`ERR_ENV_REFUSED`) without running.
+   * @default 'all' without `command`; [] (none) with one
+   * @example acceptEnv: ['MAKEFLAGS', 'LANG']
+   */
+  acceptEnv?: AcceptedVariables;
   /**
    * Write each command's output, as it comes, to `<logDir>/<id>.stdout` and
    * `.stderr` (up to `maxOutputBytes`), and its pid to `<id>.pid`, for `wq wait`
@@ -121,6 +142,7 @@ export class CommandTaskManager implements TaskManager {
     this.#o = {
       maxTasks: 1,
       command: [],
+      acceptEnv: options.command !== undefined && options.command.length > 0 ? [] : 'all',
       killGraceMs: 2000,
       maxOutputBytes: DEFAULT_MAX_OUTPUT_BYTES,
       inlineOutputBytes: DEFAULT_INLINE_OUTPUT_BYTES,
@@ -134,6 +156,10 @@ export class CommandTaskManager implements TaskManager {
     }
     if (!Array.isArray(this.#o.command) || !this.#o.command.every((a) => typeof a === 'string')) {
       throw new InvalidOptionError('Expected `command` to be an array of strings');
+    }
+    const { acceptEnv } = this.#o;
+    if (acceptEnv !== 'all' && !(Array.isArray(acceptEnv) && acceptEnv.every((name) => typeof name === 'string' && badVariableName(name) === undefined))) {
+      throw new InvalidOptionError(`Expected \`acceptEnv\` to be 'all' or an array of variable names, got \`${String(acceptEnv)}\` (${typeof acceptEnv})`);
     }
     for (const key of ['maxOutputBytes', 'inlineOutputBytes'] as const) {
       const value = this.#o[key];
@@ -175,8 +201,8 @@ export class CommandTaskManager implements TaskManager {
     return out;
   }
 
-  startTask(id: string, request: unknown): TaskProcess | undefined {
-    const { argv, cwd } = this.#commandLine(request);
+  startTask(id: string, request: unknown, input: TaskInput = {}): TaskProcess | undefined {
+    const { argv, cwd, env } = this.#commandLine(request, input);
     // What can fail without a process fails first (a throw fails just this request, with nothing running).
     let stopForOutput = (_error: SerializedError): void => {};
     const logs = this.#o.logDir === '' ? undefined : new TaskLogs(this.#o.logDir, id, (err) => stopForOutput(logWriteFailure(err)));
@@ -185,9 +211,9 @@ export class CommandTaskManager implements TaskManager {
     try {
       child = spawn(line[0]!, line.slice(1), {
         cwd,
-        env: this.#o.env,
+        env,
         detached: true, // own process group: terminate reaches everything it started
-        stdio: ['ignore', 'pipe', 'pipe'],
+        stdio: [input.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
       });
     } catch (err) {
       void logs?.close().then(() => logs.remove());
@@ -222,6 +248,11 @@ export class CommandTaskManager implements TaskManager {
     });
     if (child.pid === undefined) return undefined;
     logs?.writePid(child.pid);
+    if (child.stdin) {
+      // A command that exits (or is killed) before reading all of it closes the pipe: EPIPE, which is its business.
+      child.stdin.on('error', () => {});
+      child.stdin.end(input.stdin);
+    }
     const stdout = new CappedBuffer(this.#o.inlineOutputBytes);
     const stderr = new CappedBuffer(this.#o.inlineOutputBytes);
     const budget = new OutputBudget(this.#o.maxOutputBytes);
@@ -244,6 +275,7 @@ export class CommandTaskManager implements TaskManager {
       };
       // Wait for the pipes to drain, but not for a background child that keeps them open.
       const timer = setTimeout(() => {
+        child.stdin?.destroy();
         child.stdout?.destroy();
         child.stderr?.destroy();
         finish();
@@ -319,7 +351,7 @@ export class CommandTaskManager implements TaskManager {
     if (this.#dying.delete(task)) this.#wake();
   }
 
-  #commandLine(request: unknown): { argv: string[]; cwd: string | undefined } {
+  #commandLine(request: unknown, input: TaskInput): { argv: string[]; cwd: string | undefined; env: Record<string, string> } {
     const body = (request ?? {}) as Partial<CommandRequest>;
     const tail = body.argv ?? [];
     if (!Array.isArray(tail) || !tail.every((a) => typeof a === 'string')) {
@@ -334,9 +366,13 @@ export class CommandTaskManager implements TaskManager {
       }
       cwd = body.cwd;
     }
-    const why = cannotRun(argv[0]!, this.#o.env.PATH, cwd ?? process.cwd());
+    const refused = refusedInput(input, this.#o.acceptEnv);
+    if (refused !== undefined) throw new CommandError(refused, 'ERR_ENV_REFUSED');
+    // The command is looked up in its own PATH, as its shell would.
+    const env = commandEnvironment(this.#o.env, input, cwd ?? process.cwd());
+    const why = cannotRun(argv[0]!, env.PATH, cwd ?? process.cwd());
     if (why !== undefined) throw new CommandError(`cannot run ${JSON.stringify(argv[0])}: ${why === 'ENOENT' ? 'command not found' : 'permission denied'}`, why);
-    return { argv, cwd };
+    return { argv, cwd, env };
   }
 }
 

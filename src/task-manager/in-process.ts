@@ -4,9 +4,17 @@
  * function that ignores its signal keeps running (it cannot be killed).
  */
 import { InvalidOptionError, serializeError } from '../errors.js';
+import type { TaskInput } from '../task-input.js';
 import type { TaskManager, TaskOutcome } from './types.js';
 
-export interface TaskContext {
+/**
+ * What a handler gets besides the request's body. `env`, `replaceEnv` and
+ * `stdin` are the request's (`wq enqueue --env`, `--env-all`, `--stdin`;
+ * EnqueueOptions), when it carries them: data, like the body, for the handler
+ * to validate and use; the handler's own process environment and stdin are
+ * the server's.
+ */
+export interface TaskContext extends TaskInput {
   /** The request's id. */
   id: string;
   /** Aborted when the request is aborted or the server shuts down. */
@@ -45,7 +53,7 @@ export class InProcessTaskManager implements TaskManager {
     return this.#running.size < this.maxTasks;
   }
 
-  startTask(id: string, request: unknown): void {
+  startTask(id: string, request: unknown, input: TaskInput = {}): void {
     const controller = new AbortController();
     this.#running.set(id, controller);
     const settle = (outcome: TaskOutcome): void => {
@@ -56,7 +64,7 @@ export class InProcessTaskManager implements TaskManager {
     };
     let pending: Promise<unknown>;
     try {
-      pending = Promise.resolve(this.#handler(request, { id, signal: controller.signal }));
+      pending = Promise.resolve(this.#handler(request, { ...input, id, signal: controller.signal }));
     } catch (err) {
       pending = Promise.reject(err);
     }

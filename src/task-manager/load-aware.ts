@@ -9,6 +9,7 @@ import { loadavg } from 'node:os';
 import { InvalidOptionError } from '../errors.js';
 import { MAX_TIMER_DELAY_MS } from '../long-timer.js';
 import type { TaskManager, TaskManagerEvent, TaskOutcome, TaskProcess } from './types.js';
+import type { TaskInput } from '../task-input.js';
 
 export interface LoadAwareTaskManagerOptions {
   /** Start new tasks only while the 1-minute load average is below this. */
@@ -69,8 +70,8 @@ export class LoadAwareTaskManager implements TaskManager {
     return false;
   }
 
-  startTask(id: string, request: unknown): TaskProcess | void {
-    return this.#inner.startTask(id, request);
+  startTask(id: string, request: unknown, input?: TaskInput): TaskProcess | void {
+    return this.#inner.startTask(id, request, input);
   }
 
   reserve(slots: number): void {

@@ -1,7 +1,8 @@
 /** Messages between a ProcessPoolTaskManager and its children (IPC, structured-clone serialisation). */
 import type { SerializedError } from '../errors.js';
+import type { TaskInput } from '../task-input.js';
 
-export type ParentMessage = { type: 'run'; id: string; request: unknown };
+export type ParentMessage = { type: 'run'; id: string; request: unknown; input?: TaskInput };
 
 export type ChildMessage =
   | { type: 'ready' }

@@ -6,18 +6,21 @@
 import { pathToFileURL } from 'node:url';
 import { serializeError } from '../errors.js';
 import type { ParentMessage, ChildMessage } from './process-pool-messages.js';
+import type { TaskContext } from './in-process.js';
 
 const send = (message: ChildMessage): void => {
   process.send?.(message);
 };
 
-async function loadHandler(spec: string): Promise<(request: unknown, context: { id: string; signal: AbortSignal }) => unknown> {
+type Handler = (request: unknown, context: TaskContext) => unknown;
+
+async function loadHandler(spec: string): Promise<Handler> {
   const url = /^[a-z][a-z0-9+.-]*:/i.test(spec) ? spec : pathToFileURL(spec).href;
   const mod = (await import(url)) as { default?: unknown };
   if (typeof mod.default !== 'function') {
     throw new TypeError(`handler module ${spec} has no default export function (export default async function (request, { id, signal }) { … })`);
   }
-  return mod.default as (request: unknown, context: { id: string; signal: AbortSignal }) => unknown;
+  return mod.default as Handler;
 }
 
 let current: AbortController | undefined;
@@ -36,7 +39,7 @@ async function main(): Promise<void> {
       current = controller;
       const { id } = message;
       Promise.resolve()
-        .then(() => handler(message.request, { id, signal: controller.signal }))
+        .then(() => handler(message.request, { ...message.input, id, signal: controller.signal }))
         .then(
           (value) => send({ type: 'done', id, ok: true, value }),
           (err: unknown) => send({ type: 'done', id, ok: false, error: serializeError(err) }),

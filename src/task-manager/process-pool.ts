@@ -1,7 +1,8 @@
 /**
  * Runs requests in N long-lived child processes that load a handler module
  * once. A handler is an ES module whose default export is
- * `(request, { id, signal }) => result | Promise<result>`.
+ * `(request, { id, signal, env?, replaceEnv?, stdin? }) => result | Promise<result>`
+ * (TaskContext: a request's variables and stdin come as data).
  *
  * Each child leads its own process group. Terminating a task kills that group
  * (SIGTERM, then SIGKILL after `killGraceMs`) and starts a fresh child; the slot
@@ -16,6 +17,7 @@ import { assertDurationMs, stripUndefined } from '../options.js';
 import type { ChildMessage, ParentMessage } from './process-pool-messages.js';
 import { parentDeathPrefix } from './launcher.js';
 import { killGroup, signalGroup, signalGroupIfAllowed, type GroupKill } from './process-group.js';
+import type { TaskInput } from '../task-input.js';
 import type { TaskManager, TaskManagerEvent, TaskOutcome, TaskProcess } from './types.js';
 
 export interface ProcessPoolTaskManagerOptions {
@@ -133,11 +135,11 @@ export class ProcessPoolTaskManager implements TaskManager {
     for (const slot of this.#slots) if (slot.child.pid !== undefined) signalGroupIfAllowed(slot.child.pid, 'SIGKILL');
   }
 
-  startTask(id: string, request: unknown): TaskProcess | undefined {
+  startTask(id: string, request: unknown, input?: TaskInput): TaskProcess | undefined {
     if (this.#loadError !== undefined) throw new HandlerLoadError(this.#o.handler, this.#loadError);
     const slot = this.#idleSlot();
     if (slot === undefined) throw new WorkQueueError('startTask called without capacity', 'ERR_NO_CAPACITY');
-    const message: ParentMessage = { type: 'run', id, request };
+    const message: ParentMessage = { type: 'run', id, request, ...(input === undefined ? {} : { input }) };
     slot.child.send(message); // throws for a request that cannot be cloned: fails just this request
     slot.taskId = id;
     return slot.child.pid === undefined ? undefined : { pid: slot.child.pid };

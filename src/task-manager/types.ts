@@ -4,6 +4,7 @@
  * terminateTask (for aborts), then hasCapacity/startTask while there is room.
  */
 import type { SerializedError } from '../errors.js';
+import type { TaskInput } from '../task-input.js';
 
 /** How a task ended. `error` is a task failure, carried to the waiting client. */
 export type TaskOutcome = ({ ok: true; value: unknown } | { ok: false; error: SerializedError }) & {
@@ -48,8 +49,11 @@ export interface TaskManager {
    * Starts a task. Must not block; a synchronous throw fails just this request
    * (and must leave nothing running). Returns the task's process group when it
    * runs in a process of its own (command, handler worker); nothing in-process.
+   * `input` is what the request carries besides its body (environment
+   * variables, standard input), absent when nothing: a manager that cannot give
+   * the task something in it must throw rather than run the task without it.
    */
-  startTask(id: string, request: unknown): TaskProcess | void;
+  startTask(id: string, request: unknown, input?: TaskInput): TaskProcess | void;
   /**
    * Stops a task for good: the work is really killed, its outcome is never
    * reaped, and its capacity is freed once it is gone.

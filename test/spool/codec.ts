@@ -1,8 +1,9 @@
 import t from 'tap';
 import { Packr } from 'msgpackr';
 import { ProtocolError } from '../../src/errors.js';
-import { decodeRequest, decodeResult, encodeRequest, encodeResult, MAX_REQUEST_BYTES, MAX_RESULT_BYTES } from '../../src/spool/codec.js';
+import { decodeRequest, decodeResult, encodeRequest, encodeResult, MAX_REQUEST_BYTES, MAX_RESULT_BYTES, REQUEST_INPUT_VERSION } from '../../src/spool/codec.js';
 import { PROTOCOL_VERSION } from '../../src/spool/layout.js';
+import type { TaskInput } from '../../src/task-input.js';
 
 const CLIENT = { pid: 4242, host: 'build-7', uid: 1000 };
 const ID = '1795366421947895-8d42b22ad816';
@@ -148,7 +149,7 @@ t.test('decoding checks the version and the kind of envelope', async (t) => {
 
 t.test('size limits hold on both sides', async (t) => {
   const big = 'x'.repeat(MAX_REQUEST_BYTES);
-  t.throws(() => encodeRequest({ body: big, submittedAt: 1, client: CLIENT }), { name: 'ProtocolError', message: /limit is 1048576/ });
+  t.throws(() => encodeRequest({ body: big, submittedAt: 1, client: CLIENT }), { name: 'RequestTooLargeError', code: 'ERR_REQUEST_TOO_LARGE', limitBytes: 1048576, message: /limit is 1048576/ });
   const justFits = 'x'.repeat(MAX_REQUEST_BYTES - 200);
   t.equal((decodeRequest(encodeRequest({ body: justFits, submittedAt: 1, client: CLIENT })).body as string).length, justFits.length, 'just under the limit is fine');
   t.throws(() => decodeRequest(raw.pack(requestEnvelope(big))), ProtocolError, 'an oversized file is refused before it is parsed');
@@ -220,4 +221,41 @@ t.test('msgpack extension types are refused on decode', async (t) => {
   }
   const resultWithError = more.pack({ v: PROTOCOL_VERSION, type: 'result', id: ID, ok: true, status: 'normal', value: new RangeError('r'), finishedAt: 1 });
   t.throws(() => decodeResult(resultWithError), ProtocolError, 'an Error extension in a result');
+});
+
+t.test('a request that carries env or stdin is envelope version 2, which a reader of version 1 refuses; one without stays version 1', async (t) => {
+  const plain = raw.unpack(encodeRequest({ body: 'x', submittedAt: 1, client: CLIENT })) as Record<string, unknown>;
+  t.equal(plain.v, 1, 'no env, no stdin: version 1, readable by every server of protocol 1');
+  const inputs: TaskInput[] = [{ env: { A: '1' } }, { stdin: Buffer.from('in') }, { env: {}, replaceEnv: true }];
+  for (const input of inputs) {
+    const bytes = encodeRequest({ body: 'x', submittedAt: 1, client: CLIENT, ...input });
+    const decoded = raw.unpack(bytes) as Record<string, unknown>;
+    t.equal(decoded.v, REQUEST_INPUT_VERSION, `${Object.keys(input).join('+')}: version ${REQUEST_INPUT_VERSION}`);
+    // What a server of version 1 does with it (its decoder checks v === 1): it refuses the request, never runs it without its input.
+    t.not(decoded.v, PROTOCOL_VERSION, 'an older server rejects it rather than run the task without it');
+    t.same(decodeRequest(bytes), { v: REQUEST_INPUT_VERSION, type: 'request', body: 'x', submittedAt: 1, client: CLIENT, ...input }, 'and this one reads it back');
+  }
+  const stdin = decodeRequest(encodeRequest({ body: 'x', submittedAt: 1, client: CLIENT, stdin: Buffer.from([0, 255, 10]) })).stdin;
+  t.ok(stdin instanceof Uint8Array && Buffer.from(stdin).equals(Buffer.from([0, 255, 10])), 'stdin comes back as the same bytes');
+});
+
+t.test('env and stdin are checked on both sides', async (t) => {
+  const bad: Array<[string, Record<string, unknown>, RegExp]> = [
+    ['a value that is not a string', { env: { A: 1 } }, /env gives A a number, not a string/],
+    ['a name with =', { env: { 'A=B': 'x' } }, /name contains "="/],
+    ['an empty name', { env: { '': 'x' } }, /name is empty/],
+    ['a NUL in a value', { env: { A: 'x\0y' } }, /NUL/],
+    ['an env that is a list', { env: ['A=1'] }, /not a map/],
+    ['stdin that is text', { stdin: 'text' }, /stdin that is not bytes/],
+    ['replaceEnv that is not a boolean', { env: {}, replaceEnv: 'yes' }, /replaceEnv that is not a boolean/],
+  ];
+  for (const [what, input, message] of bad) {
+    t.throws(() => encodeRequest({ body: 'x', submittedAt: 1, client: CLIENT, ...(input as object) }), { name: 'ProtocolError', message }, `encode: ${what}`);
+    t.throws(() => decodeRequest(raw.pack({ ...requestEnvelope('x'), v: REQUEST_INPUT_VERSION, ...input })), { name: 'ProtocolError', message }, `decode: ${what}`);
+  }
+  t.throws(() => decodeRequest(raw.pack({ ...requestEnvelope('x'), env: { A: '1' } })), { name: 'ProtocolError', message: /version 1 carries env or stdin, which need version 2/ }, 'env in a version 1 envelope');
+  t.throws(() => decodeRequest(raw.pack({ ...requestEnvelope('x'), v: REQUEST_INPUT_VERSION })), { name: 'ProtocolError', message: /version 2 carries neither env nor stdin/ });
+  t.throws(() => decodeResult(raw.pack({ v: REQUEST_INPUT_VERSION, type: 'result', id: ID, ok: true, status: 'normal', finishedAt: 1 })), { name: 'ProtocolError', message: /speaks 1$/ }, 'results stay version 1');
+  const big = Buffer.alloc(MAX_REQUEST_BYTES);
+  t.throws(() => encodeRequest({ body: 'x', submittedAt: 1, client: CLIENT, stdin: big }), { name: 'RequestTooLargeError' }, 'stdin counts against the request limit');
 });

@@ -240,3 +240,39 @@ t.test('a terminated group holds its capacity slot until it is gone', async (t) 
   const next = await run(s.client, ['sh', '-c', probe]);
   t.equal(text(next.stdout), 'gone\n', 'the next command starts only once the whole old group is gone');
 });
+
+/** printenv's variables, without what tap's process tracking adds to every child it spawns (some of it on several lines). */
+const variables = (result: CommandResult): string[] =>
+  text(result.stdout)
+    .split('\n')
+    .filter((line) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(line) && !line.startsWith('_TAPJS_') && !line.startsWith('NODE_OPTIONS='))
+    .sort();
+
+t.test("the library's env, replaceEnv and stdin reach the command; its PWD is its directory", async (t) => {
+  const { dir, client } = serveCommands(t, { env: { PATH: process.env.PATH, SERVER_ONLY: '1', OLDPWD: '/root' } });
+  const env = (await client.run({ argv: ['printenv'], cwd: dir }, { ...LIMIT, env: { CC: 'clang' } })) as CommandResult;
+  t.same(variables(env), [`CC=clang`, `PATH=${process.env.PATH}`, `PWD=${dir}`, 'SERVER_ONLY=1']);
+  const whole = (await client.run({ argv: ['/usr/bin/env'] }, { ...LIMIT, env: { ONLY: 'this' }, replaceEnv: true })) as CommandResult;
+  t.same(variables(whole), ['ONLY=this', `PWD=${process.cwd()}`], "replaceEnv: none of the server's variables; PWD the server's directory when the request names none");
+  const cat = (await client.run({ argv: ['cat'] }, { ...LIMIT, stdin: 'typed\n' })) as CommandResult;
+  t.equal(text(cat.stdout), 'typed\n', 'a string is sent as UTF-8 to its stdin');
+  for (const [options, message] of [
+    [{ env: { A: 1 } }, /Expected `env` to be a map of variable names to strings, but it gives A a number/],
+    [{ env: { 'A=B': '1' } }, /name contains "="/],
+    [{ replaceEnv: 'yes' }, /Expected `replaceEnv` to be a boolean/],
+    [{ stdin: 42 }, /Expected `stdin` to be a Uint8Array or a string/],
+  ] as const) {
+    await t.rejects(client.enqueue({ argv: ['true'] }, options as never), { code: 'ERR_INVALID_OPTION', message });
+  }
+});
+
+t.test('with a fixed command, a request may set only the acceptEnv names (none by default)', async (t) => {
+  const { client } = serveCommands(t, { command: ['printenv'] });
+  const err = await rejectionOf(t, client.run({ argv: ['A'] }, { ...LIMIT, env: { A: '1' } }));
+  t.type(err, TaskFailedError);
+  t.equal(err.code, 'ERR_ENV_REFUSED');
+  t.match(err.message, /takes no environment variables from requests/);
+  const open = serveCommands(t, { command: ['printenv'], acceptEnv: ['A'] });
+  t.equal(text(((await open.client.run({ argv: ['A'] }, { ...LIMIT, env: { A: '1' } })) as CommandResult).stdout), '1\n');
+  t.throws(() => new CommandTaskManager({ acceptEnv: ['A=B'] }), { code: 'ERR_INVALID_OPTION', message: /Expected `acceptEnv` to be 'all' or an array of variable names/ });
+});
