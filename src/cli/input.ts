@@ -1,14 +1,18 @@
 /**
  * What `wq enqueue` reads besides its arguments: `--env` and `--env-all` (the
- * task's variables) and `--stdin` (the task's standard input). Every read is
- * bounded by what a request file can hold, and standard input is read only
- * when a flag asks for it: never from a terminal, never by surprise from a
- * script's inherited stdin.
+ * task's variables), `--stdin` (the task's standard input) and `--data @FILE`
+ * or `--data -` (the request itself). Every read is bounded by what a request
+ * file can hold, and standard input is read only when a flag asks for it:
+ * never from a terminal, never by surprise from a script's inherited stdin.
  */
+import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { MAX_REQUEST_BYTES } from '../spool/codec.js';
 import { badVariableName, type TaskInput } from '../task-input.js';
 import { CliError, EXIT } from './common.js';
+
+/** Longest JSON text `--data @FILE` or `--data -` reads: JSON is larger than its msgpack, and the encoded request must fit MAX_REQUEST_BYTES. */
+export const MAX_DATA_TEXT_BYTES = 8 * MAX_REQUEST_BYTES;
 
 /** A limit in words, for messages. */
 export function describeBytes(bytes: number): string {
@@ -42,7 +46,7 @@ export function envFromFlags(specs: readonly string[] | undefined, all: boolean,
   return all ? { env, replaceEnv: true } : { env };
 }
 
-/** Standard input, whole, for `flag` (`--stdin`); refused on a terminal and past `maxBytes`. */
+/** Standard input, whole, for `--stdin` or `--data -` (`flag`); refused on a terminal and past `maxBytes`. */
 export async function readStandardInput(flag: string, maxBytes: number, stdin: Readable & { isTTY?: boolean } = process.stdin): Promise<Buffer> {
   if (stdin.isTTY === true) {
     throw new CliError(`${flag} reads standard input to its end, and it is a terminal: pipe or redirect the input (… | wq enqueue ${flag} …, or < FILE)`, EXIT.usage);
@@ -50,6 +54,41 @@ export async function readStandardInput(flag: string, maxBytes: number, stdin: R
   const bytes = await readUpTo(stdin, maxBytes);
   if (bytes === undefined) throw new CliError(`${flag}: standard input is over ${describeBytes(maxBytes)}, the most a request can carry; give the task a file to read instead`, EXIT.usage);
   return bytes;
+}
+
+/**
+ * The request `--data` gives: JSON text, or `@FILE` (read from FILE, as curl
+ * does), or `-` or `@-` (read from standard input).
+ */
+export async function dataFromFlag(value: string): Promise<unknown> {
+  let text: string;
+  let where: string;
+  if (value === '-' || value === '@-') {
+    text = (await readStandardInput('--data -', MAX_DATA_TEXT_BYTES)).toString('utf8');
+    where = 'standard input';
+  } else if (value.startsWith('@')) {
+    const path = value.slice(1);
+    let bytes: Buffer | undefined;
+    try {
+      bytes = await readUpTo(createReadStream(path), MAX_DATA_TEXT_BYTES);
+    } catch (err) {
+      throw new CliError(`--data ${value}: cannot read ${path}: ${(err as Error).message}`, EXIT.usage);
+    }
+    if (bytes === undefined) throw new CliError(`--data ${value}: ${path} is over ${describeBytes(MAX_DATA_TEXT_BYTES)} of JSON; a request may be at most ${describeBytes(MAX_REQUEST_BYTES)} encoded`, EXIT.usage);
+    text = bytes.toString('utf8');
+    where = path;
+  } else {
+    return parseData(value, '--data');
+  }
+  return parseData(text, `--data ${value} (${where})`);
+}
+
+function parseData(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new CliError(`${what} is not valid JSON: ${(err as Error).message}`, EXIT.usage);
+  }
 }
 
 /** Everything `stream` gives, or undefined once it gives more than `maxBytes` (it is then destroyed). */

@@ -111,7 +111,7 @@ Examples:
     .addOption(new Option('-t, --timeout <seconds>', 'with --wait: give up after this long in total (queued + running), abort the request and exit 124').argParser(parseSeconds))
     .addOption(new Option('-r, --run-timeout <seconds>', 'the server kills the task this long after it starts (queue time does not count); exit 124').argParser(parseSeconds))
     .option('-f, --follow', "with --wait: stream the command's output as it runs, like tail -f")
-    .option('--data <json>', 'send this JSON value as the request (for --handler servers) instead of a command')
+    .option('--data <json>', 'send this JSON value as the request (for --handler servers) instead of a command; @FILE reads it from FILE, - from standard input')
     .addOption(new Option('--env <name[=value]>', "set a variable for the task (repeatable); a name alone passes this environment's value").argParser(collect))
     .option('--env-all', "send this whole environment: the task gets it instead of the server's (--env still adds to it)")
     .option('--stdin', "send standard input (up to 1 MiB, read to its end) to the task's stdin; without it, the task's stdin is /dev/null")
@@ -138,7 +138,8 @@ Examples:
   wq enqueue --wait --follow -- make -j8      # output live, as it comes
   wq enqueue --wait --data '{"src":"a.bin","dest":"dut1:/tmp/"}'
   wq enqueue --wait --env CC=clang --env HOME -- make -j8
-  git diff | wq enqueue --wait --stdin -- ./apply-and-test.sh`,
+  git diff | wq enqueue --wait --stdin -- ./apply-and-test.sh
+  wq enqueue --wait --data @request.json     # a request too long for the command line`,
     )
     .action(async (argv: string[], opts) => (await import('./request.js')).enqueue(argv, opts));
 

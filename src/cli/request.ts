@@ -8,7 +8,7 @@ import { spoolPaths } from '../spool/layout.js';
 import { isServing, readLockOwner } from '../spool/lock.js';
 import { isRequestId } from '../spool/request-id.js';
 import { CliError, clientLogger, EXIT, printError, resolveSpool } from './common.js';
-import { describeBytes, envFromFlags, readStandardInput } from './input.js';
+import { dataFromFlag, describeBytes, envFromFlags, readStandardInput } from './input.js';
 import { render, type Outcome } from './output.js';
 import { exitCodeForCause, StopListener } from './stop.js';
 
@@ -49,7 +49,7 @@ export async function enqueue(argv: string[], flags: EnqueueFlags): Promise<void
   checkFollowJson(flags);
   if (flags.detachOnSignal && !flags.wait) throw new CliError('--detach-on-signal only makes sense with --wait', EXIT.usage);
   const input: TaskInput = envFromFlags(flags.env, flags.envAll === true, process.env);
-  const body = flags.data === undefined ? { argv, cwd: process.cwd() } : parseData(flags.data);
+  const body = flags.data === undefined ? { argv, cwd: process.cwd() } : await dataFromFlag(flags.data);
   if (flags.stdin) input.stdin = await readStandardInput('--stdin', MAX_REQUEST_BYTES);
   const spool = resolveSpool(flags.spool);
   const client = new WorkQueueClient({ spool, durable: flags.durable === true, logger: clientLogger(flags.quiet) });
@@ -117,16 +117,11 @@ function notInSpool(id: string): string {
 function checkRequestFlags(argv: string[], flags: EnqueueFlags): void {
   if (flags.data !== undefined) {
     if (argv.length > 0) throw new CliError('give either --data or a command after --, not both', EXIT.usage);
+    if (flags.stdin && (flags.data === '-' || flags.data === '@-')) {
+      throw new CliError('--data - and --stdin both read standard input: give the --data JSON from a file (--data @FILE)', EXIT.usage);
+    }
   } else if (argv.length === 0) {
     throw new CliError('nothing to run: give a command after --, or --data JSON', EXIT.usage);
-  }
-}
-
-function parseData(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (err) {
-    throw new CliError(`--data is not valid JSON: ${(err as Error).message}`, EXIT.usage);
   }
 }
 

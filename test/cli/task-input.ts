@@ -1,7 +1,8 @@
 /**
  * What a task gets besides its argv, black-box: its environment (`--env`,
- * `--env-all`, `wq serve --accept-env`) and its standard input (`--stdin`;
- * else /dev/null). The real bin/wq against a real `wq serve` on a temp spool.
+ * `--env-all`, `wq serve --accept-env`), its standard input (`--stdin`; else
+ * /dev/null), and a request read from a file or stdin (`--data @FILE`,
+ * `--data -`). The real bin/wq against a real `wq serve` on a temp spool.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, readdirSync, realpathSync, statSync, writeFileSync } from 'node:fs';
@@ -192,4 +193,33 @@ t.test('--stdin on a terminal is refused at once rather than waiting for input',
   t.equal(end.code, 2, terminal.text());
   t.match(terminal.text(), /--stdin reads standard input to its end, and it is a terminal/);
   t.same(spoolContents(spool).requested, []);
+});
+
+t.test('--data @FILE and --data -: a request too long for a command line, read from a file or stdin', async (t) => {
+  const dir = realpathSync(t.testdir({ 'echo.mjs': 'export default (request) => ({ length: request.text.length, first: request.text.slice(0, 3) });\n' }));
+  const spool = join(dir, 'spool');
+  await startCliServer(t, spool, ['--handler', join(dir, 'echo.mjs')]);
+  const text = 'abc'.repeat(100_000); // 300 kB: past what one argument may hold (128 KiB)
+  writeFileSync(join(dir, 'request.json'), JSON.stringify({ text }));
+  const fromFile = await wq(['enqueue', '--spool', spool, '--wait', '--data', `@${join(dir, 'request.json')}`]);
+  t.equal(fromFile.code, 0, fromFile.stderr);
+  t.same(JSON.parse(fromFile.stdout), { length: text.length, first: 'abc' });
+
+  const fromStdin = await wqWithStdinFrom(join(dir, 'request.json'), ['enqueue', '--spool', spool, '--wait', '--data', '-']);
+  t.equal(fromStdin.code, 0, fromStdin.stderr);
+  t.same(JSON.parse(fromStdin.stdout), { length: text.length, first: 'abc' });
+
+  const missing = await wq(['enqueue', '--spool', spool, '--data', `@${join(dir, 'nope.json')}`]);
+  t.equal(missing.code, 2);
+  t.match(missing.stderr, /--data @.*nope\.json: cannot read .*nope\.json: ENOENT/);
+
+  writeFileSync(join(dir, 'big.json'), JSON.stringify({ text: 'x'.repeat(1024 * 1024) }));
+  const big = await wq(['enqueue', '--spool', spool, '--data', `@${join(dir, 'big.json')}`]);
+  t.equal(big.code, 2, 'past the request limit: a usage error');
+  t.match(big.stderr, /a request may be at most 1 MiB \(1048576 bytes\)/);
+
+  const both = await wq(['enqueue', '--spool', spool, '--data', '-', '--stdin'], { input: '{}' });
+  t.equal(both.code, 2);
+  t.match(both.stderr, /--data - and --stdin both read standard input/);
+  t.same(spoolContents(spool).requested, [], 'the refused ones enqueued nothing');
 });
