@@ -91,7 +91,8 @@ with --exec, only names given with --accept-env, and a request that sets others
 fails without running: a variable such as LD_PRELOAD, PATH or RSYNC_RSH could
 make the fixed command run something else. Its stdin is what the request carries
 (wq enqueue --stdin), else /dev/null. A --handler gets both as data, in its
-context (env, stdin).
+context (env, stdin). When a command exits, whatever it left running in its
+process group is killed (SIGKILL), so that --max-tasks counts all of the work.
 
 Examples:
   wq serve --max-tasks 4
@@ -126,7 +127,10 @@ Examples:
 The command runs in this directory, with the server's environment (PWD set to
 this directory, no OLDPWD) plus each --env, or this whole environment with
 --env-all, and /dev/null as its stdin unless --stdin. A --handler gets --env and
---stdin as data, in its context.
+--stdin as data, in its context. When the command exits, whatever it left
+running in the background (its process group) is killed with SIGKILL, so that
+--max-tasks counts all of its work: wait for background jobs in the command
+(sh -c 'job1 & job2 & wait'), and start services that must outlive it outside wq.
 
 With --wait, SIGINT, SIGTERM and SIGHUP (Ctrl-C, timeout(1), a closed terminal) abort the
 request, say so on stderr and exit 128+N; with --detach-on-signal the request stays queued.

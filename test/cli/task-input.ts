@@ -1,8 +1,9 @@
 /**
  * What a task gets besides its argv, black-box: its environment (`--env`,
  * `--env-all`, `wq serve --accept-env`), its standard input (`--stdin`; else
- * /dev/null), and a request read from a file or stdin (`--data @FILE`,
- * `--data -`). The real bin/wq against a real `wq serve` on a temp spool.
+ * /dev/null), a request read from a file or stdin (`--data @FILE`, `--data -`),
+ * and what happens to the background children it leaves. The real bin/wq
+ * against a real `wq serve` on a temp spool.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, readdirSync, realpathSync, statSync, writeFileSync } from 'node:fs';
@@ -222,4 +223,23 @@ t.test('--data @FILE and --data -: a request too long for a command line, read f
   t.equal(both.code, 2);
   t.match(both.stderr, /--data - and --stdin both read standard input/);
   t.same(spoolContents(spool).requested, [], 'the refused ones enqueued nothing');
+});
+
+t.test("background children: --help says they are killed when the command exits, and how to keep them; and they are", async (t) => {
+  const enqueueHelp = await wq(['enqueue', '--help']);
+  t.match(enqueueHelp.stdout.replace(/\s+/g, ' '), /When the command exits, whatever it left running in the background \(its process group\) is killed with SIGKILL/);
+  t.match(enqueueHelp.stdout.replace(/\s+/g, ' '), /wait for background jobs in the command/);
+  t.match(enqueueHelp.stdout.replace(/\s+/g, ' '), /\/dev\/null as its stdin unless --stdin/, 'the stdin default is in --help too');
+  const serveHelp = await wq(['serve', '--help']);
+  t.match(serveHelp.stdout.replace(/\s+/g, ' '), /When a command exits, whatever it left running in its process group is killed \(SIGKILL\)/);
+
+  const dir = realpathSync(t.testdir());
+  const spool = join(dir, 'spool');
+  await startCliServer(t, spool);
+  const r = await wq(['enqueue', '--spool', spool, '--wait', '--', 'sh', '-c', 'sleep 300 > /dev/null 2>&1 & echo $! > bg.pid'], { cwd: dir });
+  t.equal(r.code, 0, r.stderr);
+  const pid = readPid(join(dir, 'bg.pid'));
+  t.ok(pid, 'the command started a background child');
+  t.teardown(() => killQuietly(pid!));
+  await waitFor(() => isGone(pid!), `the background sleep (pid ${pid}) to be killed once its command exited`);
 });
