@@ -99,7 +99,7 @@ export interface TortureVerdict {
 }
 
 const STATE_DIRS = ['requested', 'pending', 'running', 'complete', 'aborting', 'tmp', 'logs'] as const;
-const TEMP_NAME = /^(request|result|abort|lock)\.(\d+)\.(\d+)$/;
+const TEMP_NAME = /^(request|result|abort|lock|state)\.(\d+)\.(\d+)$/;
 /** Each kind of violation is listed this many times at most, then counted. */
 const MAX_LISTED = 10;
 
@@ -377,7 +377,8 @@ function checkSpoolBefore(dirs: Record<string, string[]>, v: Violations): void {
     for (const name of dirs[dir] ?? []) v.add('leftover', `${dir}/${name} after every client stopped`);
   }
   for (const name of dirs['.'] ?? []) {
-    if (name === 'format' || name === 'server.lock' || (STATE_DIRS as readonly string[]).includes(name)) continue;
+    // (A killed server leaves its lock and its server.state; the next one takes both over.)
+    if (name === 'format' || name === 'server.lock' || name === 'server.state' || (STATE_DIRS as readonly string[]).includes(name)) continue;
     v.add('leftover', `${name} at the spool's root`);
   }
 }

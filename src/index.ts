@@ -3,7 +3,7 @@ export { WorkQueueClient, resolveClientOptions, resultValue } from './client.js'
 export type { WorkQueueClientOptions, EnqueueOptions, WaitOptions, RequestResult } from './client.js';
 export { WorkQueueServer, resolveServerOptions } from './server.js';
 export type { WorkQueueServerOptions, ProcessRequestsOptions } from './server.js';
-export type { InterruptedPolicy } from './protocol.js';
+export type { InterruptedPolicy, ManagerHold, QueueHold } from './protocol.js';
 export type { AbortPolicy } from './permissions.js';
 export type { TaskManager, TaskManagerEvent, TaskOutcome, TaskProcess } from './task-manager/types.js';
 export type { TaskInput, AcceptedVariables } from './task-input.js';

@@ -160,3 +160,59 @@ export function judgeOrphan(record: TaskProcessRecord, bootId: string | undefine
   const pids = now.members.filter((m) => !m.zombie && m.startTicks >= record.startTicks).map((m) => m.pid);
   return pids.length === 0 ? { kind: 'gone', why: 'no process of its group is left' } : { kind: 'alive', pids };
 }
+
+/**
+ * What keeps the first queued request from starting, as the server publishes
+ * it in `server.state` (docs/protocol.md, *Server state*). `none`: nothing
+ * waits, or the line is moving.
+ */
+export type QueueHold =
+  | { reason: 'none' }
+  /** Every slot is taken (`--max-tasks`). */
+  | { reason: 'capacity'; maxTasks: number }
+  /** The task manager starts nothing now for a reason of its own (`--max-load`: the load average). */
+  | { reason: 'load'; load: number; maxLoad: number }
+  /** Tasks a stopped server left running still hold slots, or were just killed and are going. */
+  | { reason: 'orphans'; tasks: number }
+  /** The server is stopping: it starts nothing new. */
+  | { reason: 'stopping' }
+  /** A result cannot be written (a full disk): nothing starts until it is. */
+  | { reason: 'results' }
+  /** A fault the server logged (EACCES, EMFILE …) kept it from starting tasks; it retries. */
+  | { reason: 'fault' };
+
+/** Why a task manager has no capacity, when not for want of a slot. */
+export type ManagerHold = Extract<QueueHold, { reason: 'load' }>;
+
+/** What the server knows at the end of a tick, for whatHoldsTheLine(). */
+export interface HoldFacts {
+  /** Requests still queued. */
+  queued: number;
+  stopping: boolean;
+  /** A step that had to run before starting tasks failed, or starting them did. */
+  faulted: boolean;
+  resultsBlocked: boolean;
+  /** Slots held by a stopped server's tasks still alive, and whether one was killed a moment ago. */
+  orphans: number;
+  orphansSettling: boolean;
+  /** Whether one more task could start now. */
+  hasRoom: boolean;
+  /** The manager's own reason for having no capacity, if it has one. */
+  managerHold: ManagerHold | undefined;
+  maxTasks: number;
+}
+
+/**
+ * Why the line does not move, first cause first: a stopping server, a fault,
+ * results that cannot be written, a stopped server's tasks, the manager's own
+ * reason (the load), or full capacity.
+ */
+export function whatHoldsTheLine(f: HoldFacts): QueueHold {
+  if (f.queued === 0) return { reason: 'none' };
+  if (f.stopping) return { reason: 'stopping' };
+  if (f.faulted) return { reason: 'fault' };
+  if (f.resultsBlocked) return { reason: 'results' };
+  if (f.hasRoom) return { reason: 'none' };
+  if (f.orphansSettling || f.orphans > 0) return { reason: 'orphans', tasks: f.orphans };
+  return f.managerHold ?? { reason: 'capacity', maxTasks: f.maxTasks };
+}

@@ -6,7 +6,7 @@
  * only record what they saw and schedule the next tick. Each tick first checks
  * that the spool is still the one it started on, with real directories
  * (layout-guard.ts), then runs, in order: reapCompleted → expireRunTimeouts →
- * admitNew → processAborts → startPending → parkWaiting.
+ * admitNew → processAborts → startPending → parkWaiting → publishHold.
  *
  * Beside it: its options (server-options.ts), its watches (directory-watchers.ts),
  * result publication (result-writer.ts), housekeeping and abort decisions
@@ -24,7 +24,7 @@ import { ServerMetrics, type FinishStatus } from './metrics.js';
 import { DirectoryWatchers, type WatchedDir } from './directory-watchers.js';
 import { LayoutGuard } from './layout-guard.js';
 import { PendingQueue } from './pending-queue.js';
-import { planAbort, planRecovery, tombstoneExpired, type AbortTarget, type RecoveryStep } from './protocol.js';
+import { planAbort, planRecovery, tombstoneExpired, whatHoldsTheLine, type AbortTarget, type RecoveryStep } from './protocol.js';
 import { Orphans } from './orphans.js';
 import { decodeRequest, decodeResult, encodeResult, MAX_REQUEST_BYTES, MAX_RESULT_BYTES, type RequestEnvelope, type ResultEnvelope, type ResultStatus } from './spool/codec.js';
 import { entryPath, logPath, PROCESS_SUFFIX, removeLogs, type SpoolDir, type SpoolPaths } from './spool/layout.js';
@@ -33,7 +33,8 @@ import { planHousekeeping, type AgedEntry } from './housekeeping.js';
 import { mayAbort, mayRunRequest } from './permissions.js';
 import { diskFullResult } from './result-on-full-disk.js';
 import { ResultWriter, stagedResultPath, STAGED_SUFFIX, type LastState } from './result-writer.js';
-import { acquireLock, type HeldLock } from './spool/lock.js';
+import { acquireLock, type HeldLock, type LockOwner } from './spool/lock.js';
+import { removeServerState, writeServerState } from './spool/server-state.js';
 import { farFutureByMs, isRequestId } from './spool/request-id.js';
 import { setLongTimeout, type LongTimeout } from './long-timer.js';
 import { readAbortReason } from './spool/abort-reason.js';
@@ -49,6 +50,8 @@ export { resolveServerOptions, type WorkQueueServerOptions } from './server-opti
 
 /** At shutdown, how long to wait for results still being committed (durable) or retried (a full disk). */
 const COMMIT_WAIT_AT_STOP_MS = 10_000;
+/** server.state's hold when nothing waits or the line moves: the same as no file at all. */
+const NOTHING_HELD = JSON.stringify({ reason: 'none' });
 /** While a dead server's task was just killed, how often to look whether it is gone. */
 const ORPHAN_RECHECK_MS = 20;
 
@@ -132,6 +135,10 @@ export class WorkQueueServer {
   #orphans!: Orphans<RecoveryStep>;
   /** Looks at just-killed orphans until they are gone. */
   #orphanTimer: NodeJS.Timeout | undefined;
+  /** Who holds the lock (this server), as server.state names it. */
+  #owner!: LockOwner;
+  /** What server.state says now (JSON of its hold; none: no file is the same); undefined after a write failed. */
+  #publishedHold: string | undefined = NOTHING_HELD;
 
   constructor(options: WorkQueueServerOptions) {
     this.#o = resolveServerOptions(options);
@@ -166,6 +173,7 @@ export class WorkQueueServer {
     this.#manager = manager;
     this.#orphans = new Orphans(this.#paths, this.#log);
     const lock = acquireLock(this.#paths, { maxTasks: manager.maxTasks });
+    this.#owner = lock.owner;
     this.#writer = new ResultWriter(
       this.#paths,
       this.#o.durable,
@@ -230,6 +238,8 @@ export class WorkQueueServer {
       this.#ended = true;
       for (const stop of stops) stop();
       this.#metrics?.close();
+      // Only while the lock is still ours: its holder alone writes server.state.
+      if (this.#fatal === undefined) this.#safely('removing server.state', () => removeServerState(this.#paths));
       lock.release();
     }
   }
@@ -415,7 +425,9 @@ export class WorkQueueServer {
     counts.aborted += step(() => this.#processAborts());
     const abortsFailed = failure !== before;
     if (!this.#draining && !abortsFailed) counts.started = step(() => this.#startPending());
+    const startFailed = failure !== before;
     step(() => (this.#parkWaiting(), 0));
+    step(() => (this.#publishHold(startFailed), 0));
     this.#logTick(counts);
     this.#metrics.tick(failure);
     if (failure === undefined) this.#faults.succeeded('tick');
@@ -772,6 +784,35 @@ export class WorkQueueServer {
         this.#metrics.forget(id);
       }
     }
+  }
+
+  /**
+   * Tells clients what keeps the line from moving (`server.state`), when that
+   * changed: a write per change, none per request while it stays the same. A
+   * write that fails is logged once and tried again at the next tick.
+   */
+  #publishHold(faulted: boolean): void {
+    const queued = this.#queue.size;
+    if (queued === 0 && this.#publishedHold === NOTHING_HELD) return; // the usual case: nothing to weigh
+    // (hasRoom() is asked only with work waiting: a load-aware manager then starts watching the load.)
+    const hold = whatHoldsTheLine({
+      queued,
+      stopping: this.#draining,
+      faulted,
+      resultsBlocked: this.#writer.blocked,
+      orphans: this.#orphans.size,
+      orphansSettling: this.#orphans.settling,
+      hasRoom: queued > 0 && this.#hasRoom(),
+      managerHold: queued > 0 ? this.#manager.holdReason?.() : undefined,
+      maxTasks: this.#manager.maxTasks,
+    });
+    const key = JSON.stringify(hold);
+    if (key === this.#publishedHold) return;
+    this.#publishedHold = undefined;
+    this.#safely('publishing server.state', () => {
+      writeServerState(this.#paths, { pid: this.#owner.pid, startedAt: this.#owner.startedAt, hold, since: this.#o.now() });
+      this.#publishedHold = key;
+    });
   }
 
   // ---- helpers ------------------------------------------------------------

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { checkLayout, planAbort, planRecovery, tombstoneExpired, type AbortTarget } from '../src/protocol.js';
+import { checkLayout, planAbort, planRecovery, tombstoneExpired, whatHoldsTheLine, type AbortTarget, type HoldFacts } from '../src/protocol.js';
 
 const A = '1700000000000001-00000000000a';
 const B = '1700000000000002-00000000000b';
@@ -75,4 +75,18 @@ t.test('checkLayout: given the server uid, stops when someone else could now ren
   const unsticky = { ...expected, root: { ...expected.root, mode: 0o2775 } };
   t.match(checkLayout(expected, unsticky, 1000), { kind: 'stop', reason: /no sticky bit/ }, 'the sticky bit taken off the spool directory');
   t.match(checkLayout(expected, { ...expected, dirs: { ...expected.dirs, pending: { type: 'missing' as const } } }, 1000), { kind: 'serve', recreate: ['pending'] }, 'a missing directory is not judged');
+});
+
+t.test('whatHoldsTheLine names the first cause that keeps the queue from moving', async (t) => {
+  const facts: HoldFacts = { queued: 2, stopping: false, faulted: false, resultsBlocked: false, orphans: 0, orphansSettling: false, hasRoom: false, managerHold: undefined, maxTasks: 3 };
+  const load = { reason: 'load', load: 5, maxLoad: 2 } as const;
+  t.strictSame(whatHoldsTheLine(facts), { reason: 'capacity', maxTasks: 3 }, 'no room, nothing else: capacity');
+  t.strictSame(whatHoldsTheLine({ ...facts, managerHold: load }), load, "the manager's own reason");
+  t.strictSame(whatHoldsTheLine({ ...facts, orphans: 1, managerHold: load }), { reason: 'orphans', tasks: 1 }, "a stopped server's tasks before the load");
+  t.strictSame(whatHoldsTheLine({ ...facts, orphansSettling: true }), { reason: 'orphans', tasks: 0 });
+  t.strictSame(whatHoldsTheLine({ ...facts, resultsBlocked: true, orphans: 1 }), { reason: 'results' });
+  t.strictSame(whatHoldsTheLine({ ...facts, faulted: true, resultsBlocked: true }), { reason: 'fault' });
+  t.strictSame(whatHoldsTheLine({ ...facts, stopping: true, faulted: true }), { reason: 'stopping' }, 'stopping first');
+  t.strictSame(whatHoldsTheLine({ ...facts, hasRoom: true }), { reason: 'none' }, 'room: the line moves');
+  t.strictSame(whatHoldsTheLine({ ...facts, queued: 0, stopping: true }), { reason: 'none' }, 'nothing waits: nothing is held');
 });

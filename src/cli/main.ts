@@ -192,7 +192,7 @@ aborted by id.`)
     .description('show the queue: the server, waiting requests with their place in line, running ones, unclaimed results')
     .argument('[id]', "show only this request's state")
     .option('-s, --spool <dir>', SPOOL_HELP)
-    .option('--json', 'print a JSON object: { spool, server, counts, requests: [{ id, state, position?, runningSeconds?, pid?, waitingSeconds? }] }')
+    .option('--json', 'print a JSON object: { spool, server, counts, requests: [{ id, state, position?, heldBy?, runningSeconds?, pid?, interrupted?, survivingPids?, waitingSeconds? }] }')
     .option('-a, --all', 'list every request (the text view shows the first 20 of each kind)')
     .action(async (id: string | undefined, opts) => (await import('./status.js')).status(id, opts));
 

@@ -1,12 +1,15 @@
 /**
- * The one-line live status on a terminal while waiting: "queued #3 of 7",
- * then "running for 12s". Redrawn once a second from a cheap spool snapshot
- * (directory listings only); erased cleanly when the wait ends. Never drawn
- * when stderr is not a TTY.
+ * The one-line live status on a terminal while waiting: "queued #3 of 7" and
+ * what holds the line ("capacity full (2 of 2 running)", "no server is
+ * running"), then "running for 12s". Redrawn once a second from a cheap spool
+ * snapshot (directory listings, the lock and server.state); erased cleanly
+ * when the wait ends. Never drawn when stderr is not a TTY.
  */
 import { entryPath, openSpool, REQUEST_STATES } from '../spool/layout.js';
 import { isRequestId } from '../spool/request-id.js';
+import { queueHold, readServing } from '../status.js';
 import * as sfs from '../spool/fs.js';
+import { describeHold, describeInterrupted } from './hold-text.js';
 
 const REDRAW_MS = 1000;
 const CLEAR_LINE = '\r\x1b[2K';
@@ -51,9 +54,12 @@ function describe(paths: ReturnType<typeof openSpool>, id: string): string {
   if (state === 'requested' || state === 'pending') {
     const waiting = [...sfs.listEntries(paths.dirs.requested), ...sfs.listEntries(paths.dirs.pending)].filter(isRequestId);
     const ahead = waiting.filter((other) => other < id).length;
-    return `wq: ${id} queued #${ahead + 1} of ${waiting.length}`;
+    const hold = queueHold(paths, readServing(paths));
+    return `wq: ${id} queued #${ahead + 1} of ${waiting.length}${hold === undefined ? '' : `: ${describeHold(hold)}`}`;
   }
   if (state === 'running') {
+    // (What is left of its task is for `wq status`: looking every second would read all of /proc.)
+    if (!readServing(paths).alive) return `wq: ${id} ${describeInterrupted({})}`;
     const since = sfs.entryStat(entryPath(paths, 'running', id))?.ctimeMs ?? Date.now();
     return `wq: ${id} running for ${formatSeconds((Date.now() - since) / 1000)}`;
   }

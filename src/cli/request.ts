@@ -78,6 +78,8 @@ export async function wait(ids: string[], flags: WaitFlags): Promise<void> {
   const stops = new StopListener();
   try {
     const client = new WorkQueueClient({ spool, logger: clientLogger(flags.quiet) });
+    // A result waits for no server; a request without one would wait for ever, unannounced.
+    if (!flags.quiet) warnIfUnserved(client, spool, ids);
     if (ids.length === 1) await waitAndReport(client, spool, ids[0]!, flags, stops);
     else await waitForEach(client, spool, ids, flags, stops);
   } finally {
@@ -146,10 +148,19 @@ function checkId(id: string): void {
   if (!isRequestId(id)) throw new CliError(`"${id}" is not a request id (they look like 1763830000000000-0123456789ab)`, EXIT.usage);
 }
 
-function warnIfNoServer(spool: string): void {
+/** Before a wait: says so when some of the requests need a server and none runs. */
+function warnIfUnserved(client: WorkQueueClient, spool: string, ids: string[]): void {
+  const states = ids.map((id) => client.state(id)).filter((state) => state !== undefined && state !== 'complete');
+  if (states.length === 0) return;
+  if (ids.length > 1) warnIfNoServer(spool, 'the requests not yet complete wait until');
+  else warnIfNoServer(spool, states[0] === 'running' ? 'the request was interrupted and runs again when' : undefined);
+}
+
+/** Says so on stderr when no server runs the spool: the request then waits until one starts. */
+function warnIfNoServer(spool: string, fate = 'the request stays queued until'): void {
   const paths = spoolPaths(spool);
   if (!isServing(paths, readLockOwner(paths))) {
-    printError(`no server is running on spool ${spool}; the request stays queued until \`wq serve\` starts`);
+    printError(`no server is running on spool ${spool}; ${fate} \`wq serve\` starts`);
   }
 }
 

@@ -3,6 +3,7 @@ import { readSpoolStatus, type RequestStatus, type SpoolStatus } from '../status
 import { isRequestId } from '../spool/request-id.js';
 import { CliError, EXIT, resolveSpool } from './common.js';
 import { formatSeconds } from './progress.js';
+import { describeHold, describeInterrupted } from './hold-text.js';
 
 export interface StatusFlags {
   spool?: string;
@@ -22,20 +23,23 @@ export async function status(id: string | undefined, flags: StatusFlags): Promis
       if (flags.json) process.stdout.write(`${JSON.stringify({ id, state: 'unknown' })}\n`);
       throw new CliError(`unknown request id ${id}: it is in no state of the spool`, EXIT.unknownId);
     }
-    process.stdout.write(flags.json ? `${JSON.stringify(request)}\n` : `${describeRequest(request, snapshot)}\n`);
+    process.stdout.write(flags.json ? `${JSON.stringify(request)}\n` : `${describeRequest(request, snapshot, true)}\n`);
     return;
   }
   process.stdout.write(flags.json ? `${JSON.stringify(snapshot, null, 2)}\n` : renderText(snapshot, flags.all === true));
 }
 
-function describeRequest(r: RequestStatus, s: SpoolStatus): string {
+/** One request's line; `why`: say what holds a waiting one (the list view says it once, in the section's title). */
+function describeRequest(r: RequestStatus, s: SpoolStatus, why = false): string {
   const waiting = s.counts.requested + s.counts.pending;
+  const aborting = r.aborting ? ' (aborting)' : '';
   switch (r.state) {
     case 'requested':
     case 'pending':
-      return `${r.id} queued #${r.position} of ${waiting}${r.aborting ? ' (aborting)' : ''}`;
+      return `${r.id} queued #${r.position} of ${waiting}${aborting}${why && r.heldBy !== undefined ? `: ${describeHold(r.heldBy)}` : ''}`;
     case 'running':
-      return `${r.id} running for ${formatSeconds(r.runningSeconds ?? 0)}${r.pid === undefined ? '' : ` (pid ${r.pid})`}${r.aborting ? ' (aborting)' : ''}`;
+      if (r.interrupted) return `${r.id}${aborting} ${describeInterrupted(r)}`;
+      return `${r.id} running for ${formatSeconds(r.runningSeconds ?? 0)}${r.pid === undefined ? '' : ` (pid ${r.pid})`}${aborting}`;
     case 'complete':
       return `${r.id} complete; result waiting to be claimed for ${formatSeconds(r.waitingSeconds ?? 0)}`;
   }
@@ -53,7 +57,8 @@ export function renderText(s: SpoolStatus, all: boolean): string {
   lines.push(`queue:   ${c.requested + c.pending} waiting, ${c.running} running, ${c.complete} results to claim${c.aborting ? `, ${c.aborting} aborts pending` : ''}`);
   const section = (title: string, rows: RequestStatus[]): void => {
     if (rows.length === 0) return;
-    lines.push('', `${title}:`);
+    const held = title === 'waiting' ? rows[0]!.heldBy : undefined;
+    lines.push('', held === undefined ? `${title}:` : `${title}: ${describeHold(held)}`);
     const shown = all ? rows : rows.slice(0, TEXT_LIMIT);
     for (const r of shown) lines.push(`  ${describeRequest(r, s)}`);
     if (shown.length < rows.length) lines.push(`  … and ${rows.length - shown.length} more (--all lists them)`);

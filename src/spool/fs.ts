@@ -206,6 +206,22 @@ export function moveEntry(from: string, to: string): boolean {
   }
 }
 
+/**
+ * Puts the complete file at `tempPath` in place of whatever file is at `dest`
+ * (rename(2), atomic: a reader opens the old file or the new one). Only for a
+ * file one process alone writes (the server's `server.state`); requests and
+ * results never replace anything (see publish). The temp file is removed if
+ * the rename fails (EISDIR: a directory planted there).
+ */
+export function replaceEntry(tempPath: string, dest: string): void {
+  try {
+    fs.renameSync(tempPath, dest);
+  } catch (err) {
+    removeEntry(tempPath);
+    throw err;
+  }
+}
+
 /** Describes an entry that is not a regular file, for error messages: "a FIFO", "a symbolic link" … */
 export function describeEntry(stat: fs.Stats): string {
   if (stat.isSymbolicLink()) return 'a symbolic link';

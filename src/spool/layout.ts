@@ -20,6 +20,8 @@ export type SpoolDir = (typeof SPOOL_DIRS)[number];
 
 export const FORMAT_FILE = 'format';
 export const LOCK_FILE = 'server.lock';
+/** What the serving process says holds its queue (docs/protocol.md, *Server state*). */
+export const STATE_FILE = 'server.state';
 const FORMAT_PREFIX = 'spool-workqueue protocol ';
 /** Longest format file read: ours is 27 bytes; anything much larger is not ours. */
 const MAX_FORMAT_BYTES = 4096;
@@ -28,12 +30,13 @@ export interface SpoolPaths {
   readonly root: string;
   readonly formatFile: string;
   readonly lockFile: string;
+  readonly stateFile: string;
   readonly dirs: Readonly<Record<SpoolDir, string>>;
 }
 
 export function spoolPaths(root: string): SpoolPaths {
   const dirs = Object.fromEntries(SPOOL_DIRS.map((d) => [d, join(root, d)])) as Record<SpoolDir, string>;
-  return { root, formatFile: join(root, FORMAT_FILE), lockFile: join(root, LOCK_FILE), dirs };
+  return { root, formatFile: join(root, FORMAT_FILE), lockFile: join(root, LOCK_FILE), stateFile: join(root, STATE_FILE), dirs };
 }
 
 /** Path of a request (or abort marker) in a given directory. The id must already be validated (no slashes). */

@@ -8,6 +8,7 @@
 import { loadavg } from 'node:os';
 import { InvalidOptionError } from '../errors.js';
 import { MAX_TIMER_DELAY_MS } from '../long-timer.js';
+import type { ManagerHold } from '../protocol.js';
 import type { TaskManager, TaskManagerEvent, TaskOutcome, TaskProcess } from './types.js';
 import type { TaskInput } from '../task-input.js';
 
@@ -68,6 +69,13 @@ export class LoadAwareTaskManager implements TaskManager {
     if (this.#current < this.#maxLoad) return true;
     this.#watchLoad();
     return false;
+  }
+
+  /** The load, when it alone keeps a task from starting; else the inner manager's reason, if any. */
+  holdReason(): ManagerHold | undefined {
+    if (!this.#inner.hasCapacity()) return this.#inner.holdReason?.();
+    if (this.#current < this.#maxLoad) return undefined;
+    return { reason: 'load', load: Math.round(this.#current * 100) / 100, maxLoad: this.#maxLoad };
   }
 
   startTask(id: string, request: unknown, input?: TaskInput): TaskProcess | void {

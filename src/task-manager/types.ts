@@ -4,6 +4,7 @@
  * terminateTask (for aborts), then hasCapacity/startTask while there is room.
  */
 import type { SerializedError } from '../errors.js';
+import type { ManagerHold } from '../protocol.js';
 import type { TaskInput } from '../task-input.js';
 
 /** How a task ended. `error` is a task failure, carried to the waiting client. */
@@ -71,6 +72,13 @@ export interface TaskManager {
    * wraps another (LoadAwareTaskManager) must pass it on.
    */
   hasEnded?(id: string): boolean;
+  /**
+   * Optional: when hasCapacity() is false for a reason other than every slot
+   * being taken (LoadAwareTaskManager: the load average), that reason. The
+   * server publishes it for `wq status` (docs/protocol.md, *Server state*);
+   * without it, no capacity reads as full capacity.
+   */
+  holdReason?(): ManagerHold | undefined;
   /** Optional: registers the callback the manager calls with TaskManagerEvents. */
   setEventHandler?(onEvent: (event: TaskManagerEvent) => void): void;
   /**

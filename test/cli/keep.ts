@@ -51,7 +51,8 @@ t.test('--keep never aborts: --timeout and signals only stop the waiting', async
 
   const timedOut = await wq(['wait', '--spool', spool, '--keep', '--timeout', '0.2', id]);
   t.equal(timedOut.code, 124);
-  t.equal(timedOut.stderr, `wq: timed out after 0.2 s (--timeout) waiting for ${id}; the request was left in the spool (--keep)\n`);
+  const noServer = `wq: no server is running on spool ${spool}; the request stays queued until \`wq serve\` starts\n`;
+  t.equal(timedOut.stderr, `${noServer}wq: timed out after 0.2 s (--timeout) waiting for ${id}; the request was left in the spool (--keep)\n`);
   const now = await wq(['wait', '--spool', spool, '--keep', '--timeout', '0', '--json', id]);
   t.equal(now.code, 124, '--timeout 0: the result if it is there now, else 124');
   t.match(JSON.parse(now.stdout), { id, status: 'timed_out', deadline: 'total' });
@@ -63,7 +64,7 @@ t.test('--keep never aborts: --timeout and signals only stop the waiting', async
   await waitFor(() => listensForStopSignals(child.pid!), 'wq wait to listen for signals');
   child.kill('SIGINT');
   t.same(await ended, { code: 130, signal: null });
-  t.equal(stderr.text(), `wq: stopped waiting (SIGINT); request ${id} was left queued: collect it with \`wq wait ${id}\`\n`);
+  t.equal(stderr.text(), `${noServer}wq: stopped waiting (SIGINT); request ${id} was left queued: collect it with \`wq wait ${id}\`\n`);
   t.same(spoolContents(spool).aborting, [], 'no abort was ever filed');
   t.same(spoolContents(spool).requested, [id], 'the request is still queued');
 

@@ -30,6 +30,7 @@ interface RequestJson {
   pid?: number;
   waitingSeconds?: number;
   aborting?: boolean;
+  heldBy?: Record<string, unknown>;
 }
 
 async function statusJson(t: Test, spool: string): Promise<StatusJson>;
@@ -70,17 +71,17 @@ t.test('no server: requested entries, in text and JSON', async (t) => {
   t.match(text.stdout, `spool:   ${spool}\n`);
   t.match(text.stdout, 'server:  none running (requests wait until `wq serve` starts)\n');
   t.match(text.stdout, 'queue:   2 waiting, 0 running, 0 results to claim\n');
-  t.match(text.stdout, `waiting:\n  ${a} queued #1 of 2\n  ${b} queued #2 of 2\n`);
+  t.match(text.stdout, `waiting: no server is running\n  ${a} queued #1 of 2\n  ${b} queued #2 of 2\n`);
   t.notMatch(text.stdout, 'running:');
 
   const one = await wq(['status', '--spool', spool, b]);
-  t.strictSame(one, { code: 0, signal: null, stdout: `${b} queued #2 of 2\n`, stderr: '' });
+  t.strictSame(one, { code: 0, signal: null, stdout: `${b} queued #2 of 2: no server is running\n`, stderr: '' });
   const oneJson = await statusJson(t, spool, a);
   t.match(oneJson, { id: a, state: 'requested', position: 1 });
 
   const aborted = await wq(['abort', '--spool', spool, a]);
   t.equal(aborted.code, 0);
-  t.equal((await wq(['status', '--spool', spool, a])).stdout, `${a} queued #1 of 2 (aborting)\n`, 'a filed abort is shown');
+  t.equal((await wq(['status', '--spool', spool, a])).stdout, `${a} queued #1 of 2 (aborting): no server is running\n`, 'a filed abort is shown');
   t.match(await statusJson(t, spool, a), { aborting: true });
   t.match((await wq(['status', '--spool', spool])).stdout, ', 1 aborts pending\n');
 });
@@ -97,6 +98,7 @@ t.test('a served spool: pending, running (with the command pid), complete, then 
   const commandPid = await waitFor(() => readPid(pidFile), 'the command to write its pid');
   const pending = await enqueue(spool, ['echo', 'second']);
   await waitFor(() => spoolContents(spool).pending.includes(pending), 'the second request to be admitted');
+  await waitFor(async () => (await statusJson(t, spool, pending)).heldBy !== undefined, 'the server to say what holds it');
 
   const json = await statusJson(t, spool);
   t.match(json.server, { pid: server.pid, host: hostname(), maxTasks: 1, alive: true }, 'the server field names the serving process');
@@ -120,10 +122,10 @@ t.test('a served spool: pending, running (with the command pid), complete, then 
   t.match(text.stdout, new RegExp(`server:  pid ${server.pid} on ${hostname().replace(/\W/g, '\\$&')}, up \\d+s, max tasks 1\\n`));
   t.match(text.stdout, 'queue:   1 waiting, 1 running, 0 results to claim\n');
   t.match(text.stdout, new RegExp(`running:\\n  ${running} running for \\d+s \\(pid ${commandPid}\\)\\n`));
-  t.match(text.stdout, `waiting:\n  ${pending} queued #1 of 1\n`);
+  t.match(text.stdout, `waiting: capacity full (1 of 1 running)\n  ${pending} queued #1 of 1\n`);
 
   const pendingOne = await wq(['status', '--spool', spool, pending]);
-  t.strictSame(pendingOne, { code: 0, signal: null, stdout: `${pending} queued #1 of 1\n`, stderr: '' });
+  t.strictSame(pendingOne, { code: 0, signal: null, stdout: `${pending} queued #1 of 1: capacity full (1 of 1 running)\n`, stderr: '' });
   const runningOne = await wq(['status', '--spool', spool, running]);
   t.equal(runningOne.code, 0);
   t.match(runningOne.stdout, new RegExp(`^${running} running for \\d+s \\(pid ${commandPid}\\)\\n$`));

@@ -57,6 +57,7 @@ t.test('on a terminal: queued, then running, then erased before the output', { s
   const id = /wq: (\d{16}-[0-9a-f]{12}) queued #/.exec(terminal.text())?.[1];
   t.ok(id, 'the line names the request');
   t.match(terminal.text(), `${CLEAR_LINE}wq: ${id} queued #1 of 1`, 'first in line, of one waiting');
+  await waitFor(() => terminal.text().includes(`wq: ${id} queued #1 of 1: capacity full (1 of 1 running)`), 'the line to say what holds the request');
   t.notMatch(terminal.text(), 'running for', 'not running yet');
 
   unblock();
@@ -75,6 +76,14 @@ t.test('on a terminal: queued, then running, then erased before the output', { s
   const tail = out.slice(lastClear + CLEAR_LINE.length);
   t.equal(tail.replace(/\r\n/g, '\n'), 'done-b\n', "after the erase: only the command's output");
   t.equal(out.split('done-b').length, 2, 'the output is printed once');
+});
+
+t.test('on a terminal with no server: the line says so', { skip: scriptMissing }, async (t) => {
+  const spool = join(realpathSync(t.testdir()), 'spool');
+  const child = wqOnTerminal(t, ['enqueue', '--spool', spool, '--wait', '--', 'true']);
+  const terminal = collect(child.stdout);
+  await waitFor(() => /wq: \d{16}-[0-9a-f]{12} queued #1 of 1: no server is running/.test(terminal.text()), 'the line to say that no server runs');
+  t.match(terminal.text(), `wq: no server is running on spool ${spool}; the request stays queued until \`wq serve\` starts`, 'after the warning enqueue has always printed');
 });
 
 t.test('on plain pipes there is no live line', { skip: scriptMissing }, async (t) => {

@@ -81,7 +81,8 @@ t.test('--timeout and signals act on every request not yet collected', async (t)
   const [a, b] = await enqueueAll(spool, [['true'], ['true']]);
   const timedOut = await wq(['wait', '--spool', spool, '--timeout', '0.2', a!, b!]);
   t.equal(timedOut.code, 124);
-  t.equal(timedOut.stderr, [a, b].map((id) => `wq: timed out after 0.2 s (--timeout) waiting for ${id}; the request was aborted\n`).join(''));
+  const noServer = `wq: no server is running on spool ${spool}; the requests not yet complete wait until \`wq serve\` starts\n`;
+  t.equal(timedOut.stderr, noServer + [a, b].map((id) => `wq: timed out after 0.2 s (--timeout) waiting for ${id}; the request was aborted\n`).join(''));
   t.same(spoolContents(spool).aborting, [a, b].sort(), 'both aborted');
   t.equal(readFileSync(join(spool, 'aborting', b!), 'utf8'), 'timeout\n');
 
@@ -96,10 +97,10 @@ t.test('--timeout and signals act on every request not yet collected', async (t)
     t.same(await ended, { code: 143, signal: null });
     const filed = spoolContents(spool).aborting;
     if (detach) {
-      t.equal(stderr.text(), [c, d].map((id) => `wq: stopped waiting (SIGTERM); request ${id} was left queued: collect it with \`wq wait ${id}\`\n`).join(''));
+      t.equal(stderr.text(), noServer + [c, d].map((id) => `wq: stopped waiting (SIGTERM); request ${id} was left queued: collect it with \`wq wait ${id}\`\n`).join(''));
       t.notOk(filed.includes(c!) || filed.includes(d!), '--detach-on-signal: no abort filed');
     } else {
-      t.equal(stderr.text(), `wq: aborted request ${c} (SIGTERM)\nwq: aborted request ${d} (SIGTERM)\n`);
+      t.equal(stderr.text(), `${noServer}wq: aborted request ${c} (SIGTERM)\nwq: aborted request ${d} (SIGTERM)\n`);
       t.ok(filed.includes(c!) && filed.includes(d!), 'both aborted');
     }
   }

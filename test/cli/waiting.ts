@@ -113,7 +113,12 @@ t.test('--timeout: exit 124, deadline total, the request is aborted', async (t) 
   const text = await wq(['wait', '--spool', spool, '--timeout', '0.2', json.id]);
   t.equal(text.code, 124);
   t.equal(text.stdout, '');
-  t.equal(text.stderr, `wq: timed out after 0.2 s (--timeout) waiting for ${json.id}; the request was aborted\n`, 'the message names --timeout');
+  t.equal(
+    text.stderr,
+    `wq: no server is running on spool ${spool}; the request stays queued until \`wq serve\` starts\n` +
+      `wq: timed out after 0.2 s (--timeout) waiting for ${json.id}; the request was aborted\n`,
+    'the message names --timeout (after saying that no server runs)',
+  );
 
   const waited = await wq(['wait', '--spool', spool, '--json', '--timeout', '0.2', json.id]);
   t.equal(waited.code, 124);

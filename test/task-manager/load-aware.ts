@@ -31,6 +31,7 @@ t.test('nothing starts while the load is at or above maxLoad; work starts once i
   await waitFor(() => samples >= seen + 10, 'ten more looks at the load');
   t.strictSame(started, [], 'held back while loaded');
   t.equal(manager.load, 8);
+  t.strictSame(manager.holdReason(), { reason: 'load', load: 8, maxLoad: 2 }, 'the load is what holds them');
   load = 0.5;
   t.strictSame(await Promise.all(ids.map((id) => client.wait(id, { timeoutMs: 5000 }))), ['a', 'b']);
   t.strictSame(started, ['a', 'b'], 'started in order once the load dropped');
@@ -45,5 +46,6 @@ t.test('options are validated; size and maxTasks are the inner manager\'s', asyn
   t.equal(manager.maxTasks, 3);
   t.equal(manager.size, 0);
   t.ok(manager.hasCapacity());
+  t.equal(manager.holdReason(), undefined, 'nothing holds it back');
   await manager.close();
 });
