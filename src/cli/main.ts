@@ -159,7 +159,8 @@ Examples:
     .option('--keep', 'print the result but leave it in the spool, for a later wq wait to claim; never abort the request: --timeout and signals only stop the waiting')
     .option('--detach-on-signal', 'on SIGINT, SIGTERM, SIGHUP or a closed stdout, stop waiting but leave the request queued (its id goes to stderr) instead of aborting it')
     .addHelpText('after', `
-On a terminal, a live line on stderr shows the request's place in line, then how long it has run.
+On a terminal, a live line on stderr shows the request's place in line and what holds it, then how
+long it has run; it waits while the task's output (--follow) has left a line unfinished.
 SIGINT, SIGTERM and SIGHUP abort the request (unless --detach-on-signal or --keep) and exit 128+N.
 
 With several ids, wq waits for them all at once and prints each outcome in the order given, as

@@ -3,7 +3,10 @@
  * what holds the line ("capacity full (2 of 2 running)", "no server is
  * running"), then "running for 12s". Redrawn once a second from a cheap spool
  * snapshot (directory listings, the lock and server.state); erased cleanly
- * when the wait ends. Never drawn when stderr is not a TTY.
+ * when the wait ends. Never drawn when stderr is not a TTY, and never over the
+ * task's output: while a line the task wrote (--follow) is unfinished, the
+ * status waits for its end, as the task's next bytes belong right after it.
+ * Cut to the terminal's width, so that erasing it erases all of it.
  */
 import { entryPath, openSpool, REQUEST_STATES } from '../spool/layout.js';
 import { isRequestId } from '../spool/request-id.js';
@@ -15,16 +18,26 @@ const REDRAW_MS = 1000;
 const CLEAR_LINE = '\r\x1b[2K';
 
 export interface LiveLine {
-  /** Erase the line, run `write` (output that must not mix with the line), redraw. */
-  around(write: () => void): void;
+  /**
+   * Erases the line, runs `write`, which puts `shown` on the line's terminal
+   * (output that must not mix with the line), and redraws the line, unless
+   * `shown` leaves a line unfinished: then it is drawn again only once a
+   * later write ends that line.
+   */
+  around(write: () => void, shown: Uint8Array | string): void;
   stop(): void;
 }
+
+const NEWLINE = 0x0a;
 
 export function startLiveLine(spool: string, id: string, stream: NodeJS.WriteStream = process.stderr): LiveLine {
   const paths = openSpool(spool, { create: false });
   let shown = '';
+  /** The terminal's cursor is after output that did not end its line. */
+  let midLine = false;
   const draw = (): void => {
-    const text = describe(paths, id);
+    if (midLine) return;
+    const text = fitTo(describe(paths, id), stream.columns);
     if (text === shown) return;
     stream.write(`${CLEAR_LINE}${text}`);
     shown = text;
@@ -37,9 +50,10 @@ export function startLiveLine(spool: string, id: string, stream: NodeJS.WriteStr
   const timer = setInterval(draw, REDRAW_MS);
   timer.unref();
   return {
-    around(write) {
+    around(write, output) {
       erase();
       write();
+      if (output.length > 0) midLine = (typeof output === 'string' ? output.charCodeAt(output.length - 1) : output[output.length - 1]) !== NEWLINE;
       draw();
     },
     stop() {
@@ -47,6 +61,12 @@ export function startLiveLine(spool: string, id: string, stream: NodeJS.WriteStr
       erase();
     },
   };
+}
+
+/** The text, cut to fit one row of a terminal `columns` wide (the last column left free: no wrap). */
+export function fitTo(text: string, columns: number | undefined): string {
+  if (columns === undefined || columns < 2 || text.length < columns) return text;
+  return `${text.slice(0, columns - 2)}…`;
 }
 
 function describe(paths: ReturnType<typeof openSpool>, id: string): string {

@@ -11,6 +11,7 @@ import { CliError, clientLogger, EXIT, printError, resolveSpool } from './common
 import { dataFromFlag, describeBytes, envFromFlags, readStandardInput } from './input.js';
 import { render, type Outcome } from './output.js';
 import { exitCodeForCause, StopListener } from './stop.js';
+import { sameFile } from './streams.js';
 
 interface SpoolFlags {
   spool?: string;
@@ -168,17 +169,22 @@ function warnIfNoServer(spool: string, fate = 'the request stays queued until'):
 async function waitAndReport(client: WorkQueueClient, spool: string, id: string, flags: WaitFlags, stops: StopListener): Promise<void> {
   const showLine = process.stderr.isTTY === true && !flags.quiet && !flags.json;
   const line = showLine ? (await import('./progress.js')).startLiveLine(spool, id) : undefined;
-  const around = (write: () => void): void => (line ? line.around(write) : write());
+  // Task output passes the line only where it lands on the line's terminal: stderr, and stdout when it is the same.
+  const stdoutOnLine = line !== undefined && sameFile(1, 2);
+  const around = (write: () => void, shown: Uint8Array | string): void => (line ? line.around(write, shown) : write());
   const follower = flags.follow
     ? (await import('./follow.js')).followLogs(spool, id, {
         stdout: (chunk) => {
-          if (stops.outputOpen) around(() => process.stdout.write(chunk)); // else its reader went away: the wait is stopping
+          if (!stops.outputOpen) return; // its reader went away: the wait is stopping
+          if (stdoutOnLine) around(() => process.stdout.write(chunk), chunk);
+          else process.stdout.write(chunk);
         },
         stderr: (chunk) => {
-          if (stops.outputOpen) around(() => process.stderr.write(chunk));
+          if (stops.outputOpen) around(() => process.stderr.write(chunk), chunk);
         },
       }, (attempt) => {
-        if (!flags.quiet) around(() => printError(`request ${id} is running again (attempt ${attempt})`));
+        const message = `wq: request ${id} is running again (attempt ${attempt})\n`;
+        if (!flags.quiet) around(() => process.stderr.write(message), message);
       })
     : undefined;
   let outcome: Outcome;

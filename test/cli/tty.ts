@@ -28,6 +28,30 @@ function wqOnTerminal(t: Test, args: string[]): ChildProcess {
   return child;
 }
 
+/**
+ * What a terminal shows after `text` (what script(1) recorded): the rows, with
+ * carriage returns, erased lines (ESC [2K) and overwritten characters applied.
+ */
+function screen(text: string): string[] {
+  const rows = [''];
+  let row = 0;
+  let col = 0;
+  for (let i = 0; i < text.length; i++) {
+    const escape = /^\x1b\[[0-9;]*([A-Za-z])/.exec(text.slice(i, i + 16));
+    if (escape !== null) {
+      if (escape[0] === '\x1b[2K') rows[row] = '';
+      i += escape[0].length - 1;
+    } else if (text[i] === '\r') col = 0;
+    else if (text[i] === '\n') rows[++row] ??= '';
+    else {
+      const line = rows[row]!.padEnd(col);
+      rows[row] = line.slice(0, col) + text[i] + line.slice(col + 1);
+      col++;
+    }
+  }
+  return rows;
+}
+
 /** A served spool whose slots are all taken by requests that wait for `<dir>/blockers`. */
 async function busyServer(t: Test, maxTasks: number): Promise<{ dir: string; spool: string; unblock: () => void }> {
   const dir = realpathSync(t.testdir());
@@ -84,6 +108,29 @@ t.test('on a terminal with no server: the line says so', { skip: scriptMissing }
   const terminal = collect(child.stdout);
   await waitFor(() => /wq: \d{16}-[0-9a-f]{12} queued #1 of 1: no server is running/.test(terminal.text()), 'the line to say that no server runs');
   t.match(terminal.text(), `wq: no server is running on spool ${spool}; the request stays queued until \`wq serve\` starts`, 'after the warning enqueue has always printed');
+});
+
+t.test('on a terminal, --follow: the live line never erases a line the task left unfinished', { skip: scriptMissing }, async (t) => {
+  const dir = realpathSync(t.testdir());
+  const spool = join(dir, 'spool');
+  const gate = join(dir, 'go');
+  t.teardown(() => openGate(gate));
+  await startCliServer(t, spool);
+  const child = wqOnTerminal(t, ['enqueue', '--spool', spool, '--wait', '--follow', '--', 'sh', '-c', `printf partial; ${waitGate(gate)}; echo -rest`]);
+  const terminal = collect(child.stdout);
+  const ended = closed(child);
+  await waitFor(() => terminal.text().includes('partial'), 'the unfinished line to be streamed');
+  const id = /wq: (\d{16}-[0-9a-f]{12}) /.exec(terminal.text())?.[1];
+  t.ok(id, 'the live line was drawn before it');
+  // Let the line's once-a-second redraw come round: its run time has changed by then.
+  const seconds = async (): Promise<number> => (JSON.parse((await wq(['status', '--spool', spool, '--json', id!])).stdout) as { runningSeconds: number }).runningSeconds;
+  const shownAt = await seconds();
+  await waitFor(async () => (await seconds()) >= shownAt + 2, 'two more seconds of run time');
+  t.strictSame(screen(terminal.text()).filter((row) => row !== ''), ['partial'], 'the terminal still shows the unfinished line, and only it');
+
+  openGate(gate);
+  t.equal((await ended).code, 0);
+  t.strictSame(screen(terminal.text()).filter((row) => row !== ''), ['partial-rest'], 'the task’s line, whole, and no status left behind');
 });
 
 t.test('on plain pipes there is no live line', { skip: scriptMissing }, async (t) => {
