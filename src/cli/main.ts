@@ -135,6 +135,12 @@ running in the background (its process group) is killed with SIGKILL, so that
 With --wait, SIGINT, SIGTERM and SIGHUP (Ctrl-C, timeout(1), a closed terminal) abort the
 request, say so on stderr and exit 128+N; with --detach-on-signal the request stays queued.
 
+With --wait (not --json), where wq's stdout and stderr are the same file or terminal (a shell's
+\`>log 2>&1\`, an interactive terminal), the command's stderr is joined to its stdout, as 2>&1
+does, so that what it writes keeps its order; elsewhere the two streams stay apart. \`wq wait\`
+prints a result whose streams were kept apart in the order the server read them, where its own
+stdout and stderr are one.
+
 Examples:
   wq enqueue -- sleep 10                     # prints the request id
   wq enqueue --wait -- echo hi               # prints "hi"

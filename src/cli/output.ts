@@ -9,6 +9,7 @@ import { constants as osConstants } from 'node:os';
 import type { RequestResult } from '../client.js';
 import { EXIT } from './common.js';
 import { exitCodeForCause, type StopCause } from './stop.js';
+import { inWrittenOrder } from '../task-manager/output-order.js';
 
 export type Outcome =
   | { kind: 'result'; id: string; result: RequestResult }
@@ -23,6 +24,8 @@ export interface RenderOptions {
   quiet: boolean;
   /** The command's output was already streamed (--follow): do not print it again. */
   streamed: boolean;
+  /** stdout and stderr lead to the same file or terminal: print a command's two streams in the order they came. @default false */
+  together?: boolean;
 }
 
 export interface CommandValue {
@@ -32,6 +35,8 @@ export interface CommandValue {
   stderr: Uint8Array;
   stdoutDropped?: number;
   stderrDropped?: number;
+  /** The order of the two streams' runs (see CommandResult.order); anything else there is ignored. */
+  order?: unknown;
 }
 
 export function isCommandValue(value: unknown): value is CommandValue {
@@ -160,8 +165,12 @@ function isStringTooLong(err: unknown): boolean {
 
 function writeCommandOutput(value: unknown, options: RenderOptions, out: NodeJS.WritableStream, err: NodeJS.WritableStream): void {
   if (options.streamed || !isCommandValue(value)) return;
-  out.write(value.stdout);
-  err.write(value.stderr);
+  if (options.together !== true) {
+    out.write(value.stdout);
+    err.write(value.stderr);
+    return;
+  }
+  for (const [stream, bytes] of inWrittenOrder(value.stdout, value.stderr, value.order)) (stream === 'stdout' ? out : err).write(bytes);
 }
 
 /** The `--json` object: one per outcome, stable keys. */

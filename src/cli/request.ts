@@ -4,6 +4,7 @@ import { WorkQueueClient, type RequestResult, type WaitOptions } from '../client
 import { RequestTooLargeError, UnknownRequestError, WorkQueueCancelledError, WorkQueueTimeoutError } from '../errors.js';
 import { MAX_REQUEST_BYTES } from '../spool/codec.js';
 import type { TaskInput } from '../task-input.js';
+import type { CommandRequest } from '../task-manager/command.js';
 import { spoolPaths } from '../spool/layout.js';
 import { isServing, readLockOwner } from '../spool/lock.js';
 import { isRequestId } from '../spool/request-id.js';
@@ -50,7 +51,7 @@ export async function enqueue(argv: string[], flags: EnqueueFlags): Promise<void
   checkFollowJson(flags);
   if (flags.detachOnSignal && !flags.wait) throw new CliError('--detach-on-signal only makes sense with --wait', EXIT.usage);
   const input: TaskInput = envFromFlags(flags.env, flags.envAll === true, process.env);
-  const body = flags.data === undefined ? { argv, cwd: process.cwd() } : await dataFromFlag(flags.data);
+  const body = flags.data === undefined ? commandBody(argv, flags) : await dataFromFlag(flags.data);
   if (flags.stdin) input.stdin = await readStandardInput('--stdin', MAX_REQUEST_BYTES);
   const spool = resolveSpool(flags.spool);
   const client = new WorkQueueClient({ spool, durable: flags.durable === true, logger: clientLogger(flags.quiet) });
@@ -141,6 +142,12 @@ async function enqueueOrSayWhy(client: WorkQueueClient, body: unknown, options: 
   }
 }
 
+/** A command request: where wq prints both streams to one place, the task writes them to one place too (2>&1), in the order it wrote them. */
+function commandBody(argv: string[], flags: EnqueueFlags): CommandRequest {
+  const joined = flags.wait === true && flags.json !== true && sameFile(1, 2);
+  return joined ? { argv, cwd: process.cwd(), stderrToStdout: true } : { argv, cwd: process.cwd() };
+}
+
 function checkFollowJson(flags: WaitFlags): void {
   if (flags.follow && flags.json) throw new CliError('--follow streams the output as it comes; --json prints it once at the end: pick one', EXIT.usage);
 }
@@ -201,7 +208,7 @@ async function waitAndReport(client: WorkQueueClient, spool: string, id: string,
   }
   // A detached request still runs, and a kept result stays: their logs are not ours to remove.
   if (follower !== undefined && !flags.keep && !(outcome.kind === 'interrupted' && outcome.detached)) client.removeRequestLogs(id);
-  process.exitCode = render(outcome, { json: flags.json === true, quiet: flags.quiet === true, streamed: follower?.sawLogs === true }, output(stops));
+  process.exitCode = render(outcome, { json: flags.json === true, quiet: flags.quiet === true, streamed: follower?.sawLogs === true, together: sameFile(1, 2) }, output(stops));
 }
 
 /**
@@ -226,6 +233,7 @@ async function waitForEach(client: WorkQueueClient, spool: string, ids: string[]
     ),
   );
   const showLine = process.stderr.isTTY === true && !flags.quiet && !flags.json;
+  const together = sameFile(1, 2);
   let exitCode: number = EXIT.ok;
   try {
     for (const [i, id] of ids.entries()) {
@@ -233,7 +241,7 @@ async function waitForEach(client: WorkQueueClient, spool: string, ids: string[]
       const done = await settled[i]!;
       line?.stop();
       if ('error' in done) throw done.error;
-      const code = render(done.outcome, { json: flags.json === true, quiet: flags.quiet === true, streamed: false }, output(stops));
+      const code = render(done.outcome, { json: flags.json === true, quiet: flags.quiet === true, streamed: false, together }, output(stops));
       if (exitCode === EXIT.ok) exitCode = code;
     }
   } finally {

@@ -2,8 +2,10 @@
  * Runs a command per request, without a shell, in its own process group.
  * The request is `{ argv: string[], cwd?: string }`; with a fixed `command`
  * prefix (`wq serve --exec`), the request's argv is appended to it. The result
- * is `{ exitCode, signal, stdout, stderr }`, each stream's first bytes inline;
- * the whole output is in logs/ (see output-budget.ts for its limit).
+ * is `{ exitCode, signal, stdout, stderr, order? }`, each stream's first bytes
+ * inline, with the order in which they came (output-order.ts); the whole output
+ * is in logs/ (see output-budget.ts for its limit). A request may ask for its
+ * stderr joined to its stdout (`2>&1`), which keeps their order exactly.
  * A command's environment is the server's with PWD set to its directory, plus
  * the variables its request carries (task-input.ts); its stdin is what the
  * request carries, else /dev/null. When it exits, what it left running in its
@@ -13,6 +15,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, createWriteStream, rmSync, statSync, writeFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidOptionError, WorkQueueError } from '../errors.js';
+import { OutputOrder } from './output-order.js';
 import { DEFAULT_INLINE_OUTPUT_BYTES, DEFAULT_MAX_OUTPUT_BYTES, logWriteFailure, MAX_OUTPUT_LIMIT_BYTES, OutputBudget, outputLimitFailure } from './output-budget.js';
 import { assertDurationMs, stripUndefined } from '../options.js';
 import { openNewReplacing } from '../spool/fs.js';
@@ -28,6 +31,13 @@ export interface CommandRequest {
   argv: string[];
   /** Working directory. @default the server's */
   cwd?: string;
+  /**
+   * Join the command's stderr to its stdout, as a shell's `2>&1` does: the
+   * result's `stdout` then holds both, in the exact order they were written,
+   * and `stderr` is empty. `wq enqueue --wait` asks for it when its own stdout
+   * and stderr lead to the same file or terminal. @default false
+   */
+  stderrToStdout?: boolean;
 }
 
 /** What a command task returns. */
@@ -45,6 +55,20 @@ export interface CommandResult {
    */
   stdoutDropped?: number;
   stderrDropped?: number;
+  /**
+   * The order in which the server read the two streams, when both had output:
+   * the lengths in bytes of alternating runs, stdout first (0 when stderr came
+   * first), at most 4096 runs (MAX_ORDER_RUNS); bytes past the last run follow
+   * as the rest of stdout, then the rest of stderr. Writes microseconds apart
+   * may share a run (two pipes are read, not one): only `stderrToStdout` keeps
+   * the order exactly.
+   * @example
+   * // echo 1; sleep 1; echo 2 >&2; sleep 1; echo 3  →  stdout '1
+3
+', stderr '2
+', order [2, 2, 2]
+   */
+  order?: number[];
 }
 
 export interface CommandTaskManagerOptions {
@@ -111,6 +135,14 @@ export class CommandError extends WorkQueueError {
     super(message, code);
   }
 }
+
+/**
+ * Runs the command with its stderr joined to its stdout (`2>&1`): node cannot
+ * give a child one pipe as two descriptors, so sh does it and execs the
+ * command in its own place (same pid, same process group). The argv is passed
+ * as sh's positional parameters, never parsed by it.
+ */
+const JOIN_STDERR = ['/bin/sh', '-c', 'exec "$@" 2>&1', 'sh'];
 
 /** How long to wait for a command's pipes to close after it exits (a background child may hold them). */
 const PIPE_DRAIN_MS = 1000;
@@ -202,11 +234,11 @@ export class CommandTaskManager implements TaskManager {
   }
 
   startTask(id: string, request: unknown, input: TaskInput = {}): TaskProcess | undefined {
-    const { argv, cwd, env } = this.#commandLine(request, input);
+    const { argv, cwd, env, joined } = this.#commandLine(request, input);
     // What can fail without a process fails first (a throw fails just this request, with nothing running).
     let stopForOutput = (_error: SerializedError): void => {};
     const logs = this.#o.logDir === '' ? undefined : new TaskLogs(this.#o.logDir, id, (err) => stopForOutput(logWriteFailure(err)));
-    const line = [...this.#launcher, ...argv];
+    const line = [...this.#launcher, ...(joined ? JOIN_STDERR : []), ...argv];
     let child: ChildProcess;
     try {
       child = spawn(line[0]!, line.slice(1), {
@@ -256,10 +288,12 @@ export class CommandTaskManager implements TaskManager {
     const stdout = new CappedBuffer(this.#o.inlineOutputBytes);
     const stderr = new CappedBuffer(this.#o.inlineOutputBytes);
     const budget = new OutputBudget(this.#o.maxOutputBytes);
+    const order = new OutputOrder();
     const capture = (name: 'stdout' | 'stderr', inline: CappedBuffer) => (chunk: Buffer) => {
       if (task.outputFailure !== undefined) return;
       if (!budget.take(chunk.length)) return stopForOutput(outputLimitFailure(this.#o.maxOutputBytes));
       inline.push(chunk);
+      order.push(name, chunk.length);
       logs?.write(name, chunk);
     };
     child.stdout!.on('data', capture('stdout', stdout));
@@ -271,6 +305,8 @@ export class CommandTaskManager implements TaskManager {
         const result: CommandResult = { exitCode, signal, stdout: stdout.bytes(), stderr: stderr.bytes() };
         if (stdout.dropped > 0) result.stdoutDropped = stdout.dropped;
         if (stderr.dropped > 0) result.stderrDropped = stderr.dropped;
+        const runs = order.runs();
+        if (runs !== undefined) result.order = runs;
         settle({ ok: true, value: result });
       };
       // Wait for the pipes to drain, but not for a background child that keeps them open.
@@ -351,7 +387,7 @@ export class CommandTaskManager implements TaskManager {
     if (this.#dying.delete(task)) this.#wake();
   }
 
-  #commandLine(request: unknown, input: TaskInput): { argv: string[]; cwd: string | undefined; env: Record<string, string> } {
+  #commandLine(request: unknown, input: TaskInput): { argv: string[]; cwd: string | undefined; env: Record<string, string>; joined: boolean } {
     const body = (request ?? {}) as Partial<CommandRequest>;
     const tail = body.argv ?? [];
     if (!Array.isArray(tail) || !tail.every((a) => typeof a === 'string')) {
@@ -372,7 +408,8 @@ export class CommandTaskManager implements TaskManager {
     const env = commandEnvironment(this.#o.env, input, cwd ?? process.cwd());
     const why = cannotRun(argv[0]!, env.PATH, cwd ?? process.cwd());
     if (why !== undefined) throw new CommandError(`cannot run ${JSON.stringify(argv[0])}: ${why === 'ENOENT' ? 'command not found' : 'permission denied'}`, why);
-    return { argv, cwd, env };
+    // (A program whose name starts with '-' would read as an option of a bash's exec: it keeps two streams.)
+    return { argv, cwd, env, joined: body.stderrToStdout === true && !argv[0]!.startsWith('-') };
   }
 }
 

@@ -3,7 +3,7 @@
  * WorkQueueServer on a temp spool; results come back through a real client.
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { readdirSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { WorkQueueClient } from '../../src/client.js';
@@ -49,6 +49,32 @@ t.test('exit code, stdout and stderr come back', async (t) => {
   const ok = await run(client, ['true']);
   t.equal(ok.exitCode, 0);
   t.equal(text(ok.stdout), '');
+});
+
+t.test('the order of the two streams: recorded as runs, or exact with stderrToStdout', async (t) => {
+  const dir = realpathSync(t.testdir());
+  const spool = join(dir, 'spool');
+  const logs = join(spool, 'logs');
+  startServer(t, new CommandTaskManager({ logDir: logs }), { spool });
+  const client = new WorkQueueClient({ spool });
+  t.teardown(() => client.close());
+  // Each write waits for its gate, which the test opens once the server has logged the write before: the order is certain.
+  const gate = (name: string): string => `until [ -e ${join(dir, name)} ]; do sleep 0.01; done`;
+  const pending = run(client, ['sh', '-c', `echo 1; ${gate('a')}; echo 2 >&2; ${gate('b')}; echo 3`]);
+  const logged = (suffix: string) => (): boolean => readdirSync(logs).some((name) => name.endsWith(suffix) && statSync(join(logs, name)).size > 0);
+  await waitFor(logged('.stdout'), 'the server to read the first write');
+  writeFileSync(join(dir, 'a'), '');
+  await waitFor(logged('.stderr'), 'the server to read the second write');
+  writeFileSync(join(dir, 'b'), '');
+  const separate = await pending;
+  t.equal(text(separate.stdout), '1\n3\n', 'the streams stay apart');
+  t.equal(text(separate.stderr), '2\n');
+  t.strictSame(separate.order, [2, 2, 2], 'with the order they came in');
+
+  const joined = (await client.run({ argv: ['sh', '-c', 'echo 1; echo 2 >&2; echo 3'], stderrToStdout: true }, LIMIT)) as CommandResult;
+  t.equal(text(joined.stdout), '1\n2\n3\n', 'joined: one stream, in the order written');
+  t.equal(text(joined.stderr), '');
+  t.notOk('order' in joined, 'one stream: nothing to order');
 });
 
 t.test('a command killed by a signal reports the signal and no exit code', async (t) => {
