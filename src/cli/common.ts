@@ -83,6 +83,13 @@ export function clientLogger(quiet: boolean | undefined): Logger {
   return { ...silentLogger, warn: (message) => printError(message), error: (message) => printError(message) };
 }
 
+/** `--exec COMMAND`: its words, at least one (see splitCommand). */
+export function parseExecCommand(value: string): string[] {
+  const words = splitCommand(value);
+  if (words.length === 0 || words[0] === '') throw new InvalidArgumentError(`expected a command, such as "rsync -a", got "${value}"`);
+  return words;
+}
+
 /**
  * Splits a command string on blanks, honouring '…' and "…" quoting and
  * backslash escapes (no variables, globs or other shell features).

@@ -3,7 +3,7 @@
  * so `wq enqueue` never loads the server, the task managers or metrics.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from './commander.js';
-import { CliError, EXIT, parseCount, parseSeconds, parseSecondsUpTo, printError, SPOOL_HELP } from './common.js';
+import { CliError, EXIT, parseCount, parseExecCommand, parseSeconds, parseSecondsUpTo, printError, SPOOL_HELP } from './common.js';
 import { MAX_TIMER_DELAY_MS } from '../long-timer.js';
 import { exitQuietlyOnBrokenPipe } from './stop.js';
 
@@ -57,7 +57,7 @@ request aborted), 141 stdout or stderr closed by its reader (like SIGPIPE; a req
     .option('-s, --spool <dir>', SPOOL_HELP)
     .addOption(new Option('-j, --max-tasks <n>', 'most tasks running at once').argParser(parseCount(1)).default(1))
     .addOption(new Option('--handler <module>', 'run requests in a pool of Node processes that load this ES module; its default export gets (request, { id, signal, env?, stdin? })').conflicts('exec'))
-    .option('--exec <command>', "run COMMAND with each request's arguments appended (no shell; quotes group words)")
+    .addOption(new Option('--exec <command>', "run COMMAND with each request's arguments appended (no shell; quotes group words)").argParser(parseExecCommand))
     .addOption(new Option('--accept-env <name>', 'with --exec: a variable that requests may set for the command (repeatable); by default they may set none').argParser(collect))
     .addOption(new Option('--max-load <load>', 'start new tasks only while the 1-minute load average is below this (e.g. the number of cores)').argParser(parseLoad))
     .option('--allow-foreign-aborts', "in a spool shared by several users, let any of them abort another's queued or running request (by default only its owner, this server's user and root may)")
@@ -219,6 +219,11 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (err) {
+    // Thrown by an action, not by commander's own parsing (which has printed its message already).
+    if (err instanceof InvalidArgumentError) {
+      printError(err.message);
+      return EXIT.usage;
+    }
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;
       return EXIT.usage;

@@ -11,14 +11,15 @@ import { LoadAwareTaskManager } from '../task-manager/load-aware.js';
 import { ProcessPoolTaskManager } from '../task-manager/process-pool.js';
 import type { TaskManager } from '../task-manager/types.js';
 import { badVariableName } from '../task-input.js';
-import { CliError, EXIT, resolveSpool, splitCommand } from './common.js';
+import { CliError, EXIT, resolveSpool } from './common.js';
 import type { MetricsEndpoint } from './metrics-exporter.js';
 
 export interface ServeFlags {
   spool?: string;
   maxTasks: number;
   handler?: string;
-  exec?: string;
+  /** `--exec`, already split into words (parseExecCommand). */
+  exec?: string[];
   /** `--accept-env NAME`, in order: the variables requests may set for an --exec command. */
   acceptEnv?: string[];
   failInterrupted?: boolean;
@@ -198,8 +199,7 @@ async function makeBaseManager(flags: ServeFlags, spool: string): Promise<TaskMa
     }
     return pool;
   }
-  const command = flags.exec === undefined ? [] : splitCommand(flags.exec);
-  if (flags.exec !== undefined && command.length === 0) throw new CliError('--exec needs a command', EXIT.usage);
+  const command = flags.exec ?? [];
   if (flags.exec === undefined && !flags.allowSharedCommands) refuseSharedCommandSpool(spool);
   return new CommandTaskManager({
     maxTasks: flags.maxTasks,

@@ -43,6 +43,22 @@ t.test('usage errors exit 2 with a message and enqueue nothing', async (t) => {
   t.notOk(existsSync(join(spool, 'server.lock')), 'no server was left running');
 });
 
+t.test('an --exec command that does not split into words: exit 2, and the message says why', async (t) => {
+  const spool = join(realpathSync(t.testdir()), 'spool');
+  const cases: Array<[string, RegExp]> = [
+    ["'unterminated", /--exec.*unterminated ' quote in "'unterminated"/],
+    ['rsync "-a', /--exec.*unterminated " quote in "rsync "-a"/],
+    ['', /--exec.*expected a command/],
+    ['""', /--exec.*expected a command/],
+  ];
+  for (const [command, message] of cases) {
+    const r = await wq(['serve', '--spool', spool, '--exec', command]);
+    t.equal(r.code, 2, `--exec ${JSON.stringify(command)}: exit 2`);
+    t.match(r.stderr, message, `--exec ${JSON.stringify(command)}: says what is wrong`);
+  }
+  t.notOk(existsSync(join(spool, 'server.lock')), 'no server started');
+});
+
 t.test('wq wait on a well-formed id that is in no state exits 4', async (t) => {
   const spool = join(realpathSync(t.testdir()), 'spool');
   const r = await wq(['wait', '--spool', spool, SOME_ID]);
