@@ -10,3 +10,4 @@ const commander = createRequire(import.meta.url)('commander') as typeof import('
 export const { Command, CommanderError, InvalidArgumentError, Option } = commander;
 export type Command = import('commander').Command;
 export type CommanderError = import('commander').CommanderError;
+export type InvalidArgumentError = import('commander').InvalidArgumentError;

@@ -1,6 +1,6 @@
 /**
  * What every `wq` command shares: where the spool is, documented exit codes,
- * option parsers with one message style, and printing errors.
+ * printing errors. (Numeric options: option-ranges.ts.)
  */
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -35,35 +35,6 @@ export function resolveSpool(flag: string | undefined, env: NodeJS.ProcessEnv = 
 }
 
 export const SPOOL_HELP = 'spool directory (default: $WQ_SPOOL, else $XDG_STATE_HOME/wq/spool, i.e. ~/.local/state/wq/spool)';
-
-/** Parses a duration in seconds (fractions allowed) into milliseconds. */
-export function parseSeconds(value: string): number {
-  const n = Number(value);
-  const ms = Math.round(n * 1000);
-  if (value.trim() === '' || !Number.isFinite(ms) || n < 0) {
-    throw new InvalidArgumentError(`expected a number of seconds >= 0, got "${value}"`);
-  }
-  return ms;
-}
-
-/** parseSeconds for a period a plain timer must hold: at most `maxMs`. */
-export function parseSecondsUpTo(maxMs: number) {
-  return (value: string): number => {
-    const ms = parseSeconds(value);
-    if (ms > maxMs) throw new InvalidArgumentError(`expected a number of seconds from 0 to ${maxMs / 1000}, got "${value}"`);
-    return ms;
-  };
-}
-
-export function parseCount(min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) {
-      throw new InvalidArgumentError(`expected a whole number >= ${min}, got "${value}"`);
-    }
-    return n;
-  };
-}
 
 /** An error the CLI reports as one line and a given exit code. */
 export class CliError extends Error {

@@ -3,7 +3,8 @@
  * so `wq enqueue` never loads the server, the task managers or metrics.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from './commander.js';
-import { CliError, EXIT, parseCount, parseExecCommand, parseSeconds, parseSecondsUpTo, printError, SPOOL_HELP } from './common.js';
+import { CliError, EXIT, parseExecCommand, printError, SPOOL_HELP } from './common.js';
+import { parseNumberIn, parseSecondsIn, parseWholeNumberIn } from './option-ranges.js';
 import { MAX_TIMER_DELAY_MS } from '../long-timer.js';
 import { exitQuietlyOnBrokenPipe } from './stop.js';
 
@@ -12,19 +13,8 @@ import { MAX_OUTPUT_LIMIT_BYTES } from '../task-manager/output-budget.js';
 import { parseSizeAtMost } from './size.js';
 import { collect } from './input.js';
 
-/** A TCP port; 0 lets the system pick a free one. */
-function parsePort(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || n > 65535) throw new InvalidArgumentError(`expected a port number from 0 to 65535, got "${value}"`);
-  return n;
-}
-
-/** A load average threshold: a positive number. */
-function parseLoad(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a load average > 0, got "${value}"`);
-  return n;
-}
+/** `--rescan-interval`: often enough to matter, never so often that rescans become a busy loop; at most what a timer holds. */
+const RESCAN_INTERVAL_SECONDS = { min: 0.1, max: MAX_TIMER_DELAY_MS / 1000 };
 
 export function buildProgram(): Command {
   const program = new Command('wq')
@@ -55,23 +45,23 @@ request aborted), 141 stdout or stderr closed by its reader (like SIGPIPE; a req
     .command('serve')
     .description('run the server for a spool (one per spool); stops on SIGTERM/SIGINT')
     .option('-s, --spool <dir>', SPOOL_HELP)
-    .addOption(new Option('-j, --max-tasks <n>', 'most tasks running at once').argParser(parseCount(1)).default(1))
+    .addOption(new Option('-j, --max-tasks <n>', 'most tasks running at once').argParser(parseWholeNumberIn({ min: 1 })).default(1))
     .addOption(new Option('--handler <module>', 'run requests in a pool of Node processes that load this ES module; its default export gets (request, { id, signal, env?, stdin? })').conflicts('exec'))
     .addOption(new Option('--exec <command>', "run COMMAND with each request's arguments appended (no shell; quotes group words)").argParser(parseExecCommand))
     .addOption(new Option('--accept-env <name>', 'with --exec: a variable that requests may set for the command (repeatable); by default they may set none').argParser(collect))
-    .addOption(new Option('--max-load <load>', 'start new tasks only while the 1-minute load average is below this (e.g. the number of cores)').argParser(parseLoad))
+    .addOption(new Option('--max-load <load>', 'start new tasks only while the 1-minute load average is below this (e.g. the number of cores)').argParser(parseNumberIn({ what: 'a load average', min: 0, minExclusive: true })))
     .option('--allow-foreign-aborts', "in a spool shared by several users, let any of them abort another's queued or running request (by default only its owner, this server's user and root may)")
     .option('--allow-shared-commands', "DANGEROUS: let plain command mode serve a spool that other users can write; every one of them can then run any command as this user (a root server still runs only root's requests)")
     .addOption(new Option('--max-output <size>', "most output a command may write, stdout and stderr together (e.g. 10M, 1G); past it the command is stopped and its request fails, so output is never cut silently; at most 1G, what a client can read back whole (default: 64M)").argParser(parseSizeAtMost(MAX_OUTPUT_LIMIT_BYTES, '1G')))
     .option('--durable', 'fsync results before they count as written, so they survive a power loss (group-committed; see docs/protocol.md)')
     .option('--fail-interrupted', 'complete requests that were running when the previous server stopped with a "server restarted" error, instead of running them again')
-    .addOption(new Option('--grace <seconds>', 'on SIGTERM/SIGINT, let running tasks finish for this long before killing them').argParser(parseSeconds).default(10_000, '10'))
-    .addOption(new Option('--kill-grace <seconds>', 'when killing a task, wait this long after SIGTERM before SIGKILL').argParser(parseSeconds).default(2000, '2'))
-    .addOption(new Option('--rescan-interval <seconds>', 'safety rescan of the spool for events the watcher missed').argParser(parseSecondsUpTo(MAX_TIMER_DELAY_MS)).default(2000, '2'))
-    .addOption(new Option('--result-ttl <seconds>', 'remove results nobody claimed (their client died) after this long').argParser(parseSeconds).default(7 * 24 * 3600_000, '604800, 7 days'))
+    .addOption(new Option('--grace <seconds>', 'on SIGTERM/SIGINT, let running tasks finish for this long before killing them').argParser(parseSecondsIn({ min: 0 })).default(10_000, '10'))
+    .addOption(new Option('--kill-grace <seconds>', 'when killing a task, wait this long after SIGTERM before SIGKILL').argParser(parseSecondsIn({ min: 0 })).default(2000, '2'))
+    .addOption(new Option('--rescan-interval <seconds>', 'safety rescan of the spool for events the watcher missed (at least 0.1)').argParser(parseSecondsIn(RESCAN_INTERVAL_SECONDS)).default(2000, '2'))
+    .addOption(new Option('--result-ttl <seconds>', 'remove results nobody claimed (their client died) after this long (at least 1)').argParser(parseSecondsIn({ min: 1 })).default(7 * 24 * 3600_000, '604800, 7 days'))
     .addOption(new Option('--log-level <level>', 'least severe log lines to write: debug logs every transition, info a line per busy tick and a heartbeat').choices(['debug', 'info', 'warn', 'error']).default('info'))
     .option('--log-file <path>', 'append log lines to this file instead of stderr (reopened on SIGHUP, for logrotate)')
-    .addOption(new Option('--metrics-port <port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port; see docs/metrics.md)').argParser(parsePort))
+    .addOption(new Option('--metrics-port <port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port; see docs/metrics.md)').argParser(parseWholeNumberIn({ what: 'a port number', min: 0, max: 65535 })))
     .option('--metrics-host <host>', 'address to serve --metrics-port on (default: 127.0.0.1, this machine only)')
     .addHelpText(
       'after',
@@ -109,8 +99,8 @@ Examples:
     .argument('[argv...]', 'the command to run (put it after --)')
     .option('-s, --spool <dir>', SPOOL_HELP)
     .option('-w, --wait', "wait for the result: print the command's output and exit with its exit code")
-    .addOption(new Option('-t, --timeout <seconds>', 'with --wait: give up after this long in total (queued + running), abort the request and exit 124').argParser(parseSeconds))
-    .addOption(new Option('-r, --run-timeout <seconds>', 'the server kills the task this long after it starts (queue time does not count); exit 124').argParser(parseSeconds))
+    .addOption(new Option('-t, --timeout <seconds>', 'with --wait: give up after this long in total (queued + running), abort the request and exit 124').argParser(parseSecondsIn({ min: 0 })))
+    .addOption(new Option('-r, --run-timeout <seconds>', 'the server kills the task this long after it starts (queue time does not count); exit 124').argParser(parseSecondsIn({ min: 0 })))
     .option('-f, --follow', "with --wait: stream the command's output as it runs, like tail -f")
     .option('--data <json>', 'send this JSON value as the request (for --handler servers) instead of a command; @FILE reads it from FILE, - from standard input')
     .addOption(new Option('--env <name[=value]>', "set a variable for the task (repeatable); a name alone passes this environment's value").argParser(collect))
@@ -158,7 +148,7 @@ Examples:
     .description("wait for a request's result, print it and remove it from the spool (with --keep, leave it there)")
     .argument('<id...>', 'the request id printed by wq enqueue; several: their results print in the order given')
     .option('-s, --spool <dir>', SPOOL_HELP)
-    .addOption(new Option('-t, --timeout <seconds>', 'give up after this long, abort the request (unless --keep) and exit 124').argParser(parseSeconds))
+    .addOption(new Option('-t, --timeout <seconds>', 'give up after this long, abort the request (unless --keep) and exit 124').argParser(parseSecondsIn({ min: 0 })))
     .option('-f, --follow', "stream the command's output as it runs, like tail -f (one id only)")
     .option('--json', 'print one JSON object for the outcome (exit code, output or result, error); one line per id')
     .option('-q, --quiet', "print nothing but the task's own output (no messages, no live status); a note that output was lost still prints")

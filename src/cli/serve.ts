@@ -67,7 +67,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
     spool,
     interrupted: flags.failInterrupted ? 'fail' : 'rerun',
     shutdownGraceMs: flags.grace,
-    rescanIntervalMs: Math.max(1, flags.rescanInterval),
+    rescanIntervalMs: flags.rescanInterval,
     resultTtlMs: flags.resultTtl,
     durable: flags.durable === true,
     abortPolicy: flags.allowForeignAborts ? 'anyone' : 'owner',

@@ -128,7 +128,7 @@ t.test('--max-output above 1G (what a client can hold and read back whole) is a 
     const r = await wq(['serve', '--spool', join(dir, 'spool'), '--max-output', size]);
     t.equal(r.code, 2, `--max-output ${size}: a usage error`);
     t.match(r.stderr, /--max-output/, 'names the option');
-    t.match(r.stderr, /at most 1G/, 'says the most it takes');
+    t.match(r.stderr, /from 1 to 1G/, 'says the most it takes');
   }
   t.strictSame(existsSync(join(dir, 'spool')), false, 'no spool was made');
   const logDir = join(dir, 'logs');

@@ -13,7 +13,7 @@ t.test('sizes with K, M, G, T suffixes (powers of 1024), with or without B/iB; p
 });
 
 t.test('anything else is refused with one message', async (t) => {
-  for (const bad of ['', '0', '-1M', 'M', '10X', '1e6', 'ten']) t.throws(() => parseSize(bad), /expected a size such as 10M/, JSON.stringify(bad));
+  for (const bad of ['', '0', '-1M', 'M', '10X', '1e6', 'ten']) t.throws(() => parseSize(bad), /expected a size \(bytes, or with K, M, G: powers of 1024, as in 10M\) >= 1, got/, JSON.stringify(bad));
 });
 
 t.test('byte counts read back as people write them', async (t) => {

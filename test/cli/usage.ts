@@ -22,7 +22,7 @@ t.test('usage errors exit 2 with a message and enqueue nothing', async (t) => {
     ['bad number for --timeout', ['enqueue', '--spool', spool, '--wait', '--timeout', 'soon', '--', 'true'], /soon/],
     ['negative --timeout', ['enqueue', '--spool', spool, '--wait', '--timeout=-1', '--', 'true'], /-1/],
     ['a --run-timeout too long to count in ms', ['enqueue', '--spool', spool, '--run-timeout', '1e306', '--', 'true'], /expected a number of seconds >= 0, got "1e306"/],
-    ['a --rescan-interval longer than a timer can hold', ['serve', '--spool', spool, '--rescan-interval', '2592000'], /expected a number of seconds from 0 to 2147483.647, got "2592000"/],
+    ['a --rescan-interval longer than a timer can hold', ['serve', '--spool', spool, '--rescan-interval', '2592000'], /expected a number of seconds from 0.1 to 2147483.647, got "2592000"/],
     ['--timeout without --wait', ['enqueue', '--spool', spool, '--timeout', '5', '--', 'true'], /--wait/],
     ['--data not JSON', ['enqueue', '--spool', spool, '--data', '{a:1}'], /JSON/],
     ['--data with a command', ['enqueue', '--spool', spool, '--data', '{"a":1}', '--', 'true'], /--data/],
@@ -57,6 +57,37 @@ t.test('an --exec command that does not split into words: exit 2, and the messag
     t.match(r.stderr, message, `--exec ${JSON.stringify(command)}: says what is wrong`);
   }
   t.notOk(existsSync(join(spool, 'server.lock')), 'no server started');
+});
+
+t.test('every numeric option refuses a value out of its range, with the one message', async (t) => {
+  const dir = realpathSync(t.testdir({ file: '' }));
+  // A spool no command can use: an option taken by mistake fails fast, with another exit code.
+  const spool = join(dir, 'file', 'spool');
+  const ID = '1763830000000000-0123456789ab';
+  const cases: Array<[string[], string, string]> = [
+    [['serve'], '--max-tasks', '0'],
+    [['serve'], '--max-tasks', '1.5'],
+    [['serve'], '--max-load', '0'],
+    [['serve'], '--max-output', '0'],
+    [['serve'], '--max-output', '2G'],
+    [['serve'], '--grace', '-1'],
+    [['serve'], '--kill-grace', 'soon'],
+    [['serve'], '--rescan-interval', '0'],
+    [['serve'], '--rescan-interval', '0.01'],
+    [['serve'], '--result-ttl', '0'],
+    [['serve'], '--metrics-port', '65536'],
+    [['enqueue', '--wait'], '--timeout', '0x10'],
+    [['enqueue'], '--run-timeout', '-0.5'],
+    [['wait', ID], '--timeout', 'Infinity'],
+  ];
+  for (const [command, option, value] of cases) {
+    const r = await wq([...command, '--spool', spool, `${option}=${value}`, ...(command[0] === 'enqueue' ? ['--', 'true'] : [])]);
+    const what = `${command[0]} ${option} ${value}`;
+    t.equal(r.code, 2, `${what}: exit 2`);
+    const v = escapeRegExp(value);
+    const template = `^wq: error: option '(-[a-z], )?${option} <\\w+>' argument '${v}' is invalid\\. expected an? .+ (from \\S+ to \\S+|>= \\S+|> \\S+), got "${v}"\\n`;
+    t.match(r.stderr, new RegExp(template), `${what}: the one message`);
+  }
 });
 
 t.test('wq wait on a well-formed id that is in no state exits 4', async (t) => {
@@ -118,3 +149,7 @@ t.test('--help of every command exits 0 and lists its options', async (t) => {
   t.equal(version.code, 0);
   t.match(version.stdout, /^\d+\.\d+\.\d+\n$/);
 });
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
