@@ -26,6 +26,7 @@ import { claimResult, locateRequest, peekResult } from './result-claim.js';
 import { ownActiveRequests } from './own-requests.js';
 import { isRequestId, RequestIdGenerator, type IdSource } from './spool/request-id.js';
 import * as sfs from './spool/fs.js';
+import { asSpoolError } from './spool/spool-fault.js';
 import { stripUndefined } from './options.js';
 import { hasTaskInput, invalidVariables, type TaskInput } from './task-input.js';
 import { MAX_TIMER_DELAY_MS, setLongTimeout, type LongTimeout } from './long-timer.js';
@@ -209,11 +210,22 @@ export class WorkQueueClient {
     });
     const mode = hasTaskInput(input) ? INPUT_REQUEST_MODE : undefined;
     if (this.#o.durable) return this.#enqueueDurably(bytes, mode);
-    const temp = sfs.writeTemp(paths.dirs.tmp, 'request', bytes, { mode });
+    return this.#onSpool(() => {
+      const temp = sfs.writeTemp(paths.dirs.tmp, 'request', bytes, { mode });
+      try {
+        return this.#publishRequest(paths, temp);
+      } finally {
+        sfs.removeEntry(temp);
+      }
+    });
+  }
+
+  /** Runs `work` on the spool; a system error that says the spool cannot be used becomes a SpoolError naming it. */
+  #onSpool<T>(work: () => T): T {
     try {
-      return this.#publishRequest(paths, temp);
-    } finally {
-      sfs.removeEntry(temp);
+      return work();
+    } catch (err) {
+      throw asSpoolError(this.#o.spool, err);
     }
   }
 
@@ -278,7 +290,7 @@ export class WorkQueueClient {
         await sfs.syncDirectoryAsync(paths.dirs.requested);
         batch.forEach((item, i) => item.resolve(ids[i]!));
       } catch (err) {
-        for (const item of batch) item.reject(err);
+        for (const item of batch) item.reject(asSpoolError(this.#o.spool, err));
       } finally {
         for (const temp of temps) sfs.removeEntry(temp);
       }
@@ -300,10 +312,12 @@ export class WorkQueueClient {
     const list = typeof ids === 'string' ? [ids] : ids;
     for (const id of list) assertRequestId(id);
     const paths = this.#spoolPaths();
-    for (const id of list) {
-      const temp = sfs.writeTemp(paths.dirs.tmp, 'abort', encodeAbortReason(reason));
-      sfs.publish(temp, entryPath(paths, 'aborting', id)); // false: an abort is already filed, which is as good
-    }
+    this.#onSpool(() => {
+      for (const id of list) {
+        const temp = sfs.writeTemp(paths.dirs.tmp, 'abort', encodeAbortReason(reason));
+        sfs.publish(temp, entryPath(paths, 'aborting', id)); // false: an abort is already filed, which is as good
+      }
+    });
   }
 
   /**
@@ -402,7 +416,7 @@ export class WorkQueueClient {
           missing = locateRequest(paths, id, claim !== undefined) === undefined ? missing + 1 : 0;
           if (missing >= MISSING_CHECKS_BEFORE_UNKNOWN) settle(() => reject(new UnknownRequestError(id)));
         } catch (err) {
-          settle(() => reject(err));
+          settle(() => reject(asSpoolError(this.#o.spool, err)));
         }
       };
       if (signal?.aborted) return onCancel();
@@ -436,13 +450,15 @@ export class WorkQueueClient {
   /** Which state a request is in now, or undefined if it is in none. */
   state(id: string): RequestState | undefined {
     assertRequestId(id);
-    return locateRequest(this.#spoolPaths(), id);
+    const paths = this.#spoolPaths();
+    return this.#onSpool(() => locateRequest(paths, id));
   }
 
   /** Removes a request's output logs (after a wait with `keepLogs`). */
   removeRequestLogs(id: string): void {
     assertRequestId(id);
-    removeLogs(this.#spoolPaths(), id);
+    const paths = this.#spoolPaths();
+    this.#onSpool(() => removeLogs(paths, id));
   }
 
   /** Stops watching. Pending waits are left unresolved; call after they settle. */

@@ -41,6 +41,7 @@ import { readAbortReason } from './spool/abort-reason.js';
 import { describeFileSystem, fileSystemWarnings } from './spool/mount.js';
 import * as sfs from './spool/fs.js';
 import { openServedSpool, serverIdentity } from './spool/access.js';
+import { asSpoolError } from './spool/spool-fault.js';
 import { LinkedRequests } from './linked-requests.js';
 import type { TaskManager, TaskManagerEvent, TaskOutcome } from './task-manager/types.js';
 import { hasTaskInput, type TaskInput } from './task-input.js';
@@ -162,7 +163,11 @@ export class WorkQueueServer {
   async processRequests(manager: TaskManager, options: ProcessRequestsOptions = {}): Promise<void> {
     const { signal } = options;
     const who = serverIdentity();
-    this.#paths = openServedSpool(this.#o.spool, who); // refuses symlinked state directories, and directories others could swap for one
+    try {
+      this.#paths = openServedSpool(this.#o.spool, who); // refuses symlinked state directories, and directories others could swap for one
+    } catch (err) {
+      throw asSpoolError(this.#o.spool, err);
+    }
     this.#linked = new LinkedRequests(this.#paths.dirs.tmp);
     this.#guard = new LayoutGuard(this.#paths, {
       log: this.#log,
@@ -172,7 +177,12 @@ export class WorkQueueServer {
     }, who);
     this.#manager = manager;
     this.#orphans = new Orphans(this.#paths, this.#log);
-    const lock = acquireLock(this.#paths, { maxTasks: manager.maxTasks });
+    let lock: HeldLock;
+    try {
+      lock = acquireLock(this.#paths, { maxTasks: manager.maxTasks });
+    } catch (err) {
+      throw asSpoolError(this.#o.spool, err); // EROFS, EACCES on server.lock
+    }
     this.#owner = lock.owner;
     this.#writer = new ResultWriter(
       this.#paths,

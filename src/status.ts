@@ -14,6 +14,7 @@ import { decodeProcessRecord, MAX_PROCESS_RECORD_BYTES } from './spool/process-r
 import { isRequestId, requestIdTimeMs } from './spool/request-id.js';
 import { readServerState } from './spool/server-state.js';
 import * as sfs from './spool/fs.js';
+import { asSpoolError } from './spool/spool-fault.js';
 
 /**
  * What keeps waiting requests from starting: no server at all, or what the
@@ -75,6 +76,14 @@ export interface SpoolStatus {
 }
 
 export function readSpoolStatus(spool: string, now: number = Date.now()): SpoolStatus {
+  try {
+    return readStatus(spool, now);
+  } catch (err) {
+    throw asSpoolError(spool, err); // EACCES on a directory of another user's spool, …
+  }
+}
+
+function readStatus(spool: string, now: number): SpoolStatus {
   const paths = openSpool(spool, { create: false });
   const serving = readServing(paths);
   const hold = queueHold(paths, serving);

@@ -1,6 +1,7 @@
 /** `wq serve`: builds a task manager from the flags and runs the server until a signal. */
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { foreignWritable } from '../permissions.js';
+import { foreignWritable, type DirectoryAccess } from '../permissions.js';
+import { asSpoolError } from '../spool/spool-fault.js';
 import { serverIdentity, spoolDirectories } from '../spool/access.js';
 import { spoolPaths } from '../spool/layout.js';
 import { resolve } from 'node:path';
@@ -99,7 +100,13 @@ export async function serve(flags: ServeFlags): Promise<void> {
 function refuseSharedCommandSpool(spool: string): void {
   const who = serverIdentity();
   // Looks, creates nothing: the server creates what is missing (private to it) once it has checked the path.
-  const open = foreignWritable(spoolDirectories(spoolPaths(spool)), who.uid, who.privateGids);
+  let dirs: DirectoryAccess[];
+  try {
+    dirs = spoolDirectories(spoolPaths(spool));
+  } catch (err) {
+    throw asSpoolError(spool, err); // EACCES: a spool this user may not even look into
+  }
+  const open = foreignWritable(dirs, who.uid, who.privateGids);
   if (open.length > 0) {
     throw new CliError(
       `refusing to run commands from a spool other users can write (${open.join('; ')}): anyone who can put a request there ` +

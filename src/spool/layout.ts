@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import { ProtocolError, SpoolError } from '../errors.js';
 import * as sfs from './fs.js';
 import { PROTOCOL_VERSION, REQUEST_STATES } from './types.js';
+import { asSpoolError } from './spool-fault.js';
 
 export { PROTOCOL_VERSION, REQUEST_STATES, type RequestState } from './types.js';
 
@@ -89,14 +90,28 @@ export interface OpenSpoolOptions {
 
 /**
  * Makes sure the spool exists with every directory and a format marker of our
- * version; creates what is missing. Throws SpoolError for a foreign or newer spool.
+ * version; creates what is missing. Throws SpoolError for a foreign or newer
+ * spool, and for one that cannot be used (not a directory, permissions, a
+ * read-only file system), naming the spool and the cause.
  */
 export function openSpool(root: string, options: OpenSpoolOptions = {}): SpoolPaths {
+  try {
+    return openSpoolAsIs(root, options);
+  } catch (err) {
+    throw asSpoolError(root, err);
+  }
+}
+
+function openSpoolAsIs(root: string, options: OpenSpoolOptions): SpoolPaths {
   const paths = spoolPaths(root);
   const create = options.create ?? true;
   const dirMode = options.dirMode ?? DEFAULT_DIR_MODE;
-  if (create) sfs.makeDirectory(root, dirMode, true);
-  else if (!sfs.isDirectory(root)) throw new SpoolError(`spool ${root} does not exist`);
+  const found = sfs.identifyEntry(root, true).type;
+  if (found === 'other') throw new SpoolError(`spool ${root} cannot be used: it is not a directory`);
+  if (found === 'missing') {
+    if (!create) throw new SpoolError(`spool ${root} does not exist`);
+    sfs.makeDirectory(root, dirMode, true);
+  }
   checkFormat(paths, create);
   for (const dir of SPOOL_DIRS) {
     let entry = sfs.identifyEntry(paths.dirs[dir]);
