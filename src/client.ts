@@ -10,6 +10,7 @@
 import type { FSWatcher } from 'node:fs';
 import { hostname } from 'node:os';
 import {
+  AbortRefusedError,
   InvalidOptionError,
   TaskFailedError,
   UnknownRequestError,
@@ -27,6 +28,8 @@ import { ownActiveRequests } from './own-requests.js';
 import { isRequestId, RequestIdGenerator, type IdSource } from './spool/request-id.js';
 import * as sfs from './spool/fs.js';
 import { asSpoolError } from './spool/spool-fault.js';
+import { isServing, readLockOwner } from './spool/lock.js';
+import { judgeAbort } from './protocol.js';
 import { stripUndefined } from './options.js';
 import { hasTaskInput, invalidVariables, type TaskInput } from './task-input.js';
 import { MAX_TIMER_DELAY_MS, setLongTimeout, type LongTimeout } from './long-timer.js';
@@ -144,6 +147,25 @@ export interface WaitOptions {
    */
   keep?: boolean;
 }
+
+export interface ConfirmAbortOptions {
+  /** How long to wait for the server to act on the abort. @default 10000 */
+  timeoutMs?: number;
+}
+
+/**
+ * What came of an abort, as far as a client can tell (abortAndConfirm()):
+ * `aborted`, the server carried it out (the request never starts, was killed,
+ * or its result was dropped), or the request left the spool meanwhile;
+ * `unknown`, the id was in no state: the abort stays filed for 10 minutes in
+ * case the request is still being published; `filed`, no server is running:
+ * the abort takes effect when one starts; `unconfirmed`, a server runs but did
+ * not act on it within `timeoutMs`.
+ */
+export type AbortOutcome = 'aborted' | 'unknown' | 'filed' | 'unconfirmed';
+
+/** Times abortAndConfirm() files an abort when the marker the server removed was another client's. */
+const MAX_ABORT_FILINGS = 3;
 
 /** The full outcome of a request, for callers that want timings or the status as well as the value. */
 export type RequestResult = ResultEnvelope;
@@ -312,12 +334,96 @@ export class WorkQueueClient {
     const list = typeof ids === 'string' ? [ids] : ids;
     for (const id of list) assertRequestId(id);
     const paths = this.#spoolPaths();
-    this.#onSpool(() => {
-      for (const id of list) {
-        const temp = sfs.writeTemp(paths.dirs.tmp, 'abort', encodeAbortReason(reason));
-        sfs.publish(temp, entryPath(paths, 'aborting', id)); // false: an abort is already filed, which is as good
+    for (const id of list) this.#fileAbort(paths, id, reason); // false: an abort is already filed, which is as good
+  }
+
+  /**
+   * Aborts a request, like abort(), and waits until the server has acted on
+   * it. Rejects with AbortRefusedError when the server refused it (on a shared
+   * spool, only the request's owner, the server's user and root may abort
+   * it): the request carries on. See AbortOutcome for what it resolves with.
+   * @example
+   * if ((await client.abortAndConfirm(id)) === 'unknown') console.error(`no request ${id}`);
+   */
+  async abortAndConfirm(id: string, options: ConfirmAbortOptions = {}): Promise<AbortOutcome> {
+    assertRequestId(id);
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    if (!(Number.isFinite(timeoutMs) && timeoutMs >= 0)) {
+      throw new InvalidOptionError(`Expected \`timeoutMs\` to be a finite number >= 0, got \`${String(timeoutMs)}\` (${typeof timeoutMs})`);
+    }
+    const paths = this.#spoolPaths();
+    const marker = entryPath(paths, 'aborting', id);
+    const known = this.state(id) !== undefined;
+    let ownMarker = this.#fileAbort(paths, id, 'user');
+    if (!known) return 'unknown';
+    if (!isServing(paths, readLockOwner(paths))) return 'filed';
+    const deadline = Date.now() + timeoutMs;
+    let filings = 1;
+    const changes = this.#watchForChanges(paths.dirs.aborting, id);
+    try {
+      for (;;) {
+        // The marker first: the server removes the request before it, so a marker seen gone with the request still there is a refusal.
+        const markerFound = this.#onSpool(() => sfs.entryExists(marker));
+        const where = this.state(id);
+        switch (judgeAbort({ requestFound: where !== undefined, markerFound, ownMarker })) {
+          case 'gone':
+            return 'aborted';
+          case 'refused':
+            throw new AbortRefusedError(id, this.#ownerOf(paths, id, where), this.#onSpool(() => sfs.entryStat(paths.lockFile)?.uid));
+          case 'file-again':
+            if (filings++ >= MAX_ABORT_FILINGS) return 'unconfirmed';
+            ownMarker = this.#fileAbort(paths, id, 'user');
+            continue;
+          case 'not-yet':
+            break;
+        }
+        const left = deadline - Date.now();
+        if (left <= 0) return 'unconfirmed';
+        await changes.next(Math.min(left, this.#o.recheckIntervalMs));
       }
-    });
+    } finally {
+      changes.close();
+    }
+  }
+
+  /** Publishes aborting/<id>; false when a marker was there already (filed by someone else, or earlier). */
+  #fileAbort(paths: SpoolPaths, id: string, reason: AbortReason): boolean {
+    return this.#onSpool(() => sfs.publish(sfs.writeTemp(paths.dirs.tmp, 'abort', encodeAbortReason(reason)), entryPath(paths, 'aborting', id)));
+  }
+
+  /** The owner of a request's file, for messages; undefined when it cannot be seen (it moved on meanwhile). */
+  #ownerOf(paths: SpoolPaths, id: string, state: RequestState | undefined): number | undefined {
+    if (state === undefined) return undefined;
+    return this.#onSpool(() => sfs.entryStat(entryPath(paths, state, id))?.uid);
+  }
+
+  /**
+   * Resolves next() at the next change to `name` in `dir` (fs.watch), or after
+   * at most the given ms (the watch may drop events, or not be possible).
+   */
+  #watchForChanges(dir: string, name: string): { next: (ms: number) => Promise<void>; close: () => void } {
+    let wake: (() => void) | undefined;
+    let watcher: FSWatcher | undefined;
+    try {
+      watcher = sfs.watchDirectory(dir, (changed) => {
+        if (changed === null || changed === name) wake?.();
+      }, () => wake?.());
+    } catch {
+      // no watch (ENOSPC, EMFILE …): the timeout alone paces the looks
+    }
+    return {
+      next: (ms) =>
+        new Promise<void>((resolve) => {
+          const timer = setTimeout(() => done(), ms);
+          const done = (): void => {
+            clearTimeout(timer);
+            wake = undefined;
+            resolve();
+          };
+          wake = done;
+        }),
+      close: () => watcher?.close(),
+    };
   }
 
   /**

@@ -53,6 +53,28 @@ export class WorkQueueCancelledError extends WorkQueueError {
   }
 }
 
+/**
+ * The server refused an abort: on a spool shared by several users, only a
+ * request's owner, the server's user and root may abort it (unless the server
+ * allows anyone). The request carries on.
+ */
+export class AbortRefusedError extends WorkQueueError {
+  readonly requestId: string;
+  /** Who filed the request (owns its file), when the client could see it. */
+  readonly ownerUid: number | undefined;
+  constructor(requestId: string, ownerUid: number | undefined, serverUid: number | undefined) {
+    const owner = ownerUid === undefined ? 'another user' : `uid ${ownerUid}`;
+    const server = serverUid === undefined ? "the server's user" : `the server's user (uid ${serverUid})`;
+    super(
+      `the server refused to abort request ${requestId}: it was filed by ${owner}, and only its owner, ${server} and root may abort it ` +
+        '(unless the server allows anyone to: wq serve --allow-foreign-aborts); it carries on',
+      'ERR_ABORT_REFUSED',
+    );
+    this.requestId = requestId;
+    this.ownerUid = ownerUid;
+  }
+}
+
 /** Another live server holds the spool's lock. */
 export class SpoolLockedError extends WorkQueueError {
   /** Undefined when the holder has not yet written who it is (it is just starting). */

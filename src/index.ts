@@ -1,6 +1,7 @@
 /** The public API of spool-workqueue. Explicit named exports only. */
 export { WorkQueueClient, resolveClientOptions, resultValue } from './client.js';
 export type { WorkQueueClientOptions, EnqueueOptions, WaitOptions, RequestResult } from './client.js';
+export type { AbortOutcome, ConfirmAbortOptions } from './client.js';
 export { WorkQueueServer, resolveServerOptions } from './server.js';
 export type { WorkQueueServerOptions, ProcessRequestsOptions } from './server.js';
 export type { InterruptedPolicy, ManagerHold, QueueHold } from './protocol.js';
@@ -29,6 +30,7 @@ export {
   TaskFailedError,
   OutputLimitError,
   DiskFullError,
+  AbortRefusedError,
 } from './errors.js';
 export type { SerializedError } from './errors.js';
 export { PROTOCOL_VERSION, REQUEST_STATES } from './spool/types.js';

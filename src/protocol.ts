@@ -40,6 +40,24 @@ export function tombstoneExpired(firstSeenMs: number, nowMs: number, ttlMs: numb
   return nowMs - firstSeenMs >= ttlMs;
 }
 
+/**
+ * What a client that filed an abort can tell from one look at the spool. The
+ * server carries out an abort by removing the request's entry first and the
+ * marker (`aborting/<id>`) last, and refuses one by removing the marker alone
+ * (docs/protocol.md, *Aborts*). So: the request in no state means it is gone
+ * (aborted, or finished and claimed meanwhile); the marker gone while the
+ * request is still somewhere means the server refused it, unless the marker
+ * the server removed was not this client's (it found one already filed), which
+ * it then files again; the marker still there means the server has not acted yet.
+ */
+export type AbortVerdict = 'gone' | 'refused' | 'file-again' | 'not-yet';
+
+export function judgeAbort(look: { requestFound: boolean; markerFound: boolean; ownMarker: boolean }): AbortVerdict {
+  if (!look.requestFound) return 'gone';
+  if (look.markerFound) return 'not-yet';
+  return look.ownMarker ? 'refused' : 'file-again';
+}
+
 /** What to do with requests a crashed or stopped server left in `running/`. */
 export type InterruptedPolicy = 'rerun' | 'fail';
 

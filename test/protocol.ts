@@ -1,5 +1,5 @@
 import t from 'tap';
-import { checkLayout, planAbort, planRecovery, tombstoneExpired, whatHoldsTheLine, type AbortTarget, type HoldFacts } from '../src/protocol.js';
+import { checkLayout, judgeAbort, planAbort, planRecovery, tombstoneExpired, whatHoldsTheLine, type AbortTarget, type HoldFacts } from '../src/protocol.js';
 
 const A = '1700000000000001-00000000000a';
 const B = '1700000000000002-00000000000b';
@@ -89,4 +89,15 @@ t.test('whatHoldsTheLine names the first cause that keeps the queue from moving'
   t.strictSame(whatHoldsTheLine({ ...facts, stopping: true, faulted: true }), { reason: 'stopping' }, 'stopping first');
   t.strictSame(whatHoldsTheLine({ ...facts, hasRoom: true }), { reason: 'none' }, 'room: the line moves');
   t.strictSame(whatHoldsTheLine({ ...facts, queued: 0, stopping: true }), { reason: 'none' }, 'nothing waits: nothing is held');
+});
+
+t.test('judgeAbort: what a client that filed an abort can tell from one look', async (t) => {
+  const look = (requestFound: boolean, markerFound: boolean, ownMarker: boolean) => judgeAbort({ requestFound, markerFound, ownMarker });
+  t.equal(look(false, true, true), 'gone', 'the request in no state: gone, whether the marker is still there (a tombstone) …');
+  t.equal(look(false, false, true), 'gone', '… or not (carried out: the request went first)');
+  t.equal(look(false, false, false), 'gone');
+  t.equal(look(true, true, true), 'not-yet', 'both there: the server has not acted');
+  t.equal(look(true, true, false), 'not-yet');
+  t.equal(look(true, false, true), 'refused', 'the marker gone, the request still there: refused');
+  t.equal(look(true, false, false), 'file-again', "… unless the marker removed was someone else's: file our own");
 });

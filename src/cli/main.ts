@@ -35,7 +35,7 @@ Examples:
   wq wait "$id"                        # ... and collect the result later
   wq status                            # what is queued, running, waiting to be claimed
 
-Exit codes: 0 ok (or the command's own code), 1 task failed or output lost, 2 usage, 3 spool unusable or
+Exit codes: 0 ok (or the command's own code), 1 task failed or output lost (wq abort: refused), 2 usage, 3 spool unusable or
 already served (or the --metrics-port address unusable), 4 unknown request id, 124 timed out
 (request aborted), 128+N stopped by signal N while waiting (129 SIGHUP, 130 SIGINT, 143 SIGTERM:
 request aborted), 141 stdout or stderr closed by its reader (like SIGPIPE; a request waited for is aborted).`,
@@ -177,11 +177,14 @@ Examples:
     .argument('[id...]', 'the request ids')
     .option('-s, --spool <dir>', SPOOL_HELP)
     .option('-a, --all', 'abort every request of yours that is queued or running (the ones whose files you own, never another user\'s); print their ids')
-    .option('-q, --quiet', 'say nothing when an id is not in the spool')
+    .option('-q, --quiet', 'say nothing when an id is not in the spool or no server runs (a refusal is still said)')
     .addHelpText('after', `
-With several ids, exits 4 if any of them is in no state of the spool (its abort is still filed, in
-case the request is being enqueued). --all leaves results already written, to be claimed or
-aborted by id.`)
+Waits (up to 10 s) until the server has acted on each abort. Exit 0 once they are carried out,
+or at once when no server runs (they take effect when one starts); 4 if an id is in no state
+(its abort is kept 10 minutes in case the request is still being enqueued); 1 if the server
+refused one (on a shared spool, only the request's owner, the server's user and root may abort
+it) or did not act on it in time. With several ids, the first of these codes in the order given.
+--all leaves results already written, to be claimed or aborted by id.`)
     .action(async (ids: string[], opts) => (await import('./request.js')).abort(ids, opts));
 
   program

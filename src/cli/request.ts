@@ -1,7 +1,7 @@
 /** `wq enqueue`, `wq wait`, `wq abort`: the client side of the CLI. */
 import { Writable } from 'node:stream';
-import { WorkQueueClient, type RequestResult, type WaitOptions } from '../client.js';
-import { RequestTooLargeError, UnknownRequestError, WorkQueueCancelledError, WorkQueueTimeoutError } from '../errors.js';
+import { WorkQueueClient, type AbortOutcome, type RequestResult, type WaitOptions } from '../client.js';
+import { AbortRefusedError, RequestTooLargeError, UnknownRequestError, WorkQueueCancelledError, WorkQueueTimeoutError } from '../errors.js';
 import { MAX_REQUEST_BYTES } from '../spool/codec.js';
 import type { TaskInput } from '../task-input.js';
 import type { CommandRequest } from '../task-manager/command.js';
@@ -98,20 +98,43 @@ export async function abort(ids: string[], flags: AbortFlags): Promise<void> {
   }
   if (ids.length === 0) throw new CliError('give the id of a request to abort, or --all for all of yours', EXIT.usage);
   for (const id of ids) checkId(id);
-  if (ids.length === 1) return abortOne(ids[0]!, flags);
-  const client = new WorkQueueClient({ spool: resolveSpool(flags.spool) });
-  const unknown = ids.filter((id) => client.state(id) === undefined);
-  await client.abort(ids, 'user');
-  for (const id of unknown) if (!flags.quiet) printError(notInSpool(id));
-  if (unknown.length > 0) process.exitCode = EXIT.unknownId;
+  const repeated = ids.find((id, i) => ids.indexOf(id) !== i);
+  if (repeated !== undefined) throw new CliError(`request ${repeated} is given twice`, EXIT.usage);
+  const spool = resolveSpool(flags.spool);
+  const client = new WorkQueueClient({ spool });
+  let settled: Array<PromiseSettledResult<AbortOutcome>>;
+  try {
+    // Filed and followed all at once; reported in the order given.
+    settled = await Promise.allSettled(ids.map((id) => client.abortAndConfirm(id, { timeoutMs: ABORT_CONFIRM_MS })));
+  } finally {
+    client.close();
+  }
+  let exitCode: number = EXIT.ok;
+  let noServerSaid = false;
+  for (const [i, id] of ids.entries()) {
+    const done = settled[i]!;
+    let code: number = EXIT.ok;
+    if (done.status === 'rejected') {
+      if (!(done.reason instanceof AbortRefusedError)) throw done.reason;
+      printError(done.reason.message); // even with --quiet: the request carries on
+      code = EXIT.failure;
+    } else if (done.value === 'unknown') {
+      if (!flags.quiet) printError(notInSpool(id));
+      code = EXIT.unknownId;
+    } else if (done.value === 'filed') {
+      if (!flags.quiet && !noServerSaid) printError(`no server is running on spool ${spool}; ${ids.length > 1 ? 'the aborts take' : `the abort of ${id} takes`} effect when \`wq serve\` starts`);
+      noServerSaid = true;
+    } else if (done.value === 'unconfirmed') {
+      printError(`the abort of ${id} is filed, but the server did not act on it within ${ABORT_CONFIRM_MS / 1000} s (see wq status)`);
+      code = EXIT.failure;
+    }
+    if (exitCode === EXIT.ok) exitCode = code;
+  }
+  process.exitCode = exitCode;
 }
 
-async function abortOne(id: string, flags: AbortFlags): Promise<void> {
-  const client = new WorkQueueClient({ spool: resolveSpool(flags.spool) });
-  const state = client.state(id);
-  await client.abort(id, 'user');
-  if (state === undefined && !flags.quiet) printError(notInSpool(id));
-}
+/** How long `wq abort` waits for the server to carry out (or refuse) an abort. */
+const ABORT_CONFIRM_MS = 10_000;
 
 function notInSpool(id: string): string {
   return `no request ${id} in the spool; the abort is kept for 10 minutes in case it is still being enqueued`;

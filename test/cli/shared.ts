@@ -15,6 +15,11 @@ import { ROOT, startCliServer, startServer, waitFor } from '../fixtures/helpers.
 import { wq } from '../fixtures/cli.js';
 import { assertOtherUsersCanRunWq, isRoot, NEEDS_ROOT, NOBODY, publicTempDir, serveOutcome, wqAs } from '../fixtures/other-users.js';
 
+/** The group and two members of the shared spools below. */
+const GROUP = 4242;
+const ALICE = { uid: 4301, gid: GROUP };
+const BOB = { uid: 4302, gid: GROUP };
+
 t.test('plain command mode refuses a spool other users can write', async (t) => {
   const spool = join(realpathSync(t.testdir()), 'spool');
   mkdirSync(spool);
@@ -110,12 +115,41 @@ t.test("in a shared spool, only a request's owner may abort it (unless --allow-f
   t.teardown(() => client.close());
   const id = asUser(4301, ['enqueue', '--spool', spool, '--quiet', '--', 'true']).stdout.trim();
   await waitFor(() => client.state(id) === 'pending', 'admitted');
-  t.equal(asUser(4302, ['abort', '--spool', spool, '--quiet', id]).status, 0, 'bob may file an abort …');
-  await waitFor(() => warnings.some((w) => w.includes('refused an abort')), 'the refusal to be logged');
-  t.equal(client.state(id), 'pending', "… but alice's request stays queued");
+  // Not spawnSync: `wq abort` waits for this process's server to act on it.
+  const refused = await wqAs(BOB, ['abort', '--spool', spool, '--quiet', id]);
+  t.equal(refused.code, 1, "bob's abort is refused: exit 1, even with --quiet …");
+  t.equal(refused.stderr, `wq: the server refused to abort request ${id}: it was filed by uid 4301, and only its owner, the server's user (uid 0) and root may abort it (unless the server allows anyone to: wq serve --allow-foreign-aborts); it carries on\n`, '… and says so');
+  t.ok(warnings.some((w) => w.includes('refused an abort')), 'the server logged the refusal');
+  t.equal(client.state(id), 'pending', "alice's request stays queued");
   t.strictSame(readdirSync(join(spool, 'aborting')), [], 'the refused abort is removed');
-  t.equal(asUser(4301, ['abort', '--spool', spool, '--quiet', id]).status, 0);
-  await waitFor(() => client.state(id) === undefined, "alice's own abort to be carried out");
+  const own = await wqAs(ALICE, ['abort', '--spool', spool, id]);
+  t.same([own.code, own.stderr], [0, ''], "alice's own abort succeeds quietly …");
+  t.equal(client.state(id), undefined, '… and was carried out when wq abort returned');
+});
+
+t.test("a refused abort of another user's running request: wq abort exits 1, and the task finishes for its owner", { skip: isRoot ? false : 'needs root to act as two users' }, async (t) => {
+  const spool = mkdtempSync(join(tmpdir(), 'wq-shared-'));
+  t.teardown(() => rmSync(spool, { recursive: true, force: true }));
+  chownSync(spool, 0, GROUP);
+  chmodSync(spool, 0o2755);
+  openSpool(spool);
+  for (const dir of ['requested', 'aborting', 'tmp']) chmodSync(join(spool, dir), 0o3777);
+  if (!assertOtherUsersCanRunWq(t, ALICE.uid, GROUP)) return;
+  let release = (): void => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
+  startServer(t, new InProcessTaskManager(async () => (await released, 'finished'), { maxTasks: 1 }), { spool, rescanIntervalMs: 20 });
+  const client = new WorkQueueClient({ spool });
+  t.teardown(() => client.close());
+  const enqueued = await wqAs(ALICE, ['enqueue', '--spool', spool, '--quiet', '--', 'true']);
+  const id = enqueued.stdout.trim();
+  await waitFor(() => client.state(id) === 'running', 'it to run');
+  const refused = await wqAs(BOB, ['abort', '--spool', spool, id]);
+  t.equal(refused.code, 1, 'exit 1');
+  t.match(refused.stderr, `refused to abort request ${id}`, 'says the abort was refused');
+  t.equal(client.state(id), 'running', 'the task is still running');
+  release();
+  const result = await wqAs(ALICE, ['wait', '--spool', spool, id]);
+  t.same([result.code, result.stdout], [0, '"finished"\n'], 'and its owner gets its result');
 });
 
 /** A spool made by root and given, with everything in it, to `uid`. */

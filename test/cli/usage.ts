@@ -123,13 +123,6 @@ t.test('wq abort of a queued request: it never runs and waiting for it ends with
   t.same(spoolContents(spool), { requested: [], pending: [], running: [], complete: [], aborting: [], tmp: [] });
 });
 
-t.test('wq abort of an id that is not in the spool warns but succeeds', async (t) => {
-  const spool = join(realpathSync(t.testdir()), 'spool');
-  const r = await wq(['abort', '--spool', spool, SOME_ID]);
-  t.equal(r.code, 0);
-  t.match(r.stderr, /no request/);
-});
-
 t.test('--help of every command exits 0 and lists its options', async (t) => {
   const helps: Array<[string[], string[]]> = [
     [[], ['serve', 'enqueue', 'wait', 'abort', 'Exit codes']],
