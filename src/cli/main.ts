@@ -102,7 +102,7 @@ Examples:
     .addOption(new Option('-t, --timeout <seconds>', 'with --wait: give up after this long in total (queued + running), abort the request and exit 124').argParser(parseSecondsIn({ min: 0 })))
     .addOption(new Option('-r, --run-timeout <seconds>', 'the server kills the task this long after it starts (queue time does not count); exit 124').argParser(parseSecondsIn({ min: 0 })))
     .option('-f, --follow', "with --wait: stream the command's output as it runs, like tail -f")
-    .option('--data <json>', 'send this JSON value as the request (for --handler servers) instead of a command; @FILE reads it from FILE, - from standard input')
+    .option('--data <json>', 'send this JSON value as the request, for a --handler server, instead of a command (a server that runs commands, plain or --exec, fails such a request and runs nothing); @FILE reads it from FILE, - from standard input')
     .addOption(new Option('--env <name[=value]>', "set a variable for the task (repeatable); a name alone passes this environment's value").argParser(collect))
     .option('--env-all', "send this whole environment: the task gets it instead of the server's (--env still adds to it)")
     .option('--stdin', "send standard input (up to 1 MiB, read to its end) to the task's stdin; without it, the task's stdin is /dev/null")

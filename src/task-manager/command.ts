@@ -21,6 +21,7 @@ import { assertDurationMs, stripUndefined } from '../options.js';
 import { openNewReplacing } from '../spool/fs.js';
 import { cannotRun, parentDeathPrefix } from './launcher.js';
 import { badVariableName, commandEnvironment, refusedInput, type AcceptedVariables, type TaskInput } from '../task-input.js';
+import { readCommandRequest } from './command-request.js';
 import { hasExited, killGroup, signalGroup, signalGroupIfAllowed, type GroupKill } from './process-group.js';
 import type { SerializedError } from '../errors.js';
 import type { TaskManager, TaskOutcome, TaskProcess } from './types.js';
@@ -388,19 +389,15 @@ export class CommandTaskManager implements TaskManager {
   }
 
   #commandLine(request: unknown, input: TaskInput): { argv: string[]; cwd: string | undefined; env: Record<string, string>; joined: boolean } {
-    const body = (request ?? {}) as Partial<CommandRequest>;
-    const tail = body.argv ?? [];
-    if (!Array.isArray(tail) || !tail.every((a) => typeof a === 'string')) {
-      throw new CommandError('the request has no valid argv: expected { argv: string[] }', 'ERR_BAD_REQUEST');
-    }
-    const argv = [...this.#o.command, ...tail];
-    if (argv.length === 0 || argv[0] === '') throw new CommandError('the request has an empty argv: nothing to run', 'ERR_BAD_REQUEST');
+    const line = readCommandRequest(request, this.#o.command);
+    if ('problem' in line) throw new CommandError(line.problem, line.code);
+    const { argv } = line;
     let cwd: string | undefined;
-    if (body.cwd !== undefined) {
-      if (typeof body.cwd !== 'string' || !isDirectory(body.cwd)) {
-        throw new CommandError(`the request's working directory ${JSON.stringify(body.cwd)} does not exist on the server`, 'ERR_BAD_CWD');
+    if (line.cwd !== undefined) {
+      if (typeof line.cwd !== 'string' || !isDirectory(line.cwd)) {
+        throw new CommandError(`the request's working directory ${JSON.stringify(line.cwd)} does not exist on the server`, 'ERR_BAD_CWD');
       }
-      cwd = body.cwd;
+      cwd = line.cwd;
     }
     const refused = refusedInput(input, this.#o.acceptEnv);
     if (refused !== undefined) throw new CommandError(refused, 'ERR_ENV_REFUSED');
@@ -409,7 +406,7 @@ export class CommandTaskManager implements TaskManager {
     const why = cannotRun(argv[0]!, env.PATH, cwd ?? process.cwd());
     if (why !== undefined) throw new CommandError(`cannot run ${JSON.stringify(argv[0])}: ${why === 'ENOENT' ? 'command not found' : 'permission denied'}`, why);
     // (A program whose name starts with '-' would read as an option of a bash's exec: it keeps two streams.)
-    return { argv, cwd, env, joined: body.stderrToStdout === true && !argv[0]!.startsWith('-') };
+    return { argv, cwd, env, joined: line.stderrToStdout === true && !argv[0]!.startsWith('-') };
   }
 }
 

@@ -74,6 +74,24 @@ t.test('--handler: a request made with --data gets the handler result as JSON', 
   t.equal(failed.stdout, '');
 });
 
+t.test('--data to a server that runs commands: the request fails and says the server wants a command (plain) or arguments (--exec); nothing runs', async (t) => {
+  const dir = realpathSync(t.testdir());
+  for (const [mode, args, message] of [
+    ['plain', [], /this server runs commands, and the request holds data \(wq enqueue --data\), not a command: give one after --/],
+    ['--exec', ['--exec', `sh -c ${JSON.stringify(`echo ran >> ${join(dir, 'ran')}; echo "[$@]"`)} x`], /this server runs "sh -c .*" with each request's arguments appended, and the request holds data \(wq enqueue --data\), which are not arguments: give them after --/],
+  ] as const) {
+    const spool = join(dir, `spool-${mode}`);
+    const server = await startCliServer(t, spool, [...args]);
+    const r = await wq(['enqueue', '--spool', spool, '--wait', '--data', '{"a":1}'], { cwd: dir });
+    t.equal(r.code, 1, `${mode}: exit 1`);
+    t.match(r.stderr, message, `${mode}: names the mismatch`);
+    t.equal(r.stdout, '', `${mode}: nothing ran`);
+    server.kill('SIGTERM');
+    await exited(server);
+  }
+  t.notOk(existsSync(join(dir, 'ran')), 'the --exec command never ran');
+});
+
 t.test('--handler with a module that cannot load: wq serve exits 2 naming it', async (t) => {
   const dir = realpathSync(t.testdir({ 'nothing.mjs': 'export const x = 1;\n' }));
   const r = await wq(['serve', '--spool', join(dir, 'spool'), '--handler', join(dir, 'nothing.mjs')]);
