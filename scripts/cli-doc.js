@@ -35,7 +35,7 @@ Every command works on one spool directory: \`--spool DIR\`, else \`$WQ_SPOOL\`,
 |---:|---|
 | 0 | success; with \`--wait\`, the command's own exit code passes through (a command killed by signal N exits 128+N); \`wq wait\` with several ids exits with the first non-zero code in the order given |
 | 1 | the task failed: the handler threw, or the command could not be started; or the command's output was lost: it went past the server's \`--max-output\`, filled the spool's disk, could not be written to its log (\`logs/\` unwritable), or its log was gone or unreadable when the result was claimed, or it was too long for \`--json\` (a message says so, even with \`-q\`); for \`wq abort\`, the server refused an abort (another user's request on a shared spool) or did not act on it within 10 s |
-| 2 | usage: bad flags or arguments, or a \`--handler\` module that does not load |
+| 2 | usage: bad flags or arguments (\`wq\` alone prints its help on stderr), or a \`--handler\` module that does not load |
 | 3 | the spool cannot be used (not a directory, permission denied, a read-only or full file system, another version: the message names the spool and the cause), another server holds it, or the metrics address is unusable |
 | 4 | no such request in the spool (never enqueued, aborted, or its result already claimed); \`wq abort\` of such an id still files the abort, kept 10 minutes |
 | 124 | a deadline passed (\`--timeout\` or \`--run-timeout\`); the request was aborted (left alone by \`wq wait --keep\`) and the message says which |

@@ -53,7 +53,7 @@ export interface RequestStatus {
   position?: number;
   /** requested/pending: what keeps the line from moving, when something does. */
   heldBy?: RequestHold;
-  /** running: seconds since it started. */
+  /** running: seconds since it started, to the millisecond. */
   runningSeconds?: number;
   /** running command tasks: the command's pid (never that of a task known to be gone). */
   pid?: number;
@@ -61,7 +61,7 @@ export interface RequestStatus {
   interrupted?: boolean;
   /** interrupted: the processes of its task still alive, which the next server kills first. */
   survivingPids?: number[];
-  /** complete: seconds the result has waited to be claimed. */
+  /** complete: seconds the result has waited to be claimed, to the millisecond. */
   waitingSeconds?: number;
   /** An abort for it is filed but not carried out yet. */
   aborting?: boolean;
@@ -70,6 +70,7 @@ export interface RequestStatus {
 export interface SpoolStatus {
   spool: string;
   server: ServerStatus | null;
+  /** Requests in each state; `aborting`: those of them with an abort filed and not carried out yet (an abort for an id in no state is not counted). */
   counts: Record<RequestState, number> & { aborting: number };
   /** Every request, in line order: waiting ones first (by position), then running, then complete. */
   requests: RequestStatus[];
@@ -103,7 +104,7 @@ function readStatus(spool: string, now: number): SpoolStatus {
   for (const id of running) {
     const status: RequestStatus = { id, state: 'running', submittedAt: requestIdTimeMs(id) };
     const since = changedMs(entryPath(paths, 'running', id));
-    if (since !== undefined) status.runningSeconds = Math.max(0, (now - since) / 1000);
+    if (since !== undefined) status.runningSeconds = secondsSince(since, now);
     if (serving.alive) {
       const pid = readPid(paths, id);
       if (pid !== undefined) status.pid = pid;
@@ -115,14 +116,20 @@ function readStatus(spool: string, now: number): SpoolStatus {
   for (const id of complete) {
     const status: RequestStatus = { id, state: 'complete', submittedAt: requestIdTimeMs(id) };
     const since = changedMs(entryPath(paths, 'complete', id));
-    if (since !== undefined) status.waitingSeconds = Math.max(0, (now - since) / 1000);
+    if (since !== undefined) status.waitingSeconds = secondsSince(since, now);
     requests.push(withAbort(status, aborting));
   }
   const countOf = (state: RequestState) => requests.filter((r) => r.state === state).length;
   return {
     spool: paths.root,
     server: serverStatus(serving, now),
-    counts: { requested: countOf('requested'), pending: countOf('pending'), running: running.length, complete: complete.length, aborting: aborting.size },
+    counts: {
+      requested: countOf('requested'),
+      pending: countOf('pending'),
+      running: running.length,
+      complete: complete.length,
+      aborting: requests.filter((r) => r.aborting === true).length,
+    },
     requests,
   };
 }
@@ -171,10 +178,15 @@ function serverStatus({ owner, alive }: Serving, now: number): ServerStatus | nu
     pid: owner.pid,
     host: owner.host,
     startedAt: owner.startedAt,
-    uptimeSeconds: Math.max(0, (now - owner.startedAt) / 1000),
+    uptimeSeconds: secondsSince(owner.startedAt, now),
     maxTasks: typeof maxTasks === 'number' ? maxTasks : null,
     alive,
   };
+}
+
+/** Seconds from `sinceMs` to `nowMs`, to the millisecond (finer would be noise: the times are file and wall clock times), never negative. */
+export function secondsSince(sinceMs: number, nowMs: number): number {
+  return Math.max(0, Math.round(nowMs - sinceMs)) / 1000;
 }
 
 function withAbort(status: RequestStatus, aborting: ReadonlySet<string>): RequestStatus {

@@ -35,10 +35,11 @@ Examples:
   wq wait "$id"                        # ... and collect the result later
   wq status                            # what is queued, running, waiting to be claimed
 
-Exit codes: 0 ok (or the command's own code), 1 task failed or output lost (wq abort: refused), 2 usage, 3 spool unusable or
-already served (or the --metrics-port address unusable), 4 unknown request id, 124 timed out
-(request aborted), 128+N stopped by signal N while waiting (129 SIGHUP, 130 SIGINT, 143 SIGTERM:
-request aborted), 141 stdout or stderr closed by its reader (like SIGPIPE; a request waited for is aborted).`,
+Exit codes: 0 ok (or the command's own code), 1 task failed or output lost (wq abort: refused),
+2 usage, 3 spool unusable or already served (or the --metrics-port address unusable), 4 unknown
+request id, 124 timed out (request aborted), 128+N stopped by signal N while waiting (129 SIGHUP,
+130 SIGINT, 143 SIGTERM: request aborted), 141 stdout or stderr closed by its reader (like
+SIGPIPE; a request waited for is aborted).`,
     );
 
   program
@@ -192,7 +193,7 @@ it) or did not act on it in time. With several ids, the first of these codes in 
     .description('show the queue: the server, waiting requests with their place in line, running ones, unclaimed results')
     .argument('[id]', "show only this request's state")
     .option('-s, --spool <dir>', SPOOL_HELP)
-    .option('--json', 'print a JSON object: { spool, server, counts, requests: [{ id, state, position?, heldBy?, runningSeconds?, pid?, interrupted?, survivingPids?, waitingSeconds? }] }')
+    .option('--json', 'print a JSON object: { spool, server, counts, requests: [{ id, state, position?, heldBy?, runningSeconds?, pid?, interrupted?, survivingPids?, waitingSeconds?, aborting? }] }; seconds to the millisecond; counts.aborting counts the listed requests with an abort pending')
     .option('-a, --all', 'list every request (the text view shows the first 20 of each kind)')
     .action(async (id: string | undefined, opts) => (await import('./status.js')).status(id, opts));
 
@@ -218,7 +219,9 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT.usage;
     }
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT.ok;
+      // `wq` with no command: the help went to stderr, as a usage error's would.
+      if (err.code === 'commander.help') return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
       return EXIT.usage;
     }
     if (err instanceof CliError) {

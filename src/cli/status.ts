@@ -45,6 +45,11 @@ function describeRequest(r: RequestStatus, s: SpoolStatus, why = false): string 
   }
 }
 
+/** "1 result", "2 results". */
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
 export function renderText(s: SpoolStatus, all: boolean): string {
   const lines: string[] = [`spool:   ${s.spool}`];
   if (s.server === null) lines.push('server:  none running (requests wait until `wq serve` starts)');
@@ -54,7 +59,7 @@ export function renderText(s: SpoolStatus, all: boolean): string {
     lines.push(`server:  pid ${s.server.pid} on ${s.server.host}, up ${formatSeconds(s.server.uptimeSeconds)}${max}`);
   }
   const c = s.counts;
-  lines.push(`queue:   ${c.requested + c.pending} waiting, ${c.running} running, ${c.complete} results to claim${c.aborting ? `, ${c.aborting} aborts pending` : ''}`);
+  lines.push(`queue:   ${c.requested + c.pending} waiting, ${c.running} running, ${count(c.complete, 'result')} to claim${c.aborting ? `, ${count(c.aborting, 'abort')} pending` : ''}`);
   const section = (title: string, rows: RequestStatus[]): void => {
     if (rows.length === 0) return;
     const held = title === 'waiting' ? rows[0]!.heldBy : undefined;

@@ -83,7 +83,7 @@ t.test('no server: requested entries, in text and JSON', async (t) => {
   t.equal(aborted.code, 0);
   t.equal((await wq(['status', '--spool', spool, a])).stdout, `${a} queued #1 of 2 (aborting): no server is running\n`, 'a filed abort is shown');
   t.match(await statusJson(t, spool, a), { aborting: true });
-  t.match((await wq(['status', '--spool', spool])).stdout, ', 1 aborts pending\n');
+  t.match((await wq(['status', '--spool', spool])).stdout, ', 1 abort pending\n');
 });
 
 t.test('a served spool: pending, running (with the command pid), complete, then unknown', async (t) => {
@@ -154,6 +154,33 @@ t.test('a served spool: pending, running (with the command pid), complete, then 
   const unknownJson = await wq(['status', '--spool', spool, '--json', running]);
   t.equal(unknownJson.code, 4);
   t.strictSame(JSON.parse(unknownJson.stdout), { id: running, state: 'unknown' });
+});
+
+t.test('counts read 1 result, 1 abort; only aborts of listed requests count; seconds are given to the millisecond', async (t) => {
+  const dir = realpathSync(t.testdir());
+  const spool = join(dir, 'spool');
+  const gate = join(dir, 'go');
+  t.teardown(() => openGate(gate));
+  const a = await enqueue(spool, ['true']);
+  const b = await enqueue(spool, ['true']);
+  t.equal((await wq(['abort', '--spool', spool, '--quiet', a])).code, 0);
+  const unknownId = '1763830000000000-0123456789ab';
+  t.equal((await wq(['abort', '--spool', spool, '--quiet', unknownId])).code, 4, 'an abort for an id in no state, kept as a tombstone');
+  t.match((await wq(['status', '--spool', spool])).stdout, 'queue:   2 waiting, 0 running, 0 results to claim, 1 abort pending\n', 'the tombstone is not counted');
+  t.equal((await statusJson(t, spool)).counts.aborting, 1);
+
+  await startCliServer(t, spool, ['--max-tasks', '1']);
+  await waitFor(() => spoolContents(spool).complete.includes(b), "b's result");
+  const running = await enqueue(spool, ['sh', '-c', waitGate(gate)]);
+  await waitFor(() => spoolContents(spool).running.includes(running), 'it to run');
+  t.ok(spoolContents(spool).aborting.includes(unknownId), 'the tombstone is still filed');
+  const text = (await wq(['status', '--spool', spool])).stdout;
+  t.match(text, 'queue:   0 waiting, 1 running, 1 result to claim\n', 'one result, singular; no abort pending');
+  const json = await statusJson(t, spool);
+  t.equal(json.counts.aborting, 0);
+  const seconds = [json.server!.uptimeSeconds, json.requests.find((r) => r.id === running)!.runningSeconds!, json.requests.find((r) => r.id === b)!.waitingSeconds!];
+  for (const s of seconds) t.match(String(s), /^\d+(\.\d{1,3})?$/, `${s}: to the millisecond`);
+  openGate(gate);
 });
 
 t.test('a request re-run after a server restart shows the pid of the re-run', async (t) => {

@@ -123,6 +123,17 @@ t.test('wq abort of a queued request: it never runs and waiting for it ends with
   t.same(spoolContents(spool), { requested: [], pending: [], running: [], complete: [], aborting: [], tmp: [] });
 });
 
+t.test('wq with no command prints its help on stderr and exits 2, as a usage error; wq help exits 0', async (t) => {
+  const bare = await wq([]);
+  t.equal(bare.code, 2, 'exit 2');
+  t.match(bare.stderr, /^Usage: wq \[options\] \[command\]/, 'the help, on stderr');
+  t.match(bare.stderr, /Commands:/);
+  t.equal(bare.stdout, '', 'nothing on stdout');
+  const help = await wq(['help']);
+  t.equal(help.code, 0, 'wq help: exit 0');
+  t.match(help.stdout, /^Usage: wq/, 'wq help: on stdout');
+});
+
 t.test('--help of every command exits 0 and lists its options', async (t) => {
   const helps: Array<[string[], string[]]> = [
     [[], ['serve', 'enqueue', 'wait', 'abort', 'Exit codes']],
