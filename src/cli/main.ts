@@ -13,6 +13,9 @@ import { MAX_OUTPUT_LIMIT_BYTES } from '../task-manager/output-budget.js';
 import { parseSizeAtMost } from './size.js';
 import { collect } from './input.js';
 
+/** How --json gives a command's output: one documented shape per stream, whatever the bytes. */
+const JSON_STREAMS_HELP = 'a command\'s "stdout" and "stderr" are strings when they are valid UTF-8, else {"base64": "…"}';
+
 /** `--rescan-interval`: often enough to matter, never so often that rescans become a busy loop; at most what a timer holds. */
 const RESCAN_INTERVAL_SECONDS = { min: 0.1, max: MAX_TIMER_DELAY_MS / 1000 };
 
@@ -108,7 +111,7 @@ Examples:
     .option('--env-all', "send this whole environment: the task gets it instead of the server's (--env still adds to it)")
     .option('--stdin', "send standard input (up to 1 MiB, read to its end) to the task's stdin; without it, the task's stdin is /dev/null")
     .option('--durable', 'return only once the request is on disk (fsync), so it survives a power loss')
-    .option('--json', 'print one JSON object: the id, or with --wait the outcome (exit code, output or result, error)')
+    .option('--json', `print one JSON object: the id, or with --wait the outcome (exit code, output or result, error); ${JSON_STREAMS_HELP}`)
     .option('-q, --quiet', "print nothing but the task's own output (no warnings, no live status); a note that output was lost still prints")
     .option('--detach-on-signal', 'with --wait: on SIGINT, SIGTERM, SIGHUP or a closed stdout, stop waiting but leave the request queued (its id goes to stderr) instead of aborting it')
     .passThroughOptions()
@@ -151,7 +154,7 @@ Examples:
     .option('-s, --spool <dir>', SPOOL_HELP)
     .addOption(new Option('-t, --timeout <seconds>', 'give up after this long, abort the request (unless --keep) and exit 124').argParser(parseSecondsIn({ min: 0 })))
     .option('-f, --follow', "stream the command's output as it runs, like tail -f (one id only)")
-    .option('--json', 'print one JSON object for the outcome (exit code, output or result, error); one line per id')
+    .option('--json', `print one JSON object for the outcome (exit code, output or result, error), one line per id; ${JSON_STREAMS_HELP}`)
     .option('-q, --quiet', "print nothing but the task's own output (no messages, no live status); a note that output was lost still prints")
     .option('--keep', 'print the result but leave it in the spool, for a later wq wait to claim; never abort the request: --timeout and signals only stop the waiting')
     .option('--detach-on-signal', 'on SIGINT, SIGTERM, SIGHUP or a closed stdout, stop waiting but leave the request queued (its id goes to stderr) instead of aborting it')

@@ -123,6 +123,13 @@ t.test('wq abort of a queued request: it never runs and waiting for it ends with
   t.same(spoolContents(spool), { requested: [], pending: [], running: [], complete: [], aborting: [], tmp: [] });
 });
 
+t.test("--json's shape for a command's output is in --help: a string, or { base64 } when it is not UTF-8", async (t) => {
+  for (const command of ['enqueue', 'wait']) {
+    const r = await wq([command, '--help']);
+    t.match(r.stdout.replace(/\s+/g, ' '), '"stdout" and "stderr" are strings when they are valid UTF-8, else {"base64": "…"}', `wq ${command} --help`);
+  }
+});
+
 t.test('wq with no command prints its help on stderr and exits 2, as a usage error; wq help exits 0', async (t) => {
   const bare = await wq([]);
   t.equal(bare.code, 2, 'exit 2');
