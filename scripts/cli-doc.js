@@ -27,7 +27,8 @@ The on-disk format is in [protocol.md](protocol.md); running the server as a ser
 ## Spool
 
 Every command works on one spool directory: \`--spool DIR\`, else \`$WQ_SPOOL\`, else
-\`$XDG_STATE_HOME/wq/spool\` (\`~/.local/state/wq/spool\`). It is created on first use.
+\`$XDG_STATE_HOME/wq/spool\` (\`~/.local/state/wq/spool\`; a relative \`$XDG_STATE_HOME\` is ignored, as
+the XDG Base Directory spec says). It is created on first use.
 
 ## Exit codes
 

@@ -3,7 +3,7 @@
  * printing errors. (Numeric options: option-ranges.ts.)
  */
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { InvalidArgumentError } from './commander.js';
 import { silentLogger, type Logger } from '../logger.js';
 
@@ -25,12 +25,15 @@ export const EXIT = {
 
 /**
  * The spool: `--spool`, else `$WQ_SPOOL`, else a per-user directory that needs
- * no root: `$XDG_STATE_HOME/wq/spool` (`~/.local/state/wq/spool`).
+ * no root: `$XDG_STATE_HOME/wq/spool` (`~/.local/state/wq/spool`). A relative
+ * `$XDG_STATE_HOME` is ignored, as the XDG Base Directory spec says: it would
+ * name a different spool in every working directory.
  */
 export function resolveSpool(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   if (flag !== undefined && flag !== '') return flag;
   if (env.WQ_SPOOL) return env.WQ_SPOOL;
-  const stateHome = env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state');
+  const xdg = env.XDG_STATE_HOME;
+  const stateHome = xdg !== undefined && isAbsolute(xdg) ? xdg : join(env.HOME || homedir(), '.local', 'state');
   return join(stateHome, 'wq', 'spool');
 }
 

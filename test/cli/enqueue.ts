@@ -106,6 +106,17 @@ t.test('WQ_SPOOL names the spool when --spool is not given', async (t) => {
   t.same(flagWins, { code: 0, signal: null, stdout: 'flag\n', stderr: '' }, '--spool beats WQ_SPOOL');
 });
 
+t.test('a relative XDG_STATE_HOME is ignored, as the XDG spec says: the spool is under ~/.local/state', async (t) => {
+  const dir = realpathSync(t.testdir({ home: {}, elsewhere: {} }));
+  const env = { XDG_STATE_HOME: 'state', HOME: join(dir, 'home'), WQ_SPOOL: '' };
+  const r = await wq(['enqueue', '--quiet', '--', 'true'], { env, cwd: join(dir, 'elsewhere') });
+  t.equal(r.code, 0, r.stderr);
+  t.ok(existsSync(join(dir, 'home', '.local', 'state', 'wq', 'spool', 'format')), 'the spool is $HOME/.local/state/wq/spool');
+  t.notOk(existsSync(join(dir, 'elsewhere', 'state')), 'nothing under the working directory');
+  const status = await wq(['status', '--json'], { env, cwd: join(dir, 'elsewhere') });
+  t.equal(JSON.parse(status.stdout).spool, join(dir, 'home', '.local', 'state', 'wq', 'spool'), 'wq status looks at the same spool');
+});
+
 t.test('with neither --spool nor WQ_SPOOL the per-user spool under XDG_STATE_HOME is used', async (t) => {
   const dir = realpathSync(t.testdir());
   const env = { XDG_STATE_HOME: join(dir, 'state'), WQ_SPOOL: '' };
