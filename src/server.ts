@@ -256,6 +256,13 @@ export class WorkQueueServer {
 
   /** What a task manager reports besides outcomes: counted and logged. */
   #onManagerEvent(event: TaskManagerEvent): void {
+    if (event.type === 'worker-output') {
+      // A handler's own output, one line at a time, with the request it was running: stderr as a warning.
+      const fields = { id: event.taskId, pid: event.pid, line: event.line };
+      if (event.stream === 'stderr') this.#log.warn('handler stderr', fields);
+      else this.#log.info('handler stdout', fields);
+      return;
+    }
     if (event.type === 'worker-crashed') {
       this.#metrics.workerCrashed();
       this.#log.warn('worker process crashed', { pid: event.pid, id: event.taskId, exitCode: event.exitCode, signal: event.signal });

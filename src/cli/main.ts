@@ -64,7 +64,7 @@ SIGPIPE; a request waited for is aborted).`,
     .addOption(new Option('--rescan-interval <seconds>', 'safety rescan of the spool for events the watcher missed (at least 0.1)').argParser(parseSecondsIn(RESCAN_INTERVAL_SECONDS)).default(2000, '2'))
     .addOption(new Option('--result-ttl <seconds>', 'remove results nobody claimed (their client died) after this long (at least 1)').argParser(parseSecondsIn({ min: 1 })).default(7 * 24 * 3600_000, '604800, 7 days'))
     .addOption(new Option('--log-level <level>', 'least severe log lines to write: debug logs every transition, info a line per busy tick and a heartbeat').choices(['debug', 'info', 'warn', 'error']).default('info'))
-    .option('--log-file <path>', 'append log lines to this file instead of stderr (reopened on SIGHUP, for logrotate)')
+    .option('--log-file <path>', "append log lines to this file instead of stderr (reopened on SIGHUP, for logrotate); a --handler's own stdout and stderr go there too, a line each, tagged with the request id")
     .addOption(new Option('--metrics-port <port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port; see docs/metrics.md)').argParser(parseWholeNumberIn({ what: 'a port number', min: 0, max: 65535 })))
     .option('--metrics-host <host>', 'address to serve --metrics-port on (default: 127.0.0.1, this machine only)')
     .addHelpText(

@@ -19,6 +19,12 @@ import { parentDeathPrefix } from './launcher.js';
 import { killGroup, signalGroup, signalGroupIfAllowed, type GroupKill } from './process-group.js';
 import type { TaskInput } from '../task-input.js';
 import type { TaskManager, TaskManagerEvent, TaskOutcome, TaskProcess } from './types.js';
+import { OutputLines } from './output-lines.js';
+
+/** What a pool without an event handler does with its workers' output: what an inherited stdout and stderr did. */
+function passOutputThrough(event: TaskManagerEvent): void {
+  if (event.type === 'worker-output') process[event.stream].write(`${event.line}\n`);
+}
 
 export interface ProcessPoolTaskManagerOptions {
   /** Path or URL of the handler module. */
@@ -57,10 +63,17 @@ interface Slot {
   child: ChildProcess;
   /** The request this child runs now. */
   taskId: string | undefined;
+  /** The request it ran last: its output can arrive after its outcome, and a handler's timers outlive it. */
+  lastTaskId: string | undefined;
   /** Being killed: not usable until its exit, then replaced. */
   killing: GroupKill | undefined;
   spawnedAt: number;
+  /** Resolves once its stdout and stderr have ended (their last lines passed on). */
+  outputEnded: Promise<unknown>;
 }
+
+/** How long close() waits, after the children exit, for the rest of their output (a process that left their group may hold the pipes). */
+const OUTPUT_DRAIN_MS = 1000;
 
 /** A child that dies this soon after its start is treated as a crash loop and respawned with a delay. */
 const CRASH_LOOP_MS = 1000;
@@ -75,7 +88,8 @@ export class ProcessPoolTaskManager implements TaskManager {
   readonly #slots = new Set<Slot>();
   #finished: Array<[string, TaskOutcome]> = [];
   #wake: () => void = () => {};
-  #onEvent: (event: TaskManagerEvent) => void = () => {};
+  /** Until a handler is set (a server sets one), a worker's output lines go to this process's own stdout and stderr. */
+  #onEvent: (event: TaskManagerEvent) => void = passOutputThrough;
   #closing = false;
   #loadError: SerializedError | undefined;
   #crashes = 0;
@@ -142,6 +156,7 @@ export class ProcessPoolTaskManager implements TaskManager {
     const message: ParentMessage = { type: 'run', id, request, ...(input === undefined ? {} : { input }) };
     slot.child.send(message); // throws for a request that cannot be cloned: fails just this request
     slot.taskId = id;
+    slot.lastTaskId = id;
     return slot.child.pid === undefined ? undefined : { pid: slot.child.pid };
   }
 
@@ -169,6 +184,7 @@ export class ProcessPoolTaskManager implements TaskManager {
 
   async close(): Promise<void> {
     this.#closing = true;
+    const outputs = [...this.#slots].map((slot) => slot.outputEnded);
     const exits = [...this.#slots].map(
       (slot) =>
         new Promise<void>((resolve) => {
@@ -179,6 +195,10 @@ export class ProcessPoolTaskManager implements TaskManager {
         }),
     );
     await Promise.all(exits);
+    // Their last lines, so that nothing they wrote is lost or logged after the caller closed its log.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(outputs), new Promise((resolve) => (timer = setTimeout(resolve, OUTPUT_DRAIN_MS)))]);
+    clearTimeout(timer);
   }
 
   #idleSlot(): Slot | undefined {
@@ -193,13 +213,23 @@ export class ProcessPoolTaskManager implements TaskManager {
     const child = fork(WORKER_PATH, [this.#o.handler], {
       detached: true, // own process group, so terminate reaches everything the handler started
       serialization: 'advanced',
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'], // read line by line: a handler's console.log goes to the server's log, tagged
       env: this.#o.env,
       ...(launcher.length === 0
         ? { execArgv: this.#o.execArgv }
         : { execPath: launcher[0]!, execArgv: [...launcher.slice(1), process.execPath, ...this.#o.execArgv] }),
     });
-    const slot: Slot = { child, taskId: undefined, killing: undefined, spawnedAt: Date.now() };
+    const ended = (['stdout', 'stderr'] as const).map((stream) => {
+      const lines = new OutputLines((line) => this.#onEvent({ type: 'worker-output', pid: child.pid, taskId: slot.taskId ?? slot.lastTaskId, stream, line }));
+      child[stream]?.on('data', (chunk: Buffer) => lines.push(chunk));
+      return new Promise<void>((resolve) => {
+        child[stream]?.once('close', () => {
+          lines.flush();
+          resolve();
+        });
+      });
+    });
+    const slot: Slot = { child, taskId: undefined, lastTaskId: undefined, killing: undefined, spawnedAt: Date.now(), outputEnded: Promise.all(ended) };
     this.#slots.add(slot);
     child.on('message', (message: ChildMessage) => this.#onMessage(slot, message));
     child.on('error', () => {}); // 'exit' follows and is handled there

@@ -17,15 +17,25 @@ export type TaskOutcome = ({ ok: true; value: unknown } | { ok: false; error: Se
  * Something a manager reports besides outcomes, for logs and metrics; it needs
  * no answer. `worker-crashed`: a worker process died on its own (not killed by
  * terminateTask or close); `taskId` is the request it was running, if any,
- * which also gets an error outcome through reap().
+ * which also gets an error outcome through reap(). `worker-output`: one line a
+ * worker process wrote to its stdout or stderr (a handler's console.log), with
+ * the request it was running then, or had run last.
  */
-export type TaskManagerEvent = {
-  type: 'worker-crashed';
-  pid: number | undefined;
-  taskId: string | undefined;
-  exitCode: number | null;
-  signal: string | null;
-};
+export type TaskManagerEvent =
+  | {
+      type: 'worker-crashed';
+      pid: number | undefined;
+      taskId: string | undefined;
+      exitCode: number | null;
+      signal: string | null;
+    }
+  | {
+      type: 'worker-output';
+      pid: number | undefined;
+      taskId: string | undefined;
+      stream: 'stdout' | 'stderr';
+      line: string;
+    };
 
 /**
  * The process a task runs in, as startTask reports it: `pid` leads its own

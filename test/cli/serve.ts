@@ -6,8 +6,9 @@
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { spoolContents, startCliServer, waitFor } from '../fixtures/helpers.js';
+import { spawnWq, spoolContents, startCliServer, waitFor } from '../fixtures/helpers.js';
 import { BLOCKER, captureStderr, exited, release, wq } from '../fixtures/cli.js';
+import { collect } from '../fixtures/gates.js';
 import { concurrencyOf, readLines } from '../fixtures/processes.js';
 
 const ID = /^\d{16}-[0-9a-f]{12}$/;
@@ -90,6 +91,38 @@ t.test('--data to a server that runs commands: the request fails and says the se
     await exited(server);
   }
   t.notOk(existsSync(join(dir, 'ran')), 'the --exec command never ran');
+});
+
+t.test("--handler: a handler's console.log and console.error go to the server's log (--log-file), one line each, tagged with the request id", async (t) => {
+  const dir = realpathSync(
+    t.testdir({
+      'handler.mjs': `export default async function (request, { id }) {
+        console.log('hello from', id);
+        console.error('trouble in', id);
+        process.stdout.write('no newline');
+        return 'ok';
+      }\n`,
+    }),
+  );
+  const spool = join(dir, 'spool');
+  const log = join(dir, 'server.log');
+  const server = spawnWq(['serve', '--spool', spool, '--handler', join(dir, 'handler.mjs'), '--log-file', log]);
+  const out = collect(server.stdout);
+  const err = collect(server.stderr);
+  t.teardown(() => void server.kill('SIGKILL'));
+  const logText = (): string => (existsSync(log) ? readFileSync(log, 'utf8') : '');
+  await waitFor(() => logText().includes('server started'), 'the server to start');
+  const r = await wq(['enqueue', '--spool', spool, '--wait', '--json', '--data', '{}']);
+  t.equal(r.code, 0, r.stderr);
+  const { id } = JSON.parse(r.stdout) as { id: string };
+  server.kill('SIGTERM');
+  await exited(server);
+  const text = logText();
+  t.match(text, new RegExp(`\\S+ info handler stdout id=${id} pid=\\d+ line="hello from ${id}"\\n`), 'console.log: an info line with the request id');
+  t.match(text, new RegExp(`\\S+ warn handler stderr id=${id} pid=\\d+ line="trouble in ${id}"\\n`), 'console.error: a warn line with the request id');
+  t.match(text, new RegExp(`info handler stdout id=${id} pid=\\d+ line="no newline"\\n`), 'a last line without a newline is logged too, at the stop');
+  t.equal(out.text(), '', "nothing on the server's stdout");
+  t.notMatch(err.text(), /hello from|trouble in/, "nor on its stderr");
 });
 
 t.test('--handler with a module that cannot load: wq serve exits 2 naming it', async (t) => {
