@@ -437,7 +437,8 @@ export class WorkQueueClient {
   async abortAll(reason: AbortReason = 'user'): Promise<string[]> {
     const uid = process.getuid?.();
     if (uid === undefined) throw new WorkQueueError('abortAll() tells requests apart by their owner, which this system does not have (no process.getuid)', 'ERR_UNSUPPORTED');
-    const ids = ownActiveRequests(this.#spoolPaths(), uid);
+    const paths = this.#spoolPaths();
+    const ids = this.#onSpool(() => ownActiveRequests(paths, uid));
     await this.abort(ids, reason);
     return ids;
   }
@@ -457,9 +458,9 @@ export class WorkQueueClient {
     // Found nowhere twice before it counts as unknown, like a wait: a restarting server moves running/ back to pending/.
     let missing = 0;
     for (let look = 0; look < 2 * MISSING_CHECKS_BEFORE_UNKNOWN; look++) {
-      const read = peekResult(paths, id, false, false);
+      const read = this.#onSpool(() => peekResult(paths, id, false, false));
       if (read !== undefined && 'result' in read) return read.result;
-      const state = locateRequest(paths, id, read !== undefined);
+      const state = this.#onSpool(() => locateRequest(paths, id, read !== undefined));
       if (state === undefined && ++missing >= MISSING_CHECKS_BEFORE_UNKNOWN) break;
       if (state !== undefined && state !== 'complete') return undefined; // else published meanwhile: read it
     }

@@ -70,7 +70,11 @@ t.test("another user's spool: exit 3, naming the spool, the cause and the user",
 
   // A spool nobody else may even look into (700).
   chmodSync(spool, 0o700);
-  for (const [name, args] of commands(spool, id)) {
+  const more: Array<[string, string[]]> = [
+    ['wait --keep', ['wait', '--spool', spool, '--keep', id]],
+    ['abort --all', ['abort', '--spool', spool, '--all']],
+  ];
+  for (const [name, args] of [...commands(spool, id), ...more]) {
     const r = await wqAs(NOBODY, args);
     t.equal(r.code, 3, `${name} on a 700 spool: exit 3`);
     t.match(r.stderr, new RegExp(`^wq: spool ${spool} cannot be used: permission denied for uid ${NOBODY.uid} \\(`), `${name} on a 700 spool: says why`);
