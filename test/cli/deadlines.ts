@@ -4,7 +4,7 @@
  * ended, even when the server was stopped (SIGSTOP) past the deadline.
  */
 import { spawn } from 'node:child_process';
-import { realpathSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { WorkQueueClient } from '../../src/client.js';
@@ -92,4 +92,30 @@ t.test('a server that cannot read /proc (hidden by a tmpfs) still enforces a run
   const taskPid = readPid(join(dir, 'task.pid'));
   t.teardown(() => taskPid !== undefined && killQuietly(taskPid));
   t.ok(taskPid !== undefined && (await waitFor(() => isGone(taskPid), 'the task to be killed', 30_000)), 'the task was killed');
+});
+
+t.test('--timeout 0 and --run-timeout 0 leave nothing in logs/: not for a request aborted before it ran, nor for one aborted or timed out while running', async (t) => {
+  const { dir, spool } = await served(t, ['--max-tasks', '2']);
+  const logs = join(spool, 'logs');
+  const idle = (): boolean => ['requested', 'pending', 'running', 'aborting', 'complete'].every((d) => readdirSync(join(spool, d)).length === 0);
+  // Aborted at once, whether the server had started it or not.
+  for (let i = 0; i < 5; i++) {
+    const r = await wq(['enqueue', '--spool', spool, '--wait', '--timeout', '0', '--', 'sh', '-c', 'echo out; echo err >&2; sleep 1']);
+    t.equal(r.code, 124, `--timeout 0 (${i + 1}): exit 124`);
+  }
+  // Timed out by the server as it starts, while it writes output.
+  for (let i = 0; i < 5; i++) {
+    const r = await wq(['enqueue', '--spool', spool, '--wait', '--run-timeout', '0', '--', 'seq', '1', '300000']);
+    t.equal(r.code, 124, `--run-timeout 0 (${i + 1}): exit 124`);
+  }
+  // Aborted while it runs and has written output.
+  const queued = await wq(['enqueue', '--spool', spool, '--', 'sh', '-c', 'echo out; echo err >&2; touch started; exec sleep 30'], { cwd: dir });
+  const id = queued.stdout.trim();
+  await waitFor(() => existsSync(join(dir, 'started')), 'the task to start and write');
+  t.ok(readdirSync(logs).some((name) => name.startsWith(id)), 'while it runs, its output is in logs/');
+  const timedOut = await wq(['wait', '--spool', spool, '--timeout', '0', id]);
+  t.equal(timedOut.code, 124, 'wq wait --timeout 0 on a running request: exit 124');
+  await waitFor(idle, 'the server to finish with every request');
+  await waitFor(() => readdirSync(logs).length === 0, 'logs/ to be empty');
+  t.strictSame(readdirSync(logs), [], 'nothing left in logs/');
 });
