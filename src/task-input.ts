@@ -72,7 +72,7 @@ export function refusedInput(input: TaskInput, accepted: AcceptedVariables): str
  * runs in, whatever came before (a program may trust PWD over getcwd()).
  */
 export function commandEnvironment(serverEnv: Readonly<Record<string, string | undefined>>, input: TaskInput, cwd: string): Record<string, string> {
-  const env: Record<string, string> = {};
+  const env = Object.create(null) as Record<string, string>; // every valid name is a key, __proto__ too
   if (input.replaceEnv !== true) {
     for (const [name, value] of Object.entries(serverEnv)) if (value !== undefined && name !== 'OLDPWD') env[name] = value;
   }

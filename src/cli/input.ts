@@ -5,7 +5,7 @@
  * file can hold, and standard input is read only when a flag asks for it:
  * never from a terminal, never by surprise from a script's inherited stdin.
  */
-import { createReadStream } from 'node:fs';
+import { createReadStream, fstatSync, readSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { MAX_REQUEST_BYTES } from '../spool/codec.js';
 import { badVariableName, type TaskInput } from '../task-input.js';
@@ -31,7 +31,8 @@ export function collect(value: string, previous: string[] | undefined): string[]
  */
 export function envFromFlags(specs: readonly string[] | undefined, all: boolean, here: NodeJS.ProcessEnv): Pick<TaskInput, 'env' | 'replaceEnv'> {
   if ((specs === undefined || specs.length === 0) && !all) return {};
-  const env: Record<string, string> = {};
+  // No prototype: every valid name is kept, __proto__ too.
+  const env: Record<string, string> = Object.create(null) as Record<string, string>;
   if (all) for (const [name, value] of Object.entries(here)) if (value !== undefined) env[name] = value;
   for (const spec of specs ?? []) {
     const eq = spec.indexOf('=');
@@ -51,7 +52,14 @@ export async function readStandardInput(flag: string, maxBytes: number, stdin: R
   if (stdin.isTTY === true) {
     throw new CliError(`${flag} reads standard input to its end, and it is a terminal: pipe or redirect the input (… | wq enqueue ${flag} …, or < FILE)`, EXIT.usage);
   }
-  const bytes = await readUpTo(stdin, maxBytes);
+  let bytes: Buffer | undefined;
+  try {
+    // Node's stdin ends quietly, as if empty, on a directory: read errors are told, never taken for no input.
+    if (stdin === process.stdin && fstatSync(0).isDirectory()) readSync(0, Buffer.alloc(1));
+    bytes = await readUpTo(stdin, maxBytes);
+  } catch (err) {
+    throw new CliError(`${flag}: cannot read standard input: ${(err as Error).message}`, EXIT.usage);
+  }
   if (bytes === undefined) throw new CliError(`${flag}: standard input is over ${describeBytes(maxBytes)}, the most a request can carry; give the task a file to read instead`, EXIT.usage);
   return bytes;
 }
@@ -64,7 +72,7 @@ export async function dataFromFlag(value: string): Promise<unknown> {
   let text: string;
   let where: string;
   if (value === '-' || value === '@-') {
-    text = (await readStandardInput('--data -', MAX_DATA_TEXT_BYTES)).toString('utf8');
+    text = (await readStandardInput(`--data ${value}`, MAX_DATA_TEXT_BYTES)).toString('utf8');
     where = 'standard input';
   } else if (value.startsWith('@')) {
     const path = value.slice(1);

@@ -74,7 +74,27 @@ export function decodeRequest(bytes: Uint8Array): RequestEnvelope {
   }
   const why = checkTaskInput(value);
   if (why !== undefined) throw new ProtocolError(`request envelope ${why}`);
+  if (value.env !== undefined) value.env = envWithTrueNames(bytes, value.env as Record<string, string>);
   return value as unknown as RequestEnvelope;
+}
+
+/** Decodes maps as Maps: keys as they are (the object decoder renames a key `__proto__` to `__proto_`). */
+const mapPackr = new Packr({ useRecords: false, mapsAsObjects: false, moreTypes: false, structuredClone: false, bundleStrings: false, int64AsType: 'number', variableMapSize: true });
+
+/**
+ * A request's variables in an object without prototype, so that every valid
+ * name is an ordinary key, `__proto__` too. Only when a name may have been
+ * renamed is the request decoded again, with maps as Maps, to read them as sent.
+ */
+function envWithTrueNames(bytes: Uint8Array, decoded: Record<string, string>): Record<string, string> {
+  let entries: Iterable<[string, string]> = Object.entries(decoded);
+  if (Object.hasOwn(decoded, '__proto_')) {
+    const again = (mapPackr.unpack(bytes) as Map<unknown, unknown>).get('env') as Map<string, string>;
+    entries = again.entries();
+  }
+  const env = Object.create(null) as Record<string, string>;
+  for (const [name, value] of entries) env[name] = value;
+  return env;
 }
 
 export function decodeResult(bytes: Uint8Array): ResultEnvelope {

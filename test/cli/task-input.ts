@@ -243,3 +243,45 @@ t.test("background children: --help says they are killed when the command exits,
   t.teardown(() => killQuietly(pid!));
   await waitFor(() => isGone(pid!), `the background sleep (pid ${pid}) to be killed once its command exited`);
 });
+
+/** `wq serve` without tap's process tracker, whose hook copies the environment of what the server spawns into a plain object (dropping a `__proto__` variable). */
+async function serveUntracked(t: Test, spool: string, args: string[] = []): Promise<void> {
+  const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, WQ, 'serve', '--spool', spool, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  t.teardown(() => killQuietly(child.pid!));
+  const stderr = collect(child.stderr);
+  await waitFor(() => stderr.text().includes('server started') || child.exitCode !== null, 'wq serve to start');
+}
+
+t.test('__proto__ is a variable name like any other: --env, --env-all and a handler context keep it', async (t) => {
+  const clientDir = realpathSync(t.testdir());
+  const spool = join(clientDir, 'spool');
+  await serveUntracked(t, spool);
+  const r = await wq(['enqueue', '--spool', spool, '--wait', '--env', '__proto__=VALUE', '--env', 'A=1', '--', 'printenv'], { cwd: clientDir });
+  t.equal(r.code, 0, r.stderr);
+  const env = parseEnv(r.stdout);
+  t.equal(env.get('__proto__'), 'VALUE', '--env __proto__=VALUE');
+  t.equal(env.get('A'), '1');
+  // env(1) puts the variable in: an environment object in this process cannot carry it past tap's hook.
+  const all = spawnSync('env', ['-u', 'NODE_OPTIONS', '__proto__=from-client', process.execPath, WQ, 'enqueue', '--spool', spool, '--wait', '--env-all', '--', 'printenv'], { cwd: clientDir, encoding: 'utf8' });
+  t.equal(all.status, 0, all.stderr);
+  t.equal(parseEnv(all.stdout).get('__proto__'), 'from-client', '--env-all');
+
+  const dir = realpathSync(t.testdir({ 'handler.mjs': "export default (request, { env }) => ({ names: Object.keys(env), value: env['__proto__'] });\n" }));
+  const handled = join(dir, 'spool');
+  await serveUntracked(t, handled, ['--handler', join(dir, 'handler.mjs')]);
+  const h = await wq(['enqueue', '--spool', handled, '--wait', '--data', '{}', '--env', '__proto__=VALUE', '--env', '__proto_=other']);
+  t.equal(h.code, 0, h.stderr);
+  t.same(JSON.parse(h.stdout), { names: ['__proto__', '__proto_'], value: 'VALUE' }, 'a handler gets both names as sent');
+});
+
+t.test('a read error on standard input is a usage error, never taken for empty input', async (t) => {
+  const dir = realpathSync(t.testdir({ input: {} }));
+  const spool = join(dir, 'spool');
+  for (const args of [['--wait', '--stdin', '--', 'sh', '-c', 'wc -c'], ['--data', '-'], ['--data', '@-']]) {
+    const r = await wqWithStdinFrom(join(dir, 'input'), ['enqueue', '--spool', spool, ...args]);
+    t.equal(r.code, 2, args.join(' '));
+    t.match(r.stderr, /cannot read standard input: EISDIR/);
+    t.match(r.stderr, `wq: ${args[0] === '--data' ? `--data ${args[1]}` : '--stdin'}:`, 'names the flag as given');
+  }
+  t.same(existsSync(spool) ? spoolContents(spool).requested : [], [], 'nothing enqueued');
+});
