@@ -23,7 +23,7 @@ import { encodeRequest } from './spool/codec.js';
 import { entryPath, openSpool, removeLogs, type SpoolPaths } from './spool/layout.js';
 import type { AbortReason, RequestState, ResultEnvelope } from './spool/types.js';
 import { silentLogger, type Logger } from './logger.js';
-import { claimResult, locateRequest, peekResult } from './result-claim.js';
+import { claimResult, locateRequest, peekResult, removeResult } from './result-claim.js';
 import { ownActiveRequests } from './own-requests.js';
 import { isRequestId, RequestIdGenerator, type IdSource } from './spool/request-id.js';
 import * as sfs from './spool/fs.js';
@@ -146,6 +146,20 @@ export interface WaitOptions {
    * const result = await client.waitForResult(id, { keep: true }); // a later wait(id) still gets it
    */
   keep?: boolean;
+  /**
+   * Read the result without claiming it, and leave the claim to the caller
+   * (claim()) once it has used the result, e.g. printed or stored it: a
+   * caller that fails to (a closed stdout) leaves the result in the spool for
+   * a later wait instead of losing it. Unlike `keep`, a timeout or `signal`
+   * still aborts the request. A waiter that claims the result in between
+   * loses nothing to this one (both may then use it).
+   * @default false
+   * @example
+   * const result = await client.waitForResult(id, { deferClaim: true });
+   * await save(result);
+   * await client.claim(id);
+   */
+  deferClaim?: boolean;
 }
 
 export interface ConfirmAbortOptions {
@@ -507,13 +521,40 @@ export class WorkQueueClient {
         else giveUp('cancelled', new WorkQueueCancelledError(id, signal?.reason));
       };
       const onTimeout = (): void => {
+        // A deadline reached with nothing to wait for is an unknown request, not a late one.
+        if (lastLook()) return;
         if (keep) settle(() => reject(new WorkQueueTimeoutError(id, timeoutMs!, 'total', false)));
         else giveUp('timeout', new WorkQueueTimeoutError(id, timeoutMs!));
+      };
+      const read = keep || options.deferClaim === true ? peekResult : claimResult;
+      /** At the deadline: the result if it is there now, or unknown if the request is found nowhere (twice in a row, like peek()); true if that settled the wait. */
+      const lastLook = (): boolean => {
+        try {
+          let gone = 0;
+          for (let look = 0; look < 2 * MISSING_CHECKS_BEFORE_UNKNOWN; look++) {
+            const claim = read(paths, id, options.keepLogs === true, false);
+            if (claim !== undefined && 'result' in claim) {
+              settle(() => resolve(claim.result));
+              return true;
+            }
+            const state = locateRequest(paths, id, claim !== undefined);
+            if (state !== undefined && state !== 'complete') return false;
+            if (state === undefined && ++gone >= MISSING_CHECKS_BEFORE_UNKNOWN) {
+              settle(() => reject(new UnknownRequestError(id)));
+              return true;
+            }
+            if (state !== undefined) gone = 0;
+          }
+          return false;
+        } catch (err) {
+          settle(() => reject(err));
+          return true;
+        }
       };
       let refused = false;
       const attempt = (look: Look): void => {
         try {
-          const claim = (keep ? peekResult : claimResult)(paths, id, options.keepLogs === true, look === 'arrived');
+          const claim = read(paths, id, options.keepLogs === true, look === 'arrived');
           if (claim !== undefined && 'result' in claim) return settle(() => resolve(claim.result));
           if (claim !== undefined && !refused) {
             refused = true; // said once per wait; the server replaces the entry with the real result
@@ -542,6 +583,20 @@ export class WorkQueueClient {
       else if (watcherAtPublish === 'arrived') attempt('arrived');
       else if (watcherAtPublish === undefined || watcherAtPublish !== this.#watcher) attempt('result');
     });
+  }
+
+  /**
+   * Claims a result read without claiming it (a wait with `deferClaim` or
+   * `keep`, peek()): removes it and its output logs from the spool. Resolves
+   * with false if it was no longer there (another waiter claimed it, or it
+   * was aborted). In a shared spool, where only the server removes results,
+   * files an abort that makes the server remove it.
+   * @example
+   * await client.claim(id);
+   */
+  async claim(id: string): Promise<boolean> {
+    assertRequestId(id);
+    return removeResult(this.#spoolPaths(), id);
   }
 
   /**
@@ -698,14 +753,14 @@ export function resolveTaskInput(options: Pick<EnqueueOptions, 'env' | 'replaceE
   if (env !== undefined) {
     const why = invalidVariables(env);
     if (why !== undefined) throw new InvalidOptionError(`Expected \`env\` to be a map of variable names to strings, but it ${why}`);
-    input.env = { ...env };
+    input.env = Object.assign(Object.create(null) as Record<string, string>, env); // __proto__ is a name like any other
   }
   if (replaceEnv !== undefined && typeof replaceEnv !== 'boolean') {
     throw new InvalidOptionError(`Expected \`replaceEnv\` to be a boolean, got \`${String(replaceEnv)}\` (${typeof replaceEnv})`);
   }
   if (replaceEnv === true) {
     input.replaceEnv = true;
-    input.env ??= {};
+    input.env ??= Object.create(null) as Record<string, string>;
   }
   if (stdin !== undefined) {
     if (typeof stdin !== 'string' && !(stdin instanceof Uint8Array)) {

@@ -43,6 +43,25 @@ export function claimResult(paths: SpoolPaths, id: string, keepLogs: boolean, ex
 }
 
 /**
+ * Claims a result that was read without claiming it (peekResult()): removes
+ * complete/<id> and its logs, or in a shared spool files an abort for the
+ * server to remove them. False if it was gone already (another waiter claimed it).
+ */
+export function removeResult(paths: SpoolPaths, id: string): boolean {
+  const path = entryPath(paths, 'complete', id);
+  try {
+    if (!sfs.removeEntry(path)) return false;
+  } catch (err) {
+    if (!isErrno(err, 'EACCES') && !isErrno(err, 'EPERM')) throw err;
+    if (!sfs.entryExists(path)) return false;
+    sfs.publish(sfs.writeTemp(paths.dirs.tmp, 'abort', encodeAbortReason('user')), entryPath(paths, 'aborting', id));
+    return true;
+  }
+  removeLogs(paths, id);
+  return true;
+}
+
+/**
  * Reads complete/<id> without claiming it (a wait with `keep`, peek()): it
  * removes nothing and files nothing, so a waiter that claims the result,
  * before, meanwhile or later, loses nothing to it. The whole output is read

@@ -42,7 +42,8 @@ Exit codes: 0 ok (or the command's own code), 1 task failed or output lost (wq a
 2 usage, 3 spool unusable or already served (or the --metrics-port address unusable), 4 unknown
 request id, 124 timed out (request aborted), 128+N stopped by signal N while waiting (129 SIGHUP,
 130 SIGINT, 143 SIGTERM: request aborted), 141 stdout or stderr closed by its reader (like
-SIGPIPE; a request waited for is aborted).`,
+SIGPIPE; a request waited for is aborted; a result that could not be written stays in the spool
+for a later wq wait, and stderr says so).`,
     );
 
   program
@@ -113,7 +114,7 @@ Examples:
     .option('--durable', 'return only once the request is on disk (fsync), so it survives a power loss')
     .option('--json', `print one JSON object: the id, or with --wait the outcome (exit code, output or result, error); ${JSON_STREAMS_HELP}`)
     .option('-q, --quiet', "print nothing but the task's own output (no warnings, no live status); a note that output was lost still prints")
-    .option('--detach-on-signal', 'with --wait: on SIGINT, SIGTERM, SIGHUP or a closed stdout, stop waiting but leave the request queued (its id goes to stderr) instead of aborting it')
+    .option('--detach-on-signal', 'with --wait: on SIGINT, SIGTERM, SIGHUP or a closed stdout, stop waiting but leave the request in the spool (its id goes to stderr) instead of aborting it; a closed stdout is noticed when wq writes to it, and a result it could not print stays in the spool')
     .passThroughOptions()
     .addHelpText(
       'after',
@@ -157,7 +158,7 @@ Examples:
     .option('--json', `print one JSON object for the outcome (exit code, output or result, error), one line per id; ${JSON_STREAMS_HELP}`)
     .option('-q, --quiet', "print nothing but the task's own output (no messages, no live status); a note that output was lost still prints")
     .option('--keep', 'print the result but leave it in the spool, for a later wq wait to claim; never abort the request: --timeout and signals only stop the waiting')
-    .option('--detach-on-signal', 'on SIGINT, SIGTERM, SIGHUP or a closed stdout, stop waiting but leave the request queued (its id goes to stderr) instead of aborting it')
+    .option('--detach-on-signal', 'on SIGINT, SIGTERM, SIGHUP or a closed stdout, stop waiting but leave the request in the spool (its id goes to stderr) instead of aborting it; a closed stdout is noticed when wq writes to it, and a result it could not print stays in the spool')
     .addHelpText('after', `
 On a terminal, a live line on stderr shows the request's place in line and what holds it, then how
 long it has run; it waits while the task's output (--follow) has left a line unfinished.

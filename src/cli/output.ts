@@ -98,7 +98,7 @@ export function render(outcome: Outcome, options: RenderOptions, out: NodeJS.Wri
       return code;
     case 'interrupted':
       // A detached request's id is printed even with --quiet: without it, nobody can collect the result.
-      if (outcome.detached) err.write(`wq: stopped waiting (${outcome.cause}); request ${outcome.id} was left queued: collect it with \`wq wait ${outcome.id}\`\n`);
+      if (outcome.detached) err.write(`wq: stopped waiting (${outcome.cause}); request ${outcome.id} was left in the spool: collect it with \`wq wait ${outcome.id}\`\n`);
       else say(`aborted request ${outcome.id} (${outcome.cause})`);
       return code;
     case 'result':

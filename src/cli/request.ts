@@ -224,14 +224,43 @@ async function waitAndReport(client: WorkQueueClient, spool: string, id: string,
   } catch (err) {
     outcome = outcomeOf(err, id, stops);
   } finally {
-    stops.close();
     await follower?.finish();
     line?.stop();
     client.close();
   }
-  // A detached request still runs, and a kept result stays: their logs are not ours to remove.
-  if (follower !== undefined && !flags.keep && !(outcome.kind === 'interrupted' && outcome.detached)) client.removeRequestLogs(id);
-  process.exitCode = render(outcome, { json: flags.json === true, quiet: flags.quiet === true, streamed: follower?.sawLogs === true, together: sameFile(1, 2) }, output(stops));
+  try {
+    // Still listening: an EPIPE while the result is printed tells this wait, rather than ending wq with the result unclaimed.
+    const code = render(outcome, { json: flags.json === true, quiet: flags.quiet === true, streamed: follower?.sawLogs === true, together: sameFile(1, 2) }, output(stops));
+    process.exitCode = outcome.kind === 'result' && !flags.keep ? await claimIfPrinted(client, [id], stops, code) : code;
+  } finally {
+    stops.close();
+  }
+  // A detached request still runs, and a kept or unprinted result stays: their logs are not ours to remove.
+  const left = flags.keep || (outcome.kind === 'interrupted' && outcome.detached) || (outcome.kind === 'result' && stops.cause === 'SIGPIPE');
+  if (follower !== undefined && !left) client.removeRequestLogs(id);
+}
+
+/**
+ * Claims results once their output is written (wq reads them without
+ * claiming): a result whose output could not be written, its reader gone,
+ * stays in the spool for a later `wq wait`, and stderr says so. Returns the
+ * exit code: `code`, or 141 then.
+ */
+async function claimIfPrinted(client: WorkQueueClient, ids: string[], stops: StopListener, code: number): Promise<number> {
+  const [out, err] = await Promise.all([written(process.stdout), written(process.stderr)]);
+  if (out && err && stops.outputOpen) {
+    for (const id of ids) await client.claim(id);
+    return code;
+  }
+  stops.stop('SIGPIPE');
+  if (err) for (const id of ids) process.stderr.write(`wq: the output could not be written (its reader went away): the result stays in the spool: wq wait ${id}\n`);
+  return exitCodeForCause('SIGPIPE');
+}
+
+/** Whether everything written to `stream` so far got through (false once its reader went away). */
+function written(stream: NodeJS.WriteStream): Promise<boolean> {
+  if (stream.errored !== null || stream.destroyed) return Promise.resolve(false);
+  return new Promise((resolve) => stream.write('', (err) => resolve(err === null || err === undefined)));
 }
 
 /**
@@ -241,7 +270,8 @@ async function waitAndReport(client: WorkQueueClient, spool: string, id: string,
  * code in that order, or 128+N if a signal stopped the wait.
  */
 async function waitForEach(client: WorkQueueClient, spool: string, ids: string[], flags: WaitFlags, stops: StopListener): Promise<void> {
-  const options = waitOptions(flags, stops);
+  // Each result is claimed as it arrives, not when its turn to print comes.
+  const options = { ...waitOptions(flags, stops), deferClaim: false };
   // Settled promises that never reject: an error is thrown when its turn comes, not left unhandled.
   const settled = ids.map((id) =>
     client.waitForResult(id, options).then(
@@ -274,7 +304,8 @@ async function waitForEach(client: WorkQueueClient, spool: string, ids: string[]
 }
 
 function waitOptions(flags: WaitFlags, stops: StopListener): WaitOptions {
-  return { timeoutMs: flags.timeout, signal: stops.signal, abortOnCancel: flags.detachOnSignal !== true, keep: flags.keep === true };
+  // One result is claimed once printed (claimIfPrinted): a closed stdout never costs it.
+  return { timeoutMs: flags.timeout, signal: stops.signal, abortOnCancel: flags.detachOnSignal !== true, keep: flags.keep === true, deferClaim: flags.keep !== true };
 }
 
 /** The outcome a wait's error stands for; other errors are thrown on. */

@@ -64,7 +64,7 @@ t.test('--keep never aborts: --timeout and signals only stop the waiting', async
   await waitFor(() => listensForStopSignals(child.pid!), 'wq wait to listen for signals');
   child.kill('SIGINT');
   t.same(await ended, { code: 130, signal: null });
-  t.equal(stderr.text(), `${noServer}wq: stopped waiting (SIGINT); request ${id} was left queued: collect it with \`wq wait ${id}\`\n`);
+  t.equal(stderr.text(), `${noServer}wq: stopped waiting (SIGINT); request ${id} was left in the spool: collect it with \`wq wait ${id}\`\n`);
   t.same(spoolContents(spool).aborting, [], 'no abort was ever filed');
   t.same(spoolContents(spool).requested, [id], 'the request is still queued');
 
@@ -89,4 +89,20 @@ t.test('kept reads racing a claim: the claimer always gets the whole output; a r
     }
     t.same(spoolContents(spool).complete, [], `round ${round}: claimed once`);
   }
+});
+
+t.test('a deadline with nothing to wait for: unknown request id (exit 4), not a timeout, with or without --keep', async (t) => {
+  const spool = join(realpathSync(t.testdir()), 'spool');
+  await startCliServer(t, spool);
+  const never = '1763830000000000-0123456789ab';
+  const id = (await wq(['enqueue', '--spool', spool, '--quiet', '--', 'echo', 'done'])).stdout.trim();
+  t.equal((await wq(['wait', '--spool', spool, id])).stdout, 'done\n', 'claimed: now unknown too');
+  for (const gone of [never, id]) {
+    for (const args of [['--keep', '--timeout', '0'], ['--timeout', '0'], ['--keep', '--timeout', '0.2'], ['--timeout', '0.2']]) {
+      const r = await wq(['wait', '--spool', spool, ...args, gone]);
+      t.equal(r.code, 4, `${args.join(' ')} ${gone === never ? 'never enqueued' : 'claimed'}`);
+      t.match(r.stderr, /unknown request id/);
+    }
+  }
+  t.same(spoolContents(spool).aborting, [], 'no abort filed for them');
 });

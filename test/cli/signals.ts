@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { openSpool } from '../../src/spool/layout.js';
 import { spawnWq, spoolContents, startCliServer, waitFor } from '../fixtures/helpers.js';
-import { closed, collect, sq, wq } from '../fixtures/gates.js';
+import { closed, collect, openGate, sq, waitGate, wq } from '../fixtures/gates.js';
 import { isGone, readPid } from '../fixtures/processes.js';
 
 const ID = /\d{16}-[0-9a-f]{12}/;
@@ -80,7 +80,7 @@ t.test('--detach-on-signal: the request stays queued, its id goes to stderr (eve
   const id = await waitFor(() => spoolContents(spool).requested[0], 'the request to be queued');
   child.kill('SIGTERM');
   t.same(await ended, { code: 143, signal: null });
-  t.equal(stderr.text(), `wq: stopped waiting (SIGTERM); request ${id} was left queued: collect it with \`wq wait ${id}\`\n`, 'the id, even with --quiet');
+  t.equal(stderr.text(), `wq: stopped waiting (SIGTERM); request ${id} was left in the spool: collect it with \`wq wait ${id}\`\n`, 'the id, even with --quiet');
   t.same(spoolContents(spool).aborting, [], 'no abort was filed');
 
   const loud = spawnWq(['enqueue', '--spool', spool, '--wait', '--detach-on-signal', '--', 'echo', 'later']);
@@ -91,7 +91,7 @@ t.test('--detach-on-signal: the request stays queued, its id goes to stderr (eve
   await waitFor(() => loudErr.text().includes('no server'), 'the no-server warning');
   loud.kill('SIGHUP');
   t.equal((await loudEnded).code, 129);
-  t.match(loudErr.text(), `wq: stopped waiting (SIGHUP); request ${second} was left queued: collect it with \`wq wait ${second}\`\n`);
+  t.match(loudErr.text(), `wq: stopped waiting (SIGHUP); request ${second} was left in the spool: collect it with \`wq wait ${second}\`\n`);
 
   await startCliServer(t, spool);
   for (const queued of [id, second]) t.same(await wq(['wait', '--spool', spool, queued]), { code: 0, signal: null, stdout: 'later\n', stderr: '' }, 'collected later');
@@ -108,7 +108,7 @@ t.test('a closed stdout or stderr: no stack trace, exit 141', async (t) => {
     t.equal(stderr.text(), '', 'nothing on stderr');
   });
 
-  t.test('wq enqueue --wait: the result is claimed, then wq ends quietly', async (t) => {
+  t.test('wq enqueue --wait: a result that cannot be printed is never lost: it stays in the spool, stderr says so', async (t) => {
     const spool = join(realpathSync(t.testdir()), 'spool');
     await startCliServer(t, spool);
     const child = spawnWq(['enqueue', '--spool', spool, '--wait', '--', 'seq', '1', '100000']);
@@ -116,9 +116,34 @@ t.test('a closed stdout or stderr: no stack trace, exit 141', async (t) => {
     const stderr = collect(child.stderr);
     const { code } = await closed(child);
     t.equal(code, 141);
-    t.equal(stderr.text(), '', 'nothing on stderr');
-    t.ok(emptied(spool), 'the result was claimed');
+    const [id] = spoolContents(spool).complete;
+    t.equal(stderr.text(), `wq: the output could not be written (its reader went away): the result stays in the spool: wq wait ${id}\n`);
+    const later = await wq(['wait', '--spool', spool, id!]);
+    t.equal(later.code, 0, 'a later wq wait collects it');
+    t.equal(later.stdout.split('\n').length, 100001, 'whole');
+    t.ok(emptied(spool), 'and then it is claimed');
   });
+
+  for (const detach of [false, true]) {
+    t.test(`wq wait${detach ? ' --detach-on-signal' : ''} whose stdout closed before the task ended: the result stays in the spool`, async (t) => {
+      const dir = realpathSync(t.testdir());
+      const spool = join(dir, 'spool');
+      await startCliServer(t, spool);
+      const gate = join(dir, 'go');
+      const id = (await wq(['enqueue', '--spool', spool, '--quiet', '--', 'sh', '-c', `${waitGate(gate)}; echo out`])).stdout.trim();
+      const child = spawnWq(['wait', '--spool', spool, ...(detach ? ['--detach-on-signal'] : []), id]);
+      t.teardown(() => void (child.exitCode === null && child.kill('SIGKILL')));
+      child.stdout!.destroy(); // like `… | true`: nothing tells wq until it writes
+      const stderr = collect(child.stderr);
+      const ended = closed(child);
+      await waitFor(() => spoolContents(spool).running.includes(id), 'the task to run');
+      openGate(gate);
+      t.equal((await ended).code, 141);
+      t.equal(stderr.text(), `wq: the output could not be written (its reader went away): the result stays in the spool: wq wait ${id}\n`);
+      t.same(spoolContents(spool).complete, [id], 'not claimed');
+      t.same(await wq(['wait', '--spool', spool, id]), { code: 0, signal: null, stdout: 'out\n', stderr: '' }, 'a later wq wait collects it');
+    });
+  }
 
   t.test('wq enqueue --wait --follow: the reader went away mid-stream, so the request is aborted', async (t) => {
     const dir = realpathSync(t.testdir());

@@ -97,7 +97,7 @@ t.test('--timeout and signals act on every request not yet collected', async (t)
     t.same(await ended, { code: 143, signal: null });
     const filed = spoolContents(spool).aborting;
     if (detach) {
-      t.equal(stderr.text(), noServer + [c, d].map((id) => `wq: stopped waiting (SIGTERM); request ${id} was left queued: collect it with \`wq wait ${id}\`\n`).join(''));
+      t.equal(stderr.text(), noServer + [c, d].map((id) => `wq: stopped waiting (SIGTERM); request ${id} was left in the spool: collect it with \`wq wait ${id}\`\n`).join(''));
       t.notOk(filed.includes(c!) || filed.includes(d!), '--detach-on-signal: no abort filed');
     } else {
       t.equal(stderr.text(), `${noServer}wq: aborted request ${c} (SIGTERM)\nwq: aborted request ${d} (SIGTERM)\n`);
