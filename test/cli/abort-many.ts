@@ -11,7 +11,7 @@ import t from 'tap';
 import { WorkQueueClient } from '../../src/client.js';
 import { openSpool } from '../../src/spool/layout.js';
 import { InProcessTaskManager } from '../../src/task-manager/in-process.js';
-import { spoolContents, startCliServer, startServer, waitFor } from '../fixtures/helpers.js';
+import { inNoState, spoolContents, startCliServer, startServer, waitFor } from '../fixtures/helpers.js';
 import { BLOCKER, wq } from '../fixtures/cli.js';
 import { isGone, readLines } from '../fixtures/processes.js';
 import { assertOtherUsersCanRunWq, isRoot, wqAs } from '../fixtures/other-users.js';
@@ -22,11 +22,6 @@ async function enqueue(spool: string, command: string[], cwd?: string): Promise<
   return (await wq(['enqueue', '--spool', spool, '--quiet', '--', ...command], cwd === undefined ? {} : { cwd })).stdout.trim();
 }
 
-/** Whether a request is in no state of the spool. */
-function gone(spool: string, id: string): boolean {
-  const s = spoolContents(spool);
-  return ![s.requested, s.pending, s.running, s.complete].some((names) => names.includes(id));
-}
 
 t.test('several ids: each is aborted; exit 4 and a message for each unknown one', async (t) => {
   const dir = realpathSync(t.testdir());
@@ -41,12 +36,12 @@ t.test('several ids: each is aborted; exit 4 and a message for each unknown one'
   t.equal(r.code, 4, 'an unknown id: exit 4');
   t.equal(r.stdout, '');
   t.equal(r.stderr, `wq: no request ${UNKNOWN} in the spool; the abort is kept for 10 minutes in case it is still being enqueued\n`);
-  await waitFor(() => gone(spool, running) && gone(spool, queued), 'both requests to be aborted');
+  await waitFor(() => inNoState(spool, running) && inNoState(spool, queued), 'both requests to be aborted');
   await waitFor(() => isGone(pid!), 'the running one to be killed');
 
   const [a, b] = [await enqueue(spool, ['sh', '-c', BLOCKER], dir), await enqueue(spool, ['true'])];
   t.same(await wq(['abort', '--spool', spool, a, b]), { code: 0, signal: null, stdout: '', stderr: '' }, 'all known: exit 0, nothing said');
-  await waitFor(() => gone(spool, a) && gone(spool, b), 'both aborted');
+  await waitFor(() => inNoState(spool, a) && inNoState(spool, b), 'both aborted');
   const quiet = await wq(['abort', '--spool', spool, '--quiet', UNKNOWN, '1700000000000000-000000000001']);
   t.same({ code: quiet.code, stderr: quiet.stderr }, { code: 4, stderr: '' }, '--quiet: exit 4 without a message');
 });
@@ -65,7 +60,7 @@ t.test('--all: every queued or running request of yours, not the results already
   t.equal(r.code, 0);
   t.equal(r.stderr, '');
   t.equal(r.stdout, [running, ...queued].map((id) => `${id}\n`).join(''), 'the ids it aborted, oldest first');
-  await waitFor(() => [running, ...queued].every((id) => gone(spool, id)), 'all three to be aborted');
+  await waitFor(() => [running, ...queued].every((id) => inNoState(spool, id)), 'all three to be aborted');
   t.same(await wq(['wait', '--spool', spool, finished]), { code: 0, signal: null, stdout: 'kept\n', stderr: '' }, 'the result is left to claim');
   t.same(await wq(['abort', '--spool', spool, '--all']), { code: 0, signal: null, stdout: '', stderr: '' }, 'nothing left: exit 0, nothing printed');
 

@@ -8,7 +8,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { openSpool } from '../../src/spool/layout.js';
-import { spawnWq, spoolContents, startCliServer, waitFor } from '../fixtures/helpers.js';
+import { spawnWq, inNoState, spoolContents, startCliServer, waitFor } from '../fixtures/helpers.js';
 import { closed, collect, openGate, waitGate, wq } from '../fixtures/gates.js';
 import { spawnWqUntracked } from '../fixtures/cli.js';
 import { listensForStopSignals } from '../fixtures/processes.js';
@@ -20,11 +20,6 @@ async function enqueueAll(spool: string, commands: string[][]): Promise<string[]
   return ids;
 }
 
-/** Whether a request is in no state of the spool (claimed or aborted). */
-function gone(spool: string, id: string): boolean {
-  const s = spoolContents(spool);
-  return ![s.requested, s.pending, s.running, s.complete].some((names) => names.includes(id));
-}
 
 t.test('results print in the order given, each claimed as soon as it is written; the exit code is the first non-zero', async (t) => {
   const dir = realpathSync(t.testdir());
@@ -41,7 +36,7 @@ t.test('results print in the order given, each claimed as soon as it is written;
   const stdout = collect(child.stdout);
   const stderr = collect(child.stderr);
   const ended = closed(child);
-  await waitFor(() => gone(spool, second!) && gone(spool, third!), 'the two finished results to be claimed');
+  await waitFor(() => inNoState(spool, second!) && inNoState(spool, third!), 'the two finished results to be claimed');
   t.ok(spoolContents(spool).running.includes(first!), 'while the first still runs');
   t.equal(stdout.text() + stderr.text(), '', 'nothing printed before the first in order');
   openGate(gate);
