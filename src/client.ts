@@ -596,7 +596,8 @@ export class WorkQueueClient {
    */
   async claim(id: string): Promise<boolean> {
     assertRequestId(id);
-    return removeResult(this.#spoolPaths(), id);
+    const paths = this.#spoolPaths();
+    return this.#onSpool(() => removeResult(paths, id));
   }
 
   /**
