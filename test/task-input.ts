@@ -2,13 +2,18 @@
 import t from 'tap';
 import { badVariableName, commandEnvironment, hasTaskInput, invalidVariables, refusedInput } from '../src/task-input.js';
 
+/** The environments commandEnvironment builds have no prototype, so that every name, __proto__ too, is an own key. */
+const env = (vars: Record<string, string>): Record<string, string> => Object.assign(Object.create(null) as Record<string, string>, vars);
+
 t.test('commandEnvironment: the server environment without OLDPWD, the request variables over it, PWD the command directory', async (t) => {
   const server = { PATH: '/usr/bin', HOME: '/home/wq', PWD: '/srv', OLDPWD: '/root', UNSET: undefined };
-  t.strictSame(commandEnvironment(server, {}, '/work'), { PATH: '/usr/bin', HOME: '/home/wq', PWD: '/work' }, 'nothing asked: the server environment, PWD set, OLDPWD and unset names gone');
-  t.strictSame(commandEnvironment(server, { env: { HOME: '/home/me', CC: 'clang' } }, '/work'), { PATH: '/usr/bin', HOME: '/home/me', PWD: '/work', CC: 'clang' }, 'variables override and add');
-  t.strictSame(commandEnvironment(server, { env: { CC: 'clang', OLDPWD: '/prev' }, replaceEnv: true }, '/work'), { CC: 'clang', OLDPWD: '/prev', PWD: '/work' }, 'replaceEnv: none of the server variables; a client OLDPWD is its own');
-  t.strictSame(commandEnvironment(server, { env: { PWD: '/lies' } }, '/work'), { PATH: '/usr/bin', HOME: '/home/wq', PWD: '/work' }, 'PWD always names the directory');
-  t.strictSame(commandEnvironment({}, { replaceEnv: true }, '/'), { PWD: '/' }, 'an empty environment still gets PWD');
+  t.strictSame(commandEnvironment(server, {}, '/work'), env({ PATH: '/usr/bin', HOME: '/home/wq', PWD: '/work' }), 'nothing asked: the server environment, PWD set, OLDPWD and unset names gone');
+  t.strictSame(commandEnvironment(server, { env: { HOME: '/home/me', CC: 'clang' } }, '/work'), env({ PATH: '/usr/bin', HOME: '/home/me', PWD: '/work', CC: 'clang' }), 'variables override and add');
+  t.strictSame(commandEnvironment(server, { env: { CC: 'clang', OLDPWD: '/prev' }, replaceEnv: true }, '/work'), env({ CC: 'clang', OLDPWD: '/prev', PWD: '/work' }), 'replaceEnv: none of the server variables; a client OLDPWD is its own');
+  t.strictSame(commandEnvironment(server, { env: { PWD: '/lies' } }, '/work'), env({ PATH: '/usr/bin', HOME: '/home/wq', PWD: '/work' }), 'PWD always names the directory');
+  t.strictSame(commandEnvironment({}, { replaceEnv: true }, '/'), env({ PWD: '/' }), 'an empty environment still gets PWD');
+  const named = commandEnvironment({}, { env: JSON.parse('{"__proto__":"x"}') as Record<string, string> }, '/');
+  t.equal(Object.getOwnPropertyDescriptor(named, '__proto__')?.value, 'x', '__proto__ is a variable like any other');
 });
 
 t.test('refusedInput: a list takes only its names and never a whole environment; all takes anything', async (t) => {

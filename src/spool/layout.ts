@@ -70,9 +70,14 @@ export function logPath(paths: SpoolPaths, id: string, suffix: LogSuffix): strin
   return `${paths.dirs.logs}/${id}.${suffix}`;
 }
 
-/** Removes every log file of a request (they go with its result). */
+/**
+ * Removes every log file of a request (they go with its result). Something
+ * planted where a log goes is removed the same way if it can be without
+ * descending into it (an empty directory); a non-empty directory is left for
+ * housekeeping to report, so claiming a result never fails on it.
+ */
 export function removeLogs(paths: SpoolPaths, id: string): void {
-  for (const suffix of LOG_SUFFIXES) sfs.removeEntry(logPath(paths, id, suffix));
+  for (const suffix of LOG_SUFFIXES) sfs.removeAnyEntry(logPath(paths, id, suffix));
 }
 
 /**
