@@ -8,7 +8,7 @@
  * (layout-guard.ts), then runs, in order: reapCompleted → expireRunTimeouts →
  * admitNew → processAborts → startPending → parkWaiting → publishHold.
  *
- * Beside it: its options (server-options.ts), its watches (directory-watchers.ts),
+ * Beside it, in spool/server/: its options (options.ts), its watches (directory-watchers.ts),
  * result publication (result-writer.ts), housekeeping and abort decisions
  * (housekeeping.ts, protocol.ts, permissions.ts: pure).
  *
@@ -19,20 +19,20 @@
 import { basename, dirname, join } from 'node:path';
 import { ForeignRequestError, ProtocolError, serializeError, WorkQueueError, type SerializedError } from './errors.js';
 import type { Logger } from './logger.js';
-import { resolveServerOptions, type ResolvedOptions, type WorkQueueServerOptions } from './server-options.js';
+import { resolveServerOptions, type ResolvedOptions, type WorkQueueServerOptions } from './spool/server/options.js';
 import { ServerMetrics, type FinishStatus } from './metrics.js';
-import { DirectoryWatchers, type WatchedDir } from './directory-watchers.js';
-import { LayoutGuard } from './layout-guard.js';
-import { PendingQueue } from './pending-queue.js';
+import { DirectoryWatchers, type WatchedDir } from './spool/server/directory-watchers.js';
+import { LayoutGuard } from './spool/server/layout-guard.js';
+import { PendingQueue } from './spool/server/pending-queue.js';
 import { planAbort, planRecovery, tombstoneExpired, whatHoldsTheLine, type AbortTarget, type RecoveryStep } from './protocol.js';
-import { Orphans } from './orphans.js';
+import { Orphans } from './spool/server/orphans.js';
 import { decodeRequest, decodeResult, encodeResult, MAX_REQUEST_BYTES, MAX_RESULT_BYTES, type RequestEnvelope, type ResultEnvelope, type ResultStatus } from './spool/codec.js';
 import { entryPath, logPath, PROCESS_SUFFIX, removeLogs, type SpoolDir, type SpoolPaths } from './spool/layout.js';
-import { FaultLog } from './spool/fault-log.js';
-import { planHousekeeping, type AgedEntry } from './housekeeping.js';
-import { mayAbort, mayRunRequest } from './permissions.js';
-import { diskFullResult } from './result-on-full-disk.js';
-import { ResultWriter, stagedResultPath, STAGED_SUFFIX, type LastState } from './result-writer.js';
+import { FaultLog } from './spool/server/fault-log.js';
+import { planHousekeeping, type AgedEntry } from './spool/server/housekeeping.js';
+import { mayAbort, mayRunRequest } from './spool/permissions.js';
+import { diskFullResult } from './spool/server/result-on-full-disk.js';
+import { ResultWriter, stagedResultPath, STAGED_SUFFIX, type LastState } from './spool/server/result-writer.js';
 import { acquireLock, type HeldLock, type LockOwner } from './spool/lock.js';
 import { removeServerState, writeServerState } from './spool/server-state.js';
 import { farFutureByMs, isRequestId } from './spool/request-id.js';
@@ -42,12 +42,12 @@ import { describeFileSystem, fileSystemWarnings } from './spool/mount.js';
 import * as sfs from './spool/fs.js';
 import { openServedSpool, serverIdentity } from './spool/access.js';
 import { asSpoolError } from './spool/spool-fault.js';
-import { LinkedRequests } from './linked-requests.js';
+import { LinkedRequests } from './spool/server/linked-requests.js';
 import type { TaskManager, TaskManagerEvent, TaskOutcome } from './task-manager/types.js';
 import { hasTaskInput, type TaskInput } from './task-input.js';
 import { stripUndefined } from './options.js';
 
-export { resolveServerOptions, type WorkQueueServerOptions } from './server-options.js';
+export { resolveServerOptions, type WorkQueueServerOptions } from './spool/server/options.js';
 
 /** At shutdown, how long to wait for results still being committed (durable) or retried (a full disk). */
 const COMMIT_WAIT_AT_STOP_MS = 10_000;

@@ -32,12 +32,12 @@
  * complete/, which is fsynced last: after a power loss a request has either
  * its request file or a complete staged result.
  */
-import { isErrno } from './errors.js';
-import type { Logger } from './logger.js';
+import { isErrno } from '../../errors.js';
+import type { Logger } from '../../logger.js';
 import { shouldShrinkOnFullDisk } from './result-on-full-disk.js';
-import { FaultLog } from './spool/fault-log.js';
-import { entryPath, type SpoolPaths } from './spool/layout.js';
-import * as sfs from './spool/fs.js';
+import { FaultLog } from './fault-log.js';
+import { entryPath, type SpoolPaths } from '../layout.js';
+import * as sfs from '../fs.js';
 
 export type LastState = 'running' | 'pending' | 'requested';
 
@@ -71,8 +71,8 @@ export type NoSpaceHandler = (id: string, bytes: Buffer) => Buffer | undefined;
 
 export { SMALL_RESULT_BYTES } from './result-on-full-disk.js';
 
-export { stagedResultPath, STAGED_SUFFIX } from './spool/layout.js';
-import { stagedResultPath } from './spool/layout.js';
+export { stagedResultPath, STAGED_SUFFIX } from '../layout.js';
+import { stagedResultPath } from '../layout.js';
 
 /** After a failed write or commit (a full disk), wait this long before trying again. */
 const RETRY_MS = 1000;

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { PendingQueue } from '../src/pending-queue.js';
+import { PendingQueue } from '../../../src/spool/server/pending-queue.js';
 
 /** Ids as the server sees them: fixed width, so lexical order is time order. */
 function id(n: number): string {

@@ -4,8 +4,8 @@
  * error code are counted (debug), and the first success after a failure logs
  * one `recovered` line with the count. A step failing with a new code logs again.
  */
-import { serializeError } from '../errors.js';
-import type { LogFields, Logger } from '../logger.js';
+import { serializeError } from '../../errors.js';
+import type { LogFields, Logger } from '../../logger.js';
 
 interface Episode {
   code: string;

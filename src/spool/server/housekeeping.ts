@@ -4,7 +4,7 @@
  * no live writer can reach (writes take milliseconds); a log whose request is in
  * no state any more after the same age. The server gathers the ages and acts.
  */
-import { isRequestId } from './spool/request-id.js';
+import { isRequestId } from '../request-id.js';
 
 export interface HousekeepingPolicy {
   /** Unclaimed results older than this are removed. */
