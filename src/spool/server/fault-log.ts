@@ -20,11 +20,6 @@ export class FaultLog {
     this.#log = log;
   }
 
-  /** Whether `step` is failing now. */
-  isFailing(step: string): boolean {
-    return this.#episodes.has(step);
-  }
-
   /**
    * Records a failure of `step`: logged as `<step> failed; will retry` the first time.
    * @example

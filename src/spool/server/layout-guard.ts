@@ -6,7 +6,7 @@
  * tmp cleaner removed is recreated, with its mode, once two periodic checks in
  * a row found it missing; a replaced or recreated one is adopted.
  *
- * The check costs nine lookups. While a watch on the spool directory is live
+ * The check costs eight lookups. While a watch on the spool directory is live
  * (see watched()), a tick repeats it only after that watch reported a change
  * in the spool directory (a state directory renamed, removed or created, the
  * spool itself moved or removed), or when LAYOUT_RECHECK_MS have passed (a
