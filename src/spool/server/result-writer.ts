@@ -8,7 +8,7 @@
  *   3. rename running/<id>.result to complete/<id>.
  * A starting server publishes any valid running/<id>.result it finds (and
  * drops its request), and discards a torn one, whose request then runs again
- * (the server's recovery does this). A name already at complete/<id> can only be
+ * (recovery.ts). A name already at complete/<id> can only be
  * planted (only the server writes there): it is removed (unlink, or rmdir for an
  * empty directory) before the rename, never written through; a non-empty
  * directory there makes the result undeliverable: it is dropped and logged,
