@@ -9,6 +9,9 @@
 import type { LongTimeout } from '../../long-timer.js';
 import { PendingQueue } from './pending-queue.js';
 
+/** What take…() returns when there is nothing to take: no allocation per tick. */
+const NONE: readonly string[] = Object.freeze([]);
+
 /**
  * Where a request is in the server's hands:
  * - `requested`: admitted this tick, in line, its file still in requested/
@@ -101,7 +104,8 @@ export class RequestBook {
   }
 
   /** The ids admitted since the last park; the list starts afresh. */
-  takeAdmitted(): string[] {
+  takeAdmitted(): readonly string[] {
+    if (this.#admitted.length === 0) return NONE;
     const ids = this.#admitted;
     this.#admitted = [];
     return ids;
@@ -162,7 +166,8 @@ export class RequestBook {
   }
 
   /** The ids whose run timeout passed since the last call. */
-  takeExpired(): string[] {
+  takeExpired(): readonly string[] {
+    if (this.#expired.length === 0) return NONE;
     const ids = this.#expired;
     this.#expired = [];
     return ids;

@@ -15,6 +15,9 @@ import type { SpoolPaths } from '../layout.js';
 import { isRequestId } from '../request-id.js';
 import * as sfs from '../fs.js';
 
+/** What take…() returns when nothing was seen: no allocation per tick. */
+const NONE: readonly string[] = Object.freeze([]);
+
 export interface InboxDeps {
   paths: SpoolPaths;
   book: RequestBook;
@@ -45,16 +48,16 @@ export class Inbox {
   }
 
   /** The names seen in requested/ since the last call, in id order (so arrival order). */
-  takeRequested(): string[] {
-    if (this.#requested.size === 0) return [];
+  takeRequested(): readonly string[] {
+    if (this.#requested.size === 0) return NONE;
     const names = [...this.#requested].sort();
     this.#requested = new Set();
     return names;
   }
 
   /** The names seen in aborting/ since the last call, in order. */
-  takeAborts(): string[] {
-    if (this.#aborts.size === 0) return [];
+  takeAborts(): readonly string[] {
+    if (this.#aborts.size === 0) return NONE;
     const names = [...this.#aborts].sort();
     this.#aborts = new Set();
     return names;

@@ -29,7 +29,7 @@ export function processAborts(s: Serving): number {
 }
 
 /** Runs `one` on each name in order; on a fault, puts the names not done back in the inbox and throws. */
-function eachName(s: Serving, dir: 'requested' | 'aborting', names: string[], one: (s: Serving, name: string) => boolean): number {
+function eachName(s: Serving, dir: 'requested' | 'aborting', names: readonly string[], one: (s: Serving, name: string) => boolean): number {
   let n = 0;
   let i = 0;
   try {

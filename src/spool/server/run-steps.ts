@@ -23,7 +23,7 @@ import { NOTHING_HELD, outcomeToResult, type Serving } from './serving.js';
 export function reapCompleted(s: Serving): number {
   let n = 0;
   for (const [id, outcome] of s.manager.reap()) {
-    const entry = s.forgetRunning(id);
+    const entry = s.endRun(id);
     if (entry === undefined) continue; // terminated: its outcome is discarded
     s.publishResult(id, 'running', outcomeToResult(id, outcome, entry, s.o.now()));
     s.metrics.finished(id, outcome.ok ? 'normal' : 'error');
@@ -46,7 +46,7 @@ export function expireRunTimeouts(s: Serving): number {
       continue;
     }
     s.manager.terminateTask(id);
-    s.forgetRunning(id);
+    s.endRun(id);
     s.metrics.killed('run_timeout');
     const error: SerializedError = {
       name: 'RunTimeoutError',
@@ -133,7 +133,7 @@ function startOne(s: Serving, id: string, entry: RequestEntry): boolean | 'wait'
     if (task) recordProcess(s, id, task.pid);
   } catch (err) {
     if (started) s.manager.terminateTask(id);
-    s.forgetRunning(id);
+    s.endRun(id);
     s.publishResult(id, 'running', outcomeToResult(id, { ok: false, error: serializeError(err) }, entry, s.o.now()));
     s.metrics.finished(id, 'error');
   }

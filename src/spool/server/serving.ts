@@ -163,7 +163,19 @@ export class Serving {
     this.metrics.finished(id, 'restarted');
   }
 
-  /** Drops a running request from the books (and its deadline timer, and its process record). */
+  /**
+   * A running request's task is over and its result follows: drops the task's
+   * process record. Its entry stays (publishResult() moves it on, timer and all); undefined if it is not running.
+   */
+  endRun(id: string): RequestEntry | undefined {
+    const entry = this.book.get(id);
+    if (entry?.stage !== 'running') return undefined;
+    // A record left behind (EACCES) is harmless: the next server finds its group gone, or kills what is left of it.
+    this.safely('removing a process record', () => this.orphans.forget(id));
+    return entry;
+  }
+
+  /** Drops a running request from the books (and its deadline timer, and its process record): aborted, or left at shutdown. */
   forgetRunning(id: string): RequestEntry | undefined {
     if (this.book.get(id)?.stage !== 'running') return undefined;
     const entry = this.book.forget(id);
