@@ -150,7 +150,7 @@ export class RequestBook {
   /** Records an abort for an id the server does not hold; returns when it was first seen. */
   tombstone(id: string, now: number): number {
     const entry = this.#entries.get(id);
-    if (entry?.stage === 'tombstone') return entry.abortSeenAt!;
+    if (entry?.stage === 'tombstone') return entry.abortSeenAt ?? now;
     this.#set(id, { stage: 'tombstone', abortSeenAt: now });
     return now;
   }
