@@ -5,7 +5,7 @@ export type { AbortOutcome, ConfirmAbortOptions } from './client.js';
 export { WorkQueueServer, resolveServerOptions } from './server.js';
 export type { WorkQueueServerOptions, ProcessRequestsOptions } from './server.js';
 export type { InterruptedPolicy, ManagerHold, QueueHold } from './protocol.js';
-export type { AbortPolicy } from './permissions.js';
+export type { AbortPolicy } from './spool/permissions.js';
 export type { TaskManager, TaskManagerEvent, TaskOutcome, TaskProcess } from './task-manager/types.js';
 export type { TaskInput, AcceptedVariables } from './task-input.js';
 export { InProcessTaskManager } from './task-manager/in-process.js';

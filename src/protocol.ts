@@ -3,7 +3,7 @@
  * abort does to a request in each state, and what a starting server does with
  * the requests a previous server left behind. The server carries them out.
  */
-import { redirectableBy, type DirectoryAccess } from './permissions.js';
+import { redirectableBy, type DirectoryAccess } from './spool/permissions.js';
 
 /** Where an aborted id was found. Checked in flow order by the caller. */
 export type AbortTarget = 'requested' | 'pending' | 'running' | 'complete' | 'unknown';

@@ -6,7 +6,7 @@
  * is gone is shown as interrupted, with a pid only if its task still lives.
  */
 import { ProtocolError } from './errors.js';
-import { liveProcessProbe } from './orphans.js';
+import { liveProcessProbe } from './spool/server/orphans.js';
 import { judgeOrphan, type QueueHold } from './protocol.js';
 import { entryPath, logPath, openSpool, processRecordPath, type RequestState, type SpoolPaths } from './spool/layout.js';
 import { isServing, readLockOwner, type LockOwner } from './spool/lock.js';

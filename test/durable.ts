@@ -23,7 +23,7 @@ t.test('durable mode: concurrent round trips all complete and leave nothing behi
 t.test('durable mode: a result whose fsync fails (disk full) keeps its running/ entry until a retry commits it', async (t) => {
   let failures = 1;
   const realFs = await import('../src/spool/fs.js');
-  const { ResultWriter } = await t.mockImport<typeof import('../src/result-writer.js')>('../src/result-writer.js', {
+  const { ResultWriter } = await t.mockImport<typeof import('../src/spool/server/result-writer.js')>('../src/spool/server/result-writer.js', {
     '../src/spool/fs.js': {
       ...realFs,
       syncFileAsync: async (path: string) => {

@@ -17,7 +17,7 @@ import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, 
 import { join } from 'node:path';
 import { Packr } from 'msgpackr';
 import { openSpool } from '../src/spool/layout.js';
-import { STAGED_SUFFIX } from '../src/result-writer.js';
+import { STAGED_SUFFIX } from '../src/spool/layout.js';
 import { decodeResult, encodeRequest, MAX_REQUEST_BYTES } from '../src/spool/codec.js';
 import * as sfs from '../src/spool/fs.js';
 import { UnknownRequestError } from '../src/errors.js';

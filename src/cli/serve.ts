@@ -1,6 +1,6 @@
 /** `wq serve`: builds a task manager from the flags and runs the server until a signal. */
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { foreignWritable, type DirectoryAccess } from '../permissions.js';
+import { foreignWritable, type DirectoryAccess } from '../spool/permissions.js';
 import { asSpoolError } from '../spool/spool-fault.js';
 import { serverIdentity, spoolDirectories } from '../spool/access.js';
 import { spoolPaths } from '../spool/layout.js';

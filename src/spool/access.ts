@@ -8,7 +8,7 @@
  */
 import { isAbsolute, resolve, sep } from 'node:path';
 import { isErrno, SpoolError } from '../errors.js';
-import { redirections, type DirectoryAccess } from '../permissions.js';
+import { redirections, type DirectoryAccess } from './permissions.js';
 import { privateGroups } from '../private-groups.js';
 import { openSpool, spoolPaths, SPOOL_DIRS, type SpoolPaths } from './layout.js';
 import * as sfs from './fs.js';

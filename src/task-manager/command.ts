@@ -227,13 +227,6 @@ export class CommandTaskManager implements TaskManager {
     for (const task of [...this.#running.values(), ...this.#dying]) if (task.child.pid !== undefined) signalGroupIfAllowed(task.child.pid, 'SIGKILL');
   }
 
-  /** Process ids of running commands, for status. */
-  pids(): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const [id, task] of this.#running) if (task.child.pid !== undefined) out.set(id, task.child.pid);
-    return out;
-  }
-
   startTask(id: string, request: unknown, input: TaskInput = {}): TaskProcess | undefined {
     const { argv, cwd, env, joined } = this.#commandLine(request, input);
     // What can fail without a process fails first (a throw fails just this request, with nothing running).

@@ -120,7 +120,7 @@ export class ProcessPoolTaskManager implements TaskManager {
     return this.#ready;
   }
 
-  /** How many children died on their own (for metrics). */
+  /** How many children died on their own. */
   get crashes(): number {
     return this.#crashes;
   }

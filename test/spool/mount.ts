@@ -141,9 +141,12 @@ async function warningsAtStart(t: Test, info?: FileSystemInfo): Promise<LogLine[
     ({ stop } = startServer(t, manager, { spool, logger }));
   } else {
     // A file system CI cannot mount: the description is injected, as a fault would be.
+    // (Recovery at start asks; a mock reaches only the module loaded, so the modules above it are loaded on it.)
     const mount = await import('../../src/spool/mount.js');
+    const recovery = await t.mockImport('../../src/spool/server/recovery.js', { '../../src/spool/mount.js': { ...mount, describeFileSystem: () => info } });
+    const lifecycle = await t.mockImport('../../src/spool/server/lifecycle.js', { '../../src/spool/server/recovery.js': recovery });
     const { WorkQueueServer: Mocked } = await t.mockImport<{ WorkQueueServer: typeof WorkQueueServer }>('../../src/server.js', {
-      '../../src/spool/mount.js': { ...mount, describeFileSystem: () => info },
+      '../../src/spool/server/lifecycle.js': lifecycle,
     });
     ({ stop } = startServerFrom(t, Mocked, manager, { spool, logger }));
   }

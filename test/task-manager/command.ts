@@ -237,8 +237,7 @@ t.test('killGraceMs must be a finite number >= 0: terminating a task must not fa
 t.test('hasEnded: a command that exited has ended before its outcome is ready, even before the event loop read its exit', async (t) => {
   const manager = new CommandTaskManager();
   t.teardown(() => manager.close());
-  manager.startTask('a', { argv: ['sleep', '0.05'] });
-  const pid = manager.pids().get('a')!;
+  const pid = manager.startTask('a', { argv: ['sleep', '0.05'] })!.pid;
   t.equal(manager.hasEnded('a'), false, 'running: not ended');
   // Block this thread (as a SIGSTOP of the server would) until the kernel holds the command as a zombie.
   const blocked = new Int32Array(new SharedArrayBuffer(4));

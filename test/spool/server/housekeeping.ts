@@ -6,12 +6,12 @@
 import { existsSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { WorkQueueClient } from '../src/client.js';
-import { logOwner, planHousekeeping, type AgedEntry, type HousekeepingPolicy } from '../src/housekeeping.js';
-import type { LogFields, Logger } from '../src/logger.js';
-import { CommandTaskManager } from '../src/task-manager/command.js';
-import { startServer, waitFor } from './fixtures/helpers.js';
-import { openGate, waitGate } from './fixtures/gates.js';
+import { WorkQueueClient } from '../../../src/client.js';
+import { logOwner, planHousekeeping, type AgedEntry, type HousekeepingPolicy } from '../../../src/spool/server/housekeeping.js';
+import type { LogFields, Logger } from '../../../src/logger.js';
+import { CommandTaskManager } from '../../../src/task-manager/command.js';
+import { startServer, waitFor } from '../../fixtures/helpers.js';
+import { openGate, waitGate } from '../../fixtures/gates.js';
 
 const NOW = 1_800_000_000_000;
 const POLICY: HousekeepingPolicy = { resultTtlMs: 10_000, leftoverMaxAgeMs: 1_000 };

@@ -1,7 +1,7 @@
 /** The small error result a full disk leaves of a large one: plain data in, plain data out. */
 import t from 'tap';
-import { decodeResult, encodeResult } from '../src/spool/codec.js';
-import { diskFullResult, NO_SPACE_ATTEMPTS_BEFORE_SHRINK, shouldShrinkOnFullDisk, SMALL_RESULT_BYTES } from '../src/result-on-full-disk.js';
+import { decodeResult, encodeResult } from '../../../src/spool/codec.js';
+import { diskFullResult, NO_SPACE_ATTEMPTS_BEFORE_SHRINK, shouldShrinkOnFullDisk, SMALL_RESULT_BYTES } from '../../../src/spool/server/result-on-full-disk.js';
 
 t.test('a large result becomes a small ERR_DISK_FULL error result with the same id and timings, without value or logs', async (t) => {
   const big = encodeResult({ id: '1795366421947895-8d42b22ad816', ok: true, status: 'normal', logs: true, value: { stdout: Buffer.alloc(1024 * 1024, 120) }, queuedAt: 1, startedAt: 2, finishedAt: 3 });

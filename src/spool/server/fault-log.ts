@@ -4,8 +4,8 @@
  * error code are counted (debug), and the first success after a failure logs
  * one `recovered` line with the count. A step failing with a new code logs again.
  */
-import { serializeError } from '../errors.js';
-import type { LogFields, Logger } from '../logger.js';
+import { serializeError } from '../../errors.js';
+import type { LogFields, Logger } from '../../logger.js';
 
 interface Episode {
   code: string;
@@ -18,11 +18,6 @@ export class FaultLog {
 
   constructor(log: Logger) {
     this.#log = log;
-  }
-
-  /** Whether `step` is failing now. */
-  isFailing(step: string): boolean {
-    return this.#episodes.has(step);
   }
 
   /**

@@ -7,14 +7,14 @@
  * its request stays in running/, its slot counts against capacity, and it is
  * looked at again until it is gone. Decisions: protocol.ts judgeOrphan().
  */
-import type { Logger } from './logger.js';
-import { judgeOrphan, type GroupObservation, type TaskProcessRecord } from './protocol.js';
-import { processRecordPath, type SpoolPaths } from './spool/layout.js';
-import { decodeProcessRecord, encodeProcessRecord, MAX_PROCESS_RECORD_BYTES } from './spool/process-record.js';
-import { ProtocolError } from './errors.js';
-import * as sfs from './spool/fs.js';
-import { bootId, groupMembers, readProcess } from './task-manager/process-table.js';
-import { signalGroup } from './task-manager/process-group.js';
+import type { Logger } from '../../logger.js';
+import { judgeOrphan, type GroupObservation, type TaskProcessRecord } from '../../protocol.js';
+import { processRecordPath, type SpoolPaths } from '../layout.js';
+import { decodeProcessRecord, encodeProcessRecord, MAX_PROCESS_RECORD_BYTES } from '../process-record.js';
+import { ProtocolError } from '../../errors.js';
+import * as sfs from '../fs.js';
+import { bootId, groupMembers, readProcess } from '../../task-manager/process-table.js';
+import { signalGroup } from '../../task-manager/process-group.js';
 
 /** How a SIGKILL to a process group went. */
 export type GroupKillResult = 'sent' | 'gone' | 'denied';

@@ -6,12 +6,12 @@
 import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import type { Logger } from '../src/logger.js';
-import { NO_SPACE_ATTEMPTS_BEFORE_SHRINK } from '../src/result-on-full-disk.js';
-import { ResultWriter } from '../src/result-writer.js';
-import { encodeResult } from '../src/spool/codec.js';
-import { entryPath, openSpool, type SpoolPaths } from '../src/spool/layout.js';
-import { canMountTmpfs, mountTmpfs } from './fixtures/tmpfs.js';
+import type { Logger } from '../../../src/logger.js';
+import { NO_SPACE_ATTEMPTS_BEFORE_SHRINK } from '../../../src/spool/server/result-on-full-disk.js';
+import { ResultWriter } from '../../../src/spool/server/result-writer.js';
+import { encodeResult } from '../../../src/spool/codec.js';
+import { entryPath, openSpool, type SpoolPaths } from '../../../src/spool/layout.js';
+import { canMountTmpfs, mountTmpfs } from '../../fixtures/tmpfs.js';
 
 const ID = '1795366421947895-8d42b22ad816';
 const QUIET: Logger = { debug() {}, info() {}, warn() {}, error() {} };

@@ -1,7 +1,7 @@
 import { linkSync, mkdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { judgeLinks, LINK_SETTLE_MS, LinkedRequests } from '../src/linked-requests.js';
+import { judgeLinks, LINK_SETTLE_MS, LinkedRequests } from '../../../src/spool/server/linked-requests.js';
 
 t.test('judgeLinks: one name is trusted; a twin in tmp/ is a publish, waited for; any other second name is rejected', async (t) => {
   const seen = { nlink: 2, tempTwin: false, nlinkAfter: 2, waitedMs: 0 };

@@ -47,12 +47,6 @@ export class PendingQueue {
     return true;
   }
 
-  /** The oldest queued id, without removing it. */
-  peek(): string | undefined {
-    this.#skipRemoved();
-    return this.#items[this.#head];
-  }
-
   /** Removes and returns the oldest queued id. */
   shift(): string | undefined {
     this.#skipRemoved();
@@ -61,19 +55,6 @@ export class PendingQueue {
     this.#members.delete(id);
     this.#compact();
     return id;
-  }
-
-  /** 1-based position of an id in line, or undefined. O(n): for status, not the hot path. */
-  positionOf(id: string): number | undefined {
-    if (!this.#members.has(id)) return undefined;
-    let position = 0;
-    for (let i = this.#head; i < this.#items.length; i++) {
-      const item = this.#items[i]!;
-      if (!this.#members.has(item)) continue;
-      position++;
-      if (item === id) return position;
-    }
-    return undefined;
   }
 
   /** Queued ids in order. */

@@ -5,10 +5,10 @@
 import { mkdirSync, realpathSync, renameSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { LAYOUT_RECHECK_MS, LayoutGuard } from '../src/layout-guard.js';
-import { silentLogger } from '../src/logger.js';
-import { FaultLog } from '../src/spool/fault-log.js';
-import { openSpool, type SpoolDir } from '../src/spool/layout.js';
+import { LAYOUT_RECHECK_MS, LayoutGuard } from '../../../src/spool/server/layout-guard.js';
+import { silentLogger } from '../../../src/logger.js';
+import { FaultLog } from '../../../src/spool/server/fault-log.js';
+import { openSpool, type SpoolDir } from '../../../src/spool/layout.js';
 
 function guardOn(t: Test, via: 'directory' | 'symlink' = 'directory'): { spool: string; guard: LayoutGuard; stops: Error[]; adopted: SpoolDir[] } {
   const root = realpathSync(t.testdir());

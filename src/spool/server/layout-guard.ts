@@ -6,19 +6,19 @@
  * tmp cleaner removed is recreated, with its mode, once two periodic checks in
  * a row found it missing; a replaced or recreated one is adopted.
  *
- * The check costs nine lookups. While a watch on the spool directory is live
+ * The check costs eight lookups. While a watch on the spool directory is live
  * (see watched()), a tick repeats it only after that watch reported a change
  * in the spool directory (a state directory renamed, removed or created, the
  * spool itself moved or removed), or when LAYOUT_RECHECK_MS have passed (a
  * watch can drop events); without one, at every tick.
  */
-import { SpoolError } from './errors.js';
-import type { Logger } from './logger.js';
-import { checkLayout } from './protocol.js';
-import type { FaultLog } from './spool/fault-log.js';
-import { observeLayout, type LayoutObservation, type SpoolDir, type SpoolPaths } from './spool/layout.js';
-import * as sfs from './spool/fs.js';
-import type { ServerIdentity } from './spool/access.js';
+import { SpoolError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import { checkLayout } from '../../protocol.js';
+import type { FaultLog } from './fault-log.js';
+import { observeLayout, type LayoutObservation, type SpoolDir, type SpoolPaths } from '../layout.js';
+import * as sfs from '../fs.js';
+import type { ServerIdentity } from '../access.js';
 
 /** With a live watch on the spool directory, the longest a tick goes on the last check's verdict. */
 export const LAYOUT_RECHECK_MS = 250;

@@ -6,9 +6,9 @@
  * attempts, so that a disk another process filled for a moment costs a delay,
  * not a good result.
  */
-import { ProtocolError, type SerializedError } from './errors.js';
-import { decodeResult, encodeResult } from './spool/codec.js';
-import { formatBytes } from './task-manager/output-budget.js';
+import { ProtocolError, type SerializedError } from '../../errors.js';
+import { decodeResult, encodeResult } from '../codec.js';
+import { formatBytes } from '../../task-manager/output-budget.js';
 
 /** Results up to this size wait for a full disk to free up; larger ones are swapped once it stays full. */
 export const SMALL_RESULT_BYTES = 64 * 1024;

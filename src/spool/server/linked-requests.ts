@@ -8,7 +8,7 @@
  * go (at most LINK_SETTLE_MS). Any other second name: reject.
  */
 import { join } from 'node:path';
-import * as sfs from './spool/fs.js';
+import * as sfs from '../fs.js';
 
 /** How long a request may share its file with a name in tmp/ before it is rejected (a publish removes that name at once). */
 export const LINK_SETTLE_MS = 5_000;

@@ -2,12 +2,12 @@
  * The options of WorkQueueServer, their defaults and their validation (pure).
  */
 import type { Meter } from '@opentelemetry/api';
-import { InvalidOptionError } from './errors.js';
-import { silentLogger, type Logger } from './logger.js';
-import { assertDurationMs, stripUndefined } from './options.js';
-import { MAX_TIMER_DELAY_MS } from './long-timer.js';
-import type { InterruptedPolicy } from './protocol.js';
-import type { AbortPolicy } from './permissions.js';
+import { InvalidOptionError } from '../../errors.js';
+import { silentLogger, type Logger } from '../../logger.js';
+import { assertDurationMs, stripUndefined } from '../../options.js';
+import { MAX_TIMER_DELAY_MS } from '../../long-timer.js';
+import type { InterruptedPolicy } from '../../protocol.js';
+import type { AbortPolicy } from '../permissions.js';
 
 export interface WorkQueueServerOptions {
   /** The spool directory; created if missing. */

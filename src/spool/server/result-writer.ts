@@ -8,7 +8,7 @@
  *   3. rename running/<id>.result to complete/<id>.
  * A starting server publishes any valid running/<id>.result it finds (and
  * drops its request), and discards a torn one, whose request then runs again
- * (see planStagedResults). A name already at complete/<id> can only be
+ * (recovery.ts). A name already at complete/<id> can only be
  * planted (only the server writes there): it is removed (unlink, or rmdir for an
  * empty directory) before the rename, never written through; a non-empty
  * directory there makes the result undeliverable: it is dropped and logged,
@@ -25,19 +25,20 @@
  * server swaps it, once, for a small error result (`ERR_DISK_FULL`), after
  * freeing what the request held (its logs).
  *
- * In durable mode results are group-committed: the results of a tick (and of
- * every tick while a commit runs) are written, fsynced concurrently so the
+ * In durable mode results are group-committed (group-commit.ts): the results
+ * of a tick (and of every tick while a commit runs) are written, fsynced concurrently so the
  * file system commits them together, linked, and covered by one fsync of
  * running/ before their requests are removed and they are renamed into
  * complete/, which is fsynced last: after a power loss a request has either
  * its request file or a complete staged result.
  */
-import { isErrno } from './errors.js';
-import type { Logger } from './logger.js';
+import { isErrno } from '../../errors.js';
+import type { Logger } from '../../logger.js';
 import { shouldShrinkOnFullDisk } from './result-on-full-disk.js';
-import { FaultLog } from './spool/fault-log.js';
-import { entryPath, type SpoolPaths } from './spool/layout.js';
-import * as sfs from './spool/fs.js';
+import { FaultLog } from './fault-log.js';
+import { GroupCommit } from '../group-commit.js';
+import { entryPath, stagedResultPath, type SpoolPaths } from '../layout.js';
+import * as sfs from '../fs.js';
 
 export type LastState = 'running' | 'pending' | 'requested';
 
@@ -51,8 +52,6 @@ interface Pending {
   synced: boolean;
   /** Its request's last state entry is removed (step 2). */
   requestRemoved: boolean;
-  /** A planted non-empty directory holds complete/<id>: nothing was published. */
-  dropped: boolean;
   /** Renamed to complete/<id>, or dropped (step 3): nothing left to do. */
   done: boolean;
   /** Aborted before it was published: step 3 removes it instead. */
@@ -69,11 +68,6 @@ interface Pending {
  */
 export type NoSpaceHandler = (id: string, bytes: Buffer) => Buffer | undefined;
 
-export { SMALL_RESULT_BYTES } from './result-on-full-disk.js';
-
-export { stagedResultPath, STAGED_SUFFIX } from './spool/layout.js';
-import { stagedResultPath } from './spool/layout.js';
-
 /** After a failed write or commit (a full disk), wait this long before trying again. */
 const RETRY_MS = 1000;
 
@@ -87,9 +81,7 @@ export class ResultWriter {
   readonly #onKept: (id: string, from: LastState) => void;
   readonly #onNoSpace: NoSpaceHandler;
   /** Results not written yet: the next group commit's (durable), or those waiting for a retry. */
-  #batch: Pending[] = [];
-  /** A group commit, or the retry loop, under way. */
-  #committing: Promise<void> | undefined;
+  readonly #commits: GroupCommit<Pending>;
   #blocked = false;
   #closed = false;
   #wake: (() => void) | undefined;
@@ -116,6 +108,7 @@ export class ResultWriter {
     this.#onPublished = onPublished;
     this.#onKept = onKept;
     this.#onNoSpace = onNoSpace;
+    this.#commits = new GroupCommit<Pending>((batch) => (durable ? this.#commitDurably(batch) : this.#retry(batch)));
   }
 
   /** Whether results are waiting because writing them failed (a full disk …) and no retry has succeeded yet. */
@@ -125,23 +118,22 @@ export class ResultWriter {
 
   /** Publishes at once, or (durable) joins the next group commit; or, while writes fail, waits for the retry. */
   write(id: string, from: LastState, bytes: Buffer): void {
-    this.#batch.push({ id, from, bytes, staged: false, synced: false, requestRemoved: false, dropped: false, done: false, cancelled: false });
-    if (this.#committing !== undefined) return; // the commit or retry under way takes this one too
-    if (this.#durable) {
-      this.#committing = new Promise<void>((resolve) => setImmediate(() => void this.#commitAll().then(resolve)));
-      return;
-    }
-    if (!this.#flush()) this.#committing = this.#retryLoop();
+    const item: Pending = { id, from, bytes, staged: false, synced: false, requestRemoved: false, done: false, cancelled: false };
+    // Durable: the next group commit. Otherwise at once, unless a retry is under way (it takes this one too, in order).
+    if (this.#durable || this.#commits.busy) return this.#commits.add(item);
+    const left = this.#flush([item]);
+    if (left.length > 0) this.#commits.add(item);
   }
 
   /** Resolves when every result written so far is published (or given up at close). */
-  async idle(): Promise<void> {
-    while (this.#committing !== undefined) await this.#committing;
+  idle(): Promise<void> {
+    return this.#commits.idle();
   }
 
   /** Stops retrying: requests whose result is not written stay where they are and run again at the next start. */
   close(): void {
     this.#closed = true;
+    this.#commits.stop();
     this.#wake?.();
   }
 
@@ -161,56 +153,45 @@ export class ResultWriter {
   }
 
   #find(id: string): Pending | undefined {
-    return this.#batch.find((item) => item.id === id) ?? this.#inCommit.get(id);
+    return this.#commits.find((item) => item.id === id);
   }
 
-  /** The group commit under way, by id. */
-  #inCommit = new Map<string, Pending>();
-
-  /** Default mode: publishes the waiting results in order; false (logged once) at the first that fails. */
-  #flush(): boolean {
-    while (this.#batch.length > 0) {
-      const item = this.#batch[0]!;
+  /** Default mode: publishes results in order; at the first that fails (logged once), returns it and those after it. */
+  #flush(batch: Pending[]): Pending[] {
+    for (let i = 0; i < batch.length; i++) {
+      const item = batch[i]!;
       try {
         this.#stage(item);
         this.#clearDestination(item);
         this.#removeRequest(item);
         this.#publish(item);
       } catch (err) {
-        this.#failed(err);
-        return false;
+        const left = batch.slice(i);
+        this.#failed(err, left.length);
+        return left;
       }
-      this.#batch.shift();
     }
     this.#succeeded();
-    return true;
+    return [];
   }
 
-  async #retryLoop(): Promise<void> {
-    while (this.#batch.length > 0 && !this.#closed) {
+  /** Default mode, after a failure: waits (while writes fail), then publishes the waiting results in order; hands back what still fails. */
+  async #retry(batch: Pending[]): Promise<void> {
+    if (this.#blocked) await this.#sleep();
+    this.#commits.retry(this.#closed ? batch : this.#flush(batch));
+  }
+
+  /** Durable mode: one group commit; after a failure (logged once), waits and hands back what is not published. */
+  async #commitDurably(batch: Pending[]): Promise<void> {
+    try {
+      await this.#commit(batch);
+      this.#succeeded();
+    } catch (err) {
+      const left = batch.filter((item) => !item.done);
+      this.#commits.retry(left);
+      this.#failed(err, left.length);
       await this.#sleep();
-      if (!this.#closed) this.#flush();
     }
-    this.#committing = undefined;
-  }
-
-  async #commitAll(): Promise<void> {
-    while (this.#batch.length > 0 && !this.#closed) {
-      const batch = this.#batch;
-      this.#batch = [];
-      for (const item of batch) this.#inCommit.set(item.id, item);
-      try {
-        await this.#commit(batch);
-        this.#succeeded();
-      } catch (err) {
-        this.#batch = [...batch.filter((item) => !item.done), ...this.#batch];
-        this.#failed(err);
-        await this.#sleep();
-      } finally {
-        this.#inCommit.clear();
-      }
-    }
-    this.#committing = undefined;
   }
 
   /** Group commit: stage and fsync every result, fsync running/, remove the requests, publish, fsync complete/. */
@@ -280,7 +261,7 @@ export class ResultWriter {
     if (sfs.removeAnyEntry(dest) === 'kept') {
       this.#log.error('cannot publish the result: a non-empty directory someone planted holds complete/<id>; the result is dropped and the directory left for the operator', { id: item.id });
       sfs.removeEntry(stagedResultPath(this.#paths, item.id));
-      item.dropped = item.done = true;
+      item.done = true;
       this.#onPublished(item.id, false);
       return;
     }
@@ -313,9 +294,9 @@ export class ResultWriter {
     this.#onPublished(item.id, true);
   }
 
-  #failed(err: unknown): void {
+  #failed(err: unknown, results: number): void {
     this.#blocked = true;
-    this.#faults.failed(this.#step, err, { results: this.#batch.length });
+    this.#faults.failed(this.#step, err, { results });
   }
 
   #succeeded(): void {

@@ -6,8 +6,8 @@
  * rescans and layout checks cover what it missed meanwhile.
  */
 import type { FSWatcher } from 'node:fs';
-import type { SpoolDir } from './spool/layout.js';
-import * as sfs from './spool/fs.js';
+import type { SpoolDir } from '../layout.js';
+import * as sfs from '../fs.js';
 
 /** The directories the server watches for new entries. */
 export type WatchedDir = Extract<SpoolDir, 'requested' | 'aborting'>;

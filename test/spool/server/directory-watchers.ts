@@ -6,9 +6,9 @@
 import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { DirectoryWatchers, type WatchHandlers, type WatchTarget } from '../src/directory-watchers.js';
-import { openSpool } from '../src/spool/layout.js';
-import { waitFor } from './fixtures/helpers.js';
+import { DirectoryWatchers, type WatchHandlers, type WatchTarget } from '../../../src/spool/server/directory-watchers.js';
+import { openSpool } from '../../../src/spool/layout.js';
+import { waitFor } from '../../fixtures/helpers.js';
 
 function recorder(): WatchHandlers & { names: Array<[WatchTarget, string | null]>; armed: Array<[WatchTarget, boolean]>; broken: WatchTarget[] } {
   const r = {
@@ -39,10 +39,10 @@ t.test('watches requested/, aborting/ and the spool directory, and says which re
 });
 
 t.test('a watch that cannot be set up is reported, and re-armed by rewatch()', async (t) => {
-  const sfs = await import('../src/spool/fs.js');
+  const sfs = await import('../../../src/spool/fs.js');
   let refuse = true;
-  const { DirectoryWatchers: Mocked } = await t.mockImport<typeof import('../src/directory-watchers.js')>('../src/directory-watchers.js', {
-    '../src/spool/fs.js': {
+  const { DirectoryWatchers: Mocked } = await t.mockImport<typeof import('../../../src/spool/server/directory-watchers.js')>('../../../src/spool/server/directory-watchers.js', {
+    '../../../src/spool/fs.js': {
       ...sfs,
       watchDirectory: (dir: string, onName: (name: string | null) => void, onError: (err: Error) => void) => {
         if (refuse && !dir.endsWith('requested') && !dir.endsWith('aborting')) {

@@ -7,12 +7,12 @@
 import { realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { judgeOrphan, type GroupObservation, type TaskProcessRecord } from '../src/protocol.js';
-import { Orphans, ORPHAN_SETTLE_MS, type GroupKillResult, type ProcessProbe } from '../src/orphans.js';
-import { openSpool, processRecordPath } from '../src/spool/layout.js';
-import { decodeProcessRecord, encodeProcessRecord } from '../src/spool/process-record.js';
+import { judgeOrphan, type GroupObservation, type TaskProcessRecord } from '../../../src/protocol.js';
+import { Orphans, ORPHAN_SETTLE_MS, type GroupKillResult, type ProcessProbe } from '../../../src/spool/server/orphans.js';
+import { openSpool, processRecordPath } from '../../../src/spool/layout.js';
+import { decodeProcessRecord, encodeProcessRecord } from '../../../src/spool/process-record.js';
 import { existsSync, writeFileSync } from 'node:fs';
-import { RecordingLogger } from './fixtures/hostile.js';
+import { RecordingLogger } from '../../fixtures/hostile.js';
 
 const BOOT = 'b0075-1d';
 const RECORD: TaskProcessRecord = { pid: 4242, startTicks: 1000, bootId: BOOT };

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { foreignWritable, mayAbort, mayRunRequest, redirectableBy, redirections } from '../src/permissions.js';
+import { foreignWritable, mayAbort, mayRunRequest, redirectableBy, redirections } from '../../src/spool/permissions.js';
 
 t.test('foreignWritable: group- or world-writable directories, or ones another user owns, whoever serves', async (t) => {
   const dirs = [
