@@ -32,7 +32,7 @@ export interface ResultWatch {
 }
 
 /** Where a followed request's output goes. */
-export type OutputSinks = Record<'stdout' | 'stderr', (chunk: Buffer) => void>;
+export type OutputSinks = Record<'stdout' | 'stderr', (chunk: Uint8Array) => void>;
 
 /** A request's output being streamed while it runs (follow()). */
 export interface OutputFollower {
@@ -90,7 +90,7 @@ export interface QueueBackend {
   progress(id: string): Awaitable<RequestProgress>;
 
   /** Streams a running request's output as it is written; `onRerun(attempt)` when a later run starts over. Optional: not every backend keeps output apart. */
-  follow?(id: string, sinks: OutputSinks, onRerun?: (attempt: number) => void): OutputFollower;
+  follow?(id: string, sinks: OutputSinks, onRerun?: (attempt: number) => void): Promise<OutputFollower>;
 
   /** Stops watching; waits in progress are left unsettled. */
   close(): void;

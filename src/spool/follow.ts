@@ -9,9 +9,9 @@
  */
 import { closeSync, fstatSync, openSync, readSync, constants } from 'node:fs';
 import { watch, type FSWatcher } from 'chokidar';
-import { logPath, openSpool } from '../spool/layout.js';
+import { logPath, openSpool } from './layout.js';
 import { isErrno, ProtocolError } from '../errors.js';
-import * as sfs from '../spool/fs.js';
+import * as sfs from './fs.js';
 
 const CHUNK_BYTES = 64 * 1024;
 /** The safety re-read of the logs, in case the watcher missed a change. */
