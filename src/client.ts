@@ -173,6 +173,8 @@ export class WorkQueueClient {
   /**
    * The queue this client talks to, for what the client does not wrap: a
    * status snapshot, one request's progress, its output as it is written.
+   * Experimental: the queue interface may still change while a second
+   * backend is added.
    * @example
    * const { counts } = await client.queue.status();
    */

@@ -33,10 +33,7 @@ export function readServing(paths: SpoolPaths): Serving {
 
 export type { RequestHold, RequestStatus, ServerStatus } from '../queue/types.js';
 
-/** The snapshot type's name before it belonged to the queue interface. */
-export type SpoolStatus = QueueStatus;
-
-export function readSpoolStatus(spool: string, now: number = Date.now()): SpoolStatus {
+export function readSpoolStatus(spool: string, now: number = Date.now()): QueueStatus {
   try {
     return readStatus(spool, now);
   } catch (err) {
@@ -44,7 +41,7 @@ export function readSpoolStatus(spool: string, now: number = Date.now()): SpoolS
   }
 }
 
-function readStatus(spool: string, now: number): SpoolStatus {
+function readStatus(spool: string, now: number): QueueStatus {
   const paths = openSpool(spool, { create: false });
   const serving = readServing(paths);
   const hold = queueHold(paths, serving);
