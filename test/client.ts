@@ -177,10 +177,12 @@ t.test('a wait started after the result is published claims it at once', async (
 /**
  * WorkQueueClient on a spool queue whose spool/fs.ts is `fs`. t.mockImport
  * replaces a module only for the module imported directly, so the queue is
- * built on it first, then the client on a factory that opens that queue.
+ * built from the bottom: its result waits on `fs`, the queue on those, then
+ * the client on a factory that opens that queue.
  */
 async function clientOnFs(t: Test, fs: Record<string, unknown>): Promise<typeof WorkQueueClient> {
-  const { SpoolQueue } = await t.mockImport<typeof import('../src/spool/queue.js')>('../src/spool/queue.js', { '../src/spool/fs.js': fs });
+  const waits = await t.mockImport<typeof import('../src/spool/result-waits.js')>('../src/spool/result-waits.js', { '../src/spool/fs.js': fs });
+  const { SpoolQueue } = await t.mockImport<typeof import('../src/spool/queue.js')>('../src/spool/queue.js', { '../src/spool/fs.js': fs, '../src/spool/result-waits.js': waits });
   const { WorkQueueClient: MockedClient } = await t.mockImport<typeof import('../src/client.js')>('../src/client.js', {
     '../src/backends.js': { openQueue: (options: import('../src/backends.js').OpenQueueOptions) => new SpoolQueue(options) },
   });
