@@ -28,7 +28,8 @@ export interface LiveLine {
 
 const NEWLINE = 0x0a;
 
-export function startLiveLine(queue: QueueBackend, id: string, stream: NodeJS.WriteStream = process.stderr): LiveLine {
+/** Starts the line: drawn first once the queue has told the request's progress, before the wait goes on. */
+export async function startLiveLine(queue: QueueBackend, id: string, stream: NodeJS.WriteStream = process.stderr): Promise<LiveLine> {
   let shown = '';
   /** The terminal's cursor is after output that did not end its line. */
   let midLine = false;
@@ -50,7 +51,7 @@ export function startLiveLine(queue: QueueBackend, id: string, stream: NodeJS.Wr
     if (shown !== '') stream.write(CLEAR_LINE);
     shown = '';
   };
-  draw();
+  show(await queue.progress(id));
   const timer = setInterval(draw, REDRAW_MS);
   timer.unref();
   return {
