@@ -1,6 +1,7 @@
 /**
- * `--follow`: streams a command task's output while it runs, like `tail -f`,
- * from the logs the server writes to `logs/<id>.stdout` and `.stderr`.
+ * The spool's QueueBackend.follow() (`wq wait --follow`): streams a command
+ * task's output while it runs, like `tail -f`, from the logs the server writes
+ * to `logs/<id>.stdout` and `.stderr`.
  * chokidar watches the two files (they may not exist yet), a slow re-read
  * covers what it misses, and each read starts at the last offset, so nothing
  * is read twice or skipped. A run after a server restart writes new logs (and

@@ -1,7 +1,8 @@
 /**
- * A read-only snapshot of a spool for `wq status`: who serves it, and every
- * request with its place in line and what holds it there, run time, pid, or
- * result age. It reads the directories, never the request files, so it is
+ * A read-only snapshot of a spool for `wq status` (the spool's
+ * QueueBackend.status()): who serves it, and every request with its place in
+ * line and what holds it there, run time, pid, or result age; and one
+ * request's progress for the live line of a wait (progress()). It reads the directories, never the request files, so it is
  * cheap and works without a server; a request left running by a server that
  * is gone is shown as interrupted, with a pid only if its task still lives.
  */
