@@ -1,56 +1,27 @@
 /**
- * WorkQueueClient: puts requests into a spool and collects their results.
- *
- * A request is written in full to tmp/ and only then published as
- * requested/<id> by link(2), which fails rather than replace an existing id.
- * A result is claimed by reading complete/<id> and then unlinking it: only the
- * waiter whose unlink succeeds uses it, so one waiter gets each result. Waiting wakes on file-system events
- * for complete/, with a slow re-check as a safety net, never a fast poll.
+ * WorkQueueClient: puts requests into a queue and collects their results.
+ * It checks what it is given, keeps time (timeouts) and listens to
+ * AbortSignals; the queue interface (src/queue/backend.ts) does the rest, on
+ * the backend that openQueue() picks for the options (the spool directory,
+ * where a result is claimed by one waiter, woken by file-system events).
  */
-import type { FSWatcher } from 'node:fs';
-import { hostname } from 'node:os';
 import {
-  AbortRefusedError,
   InvalidOptionError,
   TaskFailedError,
-  UnknownRequestError,
   WorkQueueCancelledError,
   WorkQueueError,
   WorkQueueTimeoutError,
 } from './errors.js';
-import { encodeAbortReason } from './spool/abort-reason.js';
-import { encodeRequest } from './spool/codec.js';
-import { entryPath, openSpool, removeLogs, type SpoolPaths } from './spool/layout.js';
-import type { AbortReason, RequestState, ResultEnvelope } from './spool/types.js';
+import { openQueue } from './backends.js';
+import type { QueueBackend, ResultOutcome, ResultWatch } from './queue/backend.js';
+import { isRequestId, type IdSource } from './queue/request-id.js';
+import type { AbortOutcome, AbortReason, RequestResult, RequestState } from './queue/types.js';
 import { silentLogger, type Logger } from './logger.js';
-import { claimResult, locateRequest, peekResult, removeResult } from './result-claim.js';
-import { ownActiveRequests } from './own-requests.js';
-import { isRequestId, RequestIdGenerator, type IdSource } from './spool/request-id.js';
-import * as sfs from './spool/fs.js';
-import { asSpoolError } from './spool/spool-fault.js';
-import { isServing, readLockOwner } from './spool/lock.js';
-import { judgeAbort } from './protocol.js';
 import { stripUndefined } from './options.js';
-import { hasTaskInput, invalidVariables, type TaskInput } from './task-input.js';
+import { invalidVariables, type TaskInput } from './task-input.js';
 import { MAX_TIMER_DELAY_MS, setLongTimeout, type LongTimeout } from './long-timer.js';
 
-/** How many fresh ids enqueue() tries before it gives up (each try only fails on an exact collision). */
-export const MAX_ID_ATTEMPTS = 100;
-/** States after requested/, checked (in flow order) for an id that is already taken. */
-const LATER_STATES = ['pending', 'running', 'complete'] as const;
-/** Waits whose request is looked for in every state at each re-check (in turn, when there are more). */
-const UNKNOWN_CHECKS_PER_RECHECK = 256;
-/** Consecutive re-checks that must find a request nowhere before wait() calls it unknown. */
-const MISSING_CHECKS_BEFORE_UNKNOWN = 2;
-/** Ids this client enqueued and has not waited for yet, remembered (newest) so a wait need not look everywhere for them. */
-const MAX_REMEMBERED_IDS = 4096;
-
-/**
- * How hard a wait looks when poked: `arrived`, its result's name was just seen
- * in complete/ (read it straight away); `result`, look for the result;
- * `everywhere`, and if there is none, look for the request in every state.
- */
-type Look = 'arrived' | 'result' | 'everywhere';
+export type { AbortOutcome, RequestResult } from './queue/types.js';
 
 export interface WorkQueueClientOptions {
   /** The spool directory. Created (with its state directories) if missing. */
@@ -112,9 +83,6 @@ export interface EnqueueOptions {
   stdin?: Uint8Array | string;
 }
 
-/** Request files that carry an environment or stdin are not readable by others (the umask still applies). */
-const INPUT_REQUEST_MODE = 0o640;
-
 export interface WaitOptions {
   /** Give up after this long: the request is aborted and WorkQueueTimeoutError thrown. @default no limit */
   timeoutMs?: number;
@@ -167,23 +135,6 @@ export interface ConfirmAbortOptions {
   timeoutMs?: number;
 }
 
-/**
- * What came of an abort, as far as a client can tell (abortAndConfirm()):
- * `aborted`, the server carried it out (the request never starts, was killed,
- * or its result was dropped), or the request left the spool meanwhile;
- * `unknown`, the id was in no state: the abort stays filed for 10 minutes in
- * case the request is still being published; `filed`, no server is running:
- * the abort takes effect when one starts; `unconfirmed`, a server runs but did
- * not act on it within `timeoutMs`.
- */
-export type AbortOutcome = 'aborted' | 'unknown' | 'filed' | 'unconfirmed';
-
-/** Times abortAndConfirm() files an abort when the marker the server removed was another client's. */
-const MAX_ABORT_FILINGS = 3;
-
-/** The full outcome of a request, for callers that want timings or the status as well as the value. */
-export type RequestResult = ResultEnvelope;
-
 type ResolvedClientOptions = Required<Omit<WorkQueueClientOptions, 'idSource'>> & { idSource: IdSource | undefined };
 
 export function resolveClientOptions(options: WorkQueueClientOptions): ResolvedClientOptions {
@@ -208,20 +159,27 @@ export function resolveClientOptions(options: WorkQueueClientOptions): ResolvedC
 
 export class WorkQueueClient {
   readonly #o: ResolvedClientOptions;
-  readonly #ids: RequestIdGenerator;
-  #paths: SpoolPaths | undefined;
-  /** id → callbacks of the waits for that id. */
-  readonly #waiters = new Map<string, Set<(look: Look) => void>>();
-  #watcher: FSWatcher | undefined;
-  #recheckTimer: NodeJS.Timeout | undefined;
+  readonly #queue: QueueBackend;
 
   constructor(options: WorkQueueClientOptions) {
     this.#o = resolveClientOptions(options);
-    this.#ids = new RequestIdGenerator(this.#o.idSource);
+    this.#queue = openQueue(this.#o);
   }
 
   get spool(): string {
     return this.#o.spool;
+  }
+
+  /**
+   * The queue this client talks to, for what the client does not wrap: a
+   * status snapshot, one request's progress, its output as it is written.
+   * Experimental: the queue interface may still change while a second
+   * backend is added.
+   * @example
+   * const { counts } = await client.queue.status();
+   */
+  get queue(): QueueBackend {
+    return this.#queue;
   }
 
   /**
@@ -235,103 +193,7 @@ export class WorkQueueClient {
     if (runTimeoutMs !== undefined && !(Number.isFinite(runTimeoutMs) && runTimeoutMs >= 0)) {
       throw new InvalidOptionError(`Expected \`runTimeoutMs\` to be a finite number >= 0, got \`${String(runTimeoutMs)}\` (${typeof runTimeoutMs})`);
     }
-    const input = resolveTaskInput(options);
-    const paths = this.#spoolPaths();
-    const bytes = encodeRequest({
-      body: request,
-      submittedAt: Date.now(),
-      client: this.#identity(),
-      ...(runTimeoutMs === undefined ? {} : { runTimeoutMs }),
-      ...input,
-    });
-    const mode = hasTaskInput(input) ? INPUT_REQUEST_MODE : undefined;
-    if (this.#o.durable) return this.#enqueueDurably(bytes, mode);
-    return this.#onSpool(() => {
-      const temp = sfs.writeTemp(paths.dirs.tmp, 'request', bytes, { mode });
-      try {
-        return this.#publishRequest(paths, temp);
-      } finally {
-        sfs.removeEntry(temp);
-      }
-    });
-  }
-
-  /** Runs `work` on the spool; a system error that says the spool cannot be used becomes a SpoolError naming it. */
-  #onSpool<T>(work: () => T): T {
-    try {
-      return work();
-    } catch (err) {
-      throw asSpoolError(this.#o.spool, err);
-    }
-  }
-
-  /** Links a complete request file into requested/ under a fresh id; returns the id. */
-  #publishRequest(paths: SpoolPaths, temp: string): string {
-    for (let attempt = 0; attempt < MAX_ID_ATTEMPTS; attempt++) {
-      const id = this.#ids.next();
-      const published = entryPath(paths, 'requested', id);
-      if (!sfs.linkExclusive(temp, published)) continue;
-      // link(2) only guards requested/. Unless the suffix is random (the
-      // system source), make sure no older request with this id is further
-      // along (a clock and an id source that both repeat).
-      if (!this.#ids.randomSuffix && LATER_STATES.some((state) => sfs.entryExists(entryPath(paths, state, id))) && sfs.removeEntry(published)) continue;
-      this.#remember(id);
-      return id;
-    }
-    throw new WorkQueueError(`could not find a free request id in ${MAX_ID_ATTEMPTS} attempts; is the id source broken?`, 'ERR_ID_EXHAUSTED');
-  }
-
-  /**
-   * See MAX_REMEMBERED_IDS: id → the watcher of complete/ that was live when
-   * it was published, if one was; 'arrived' once that watcher reported the id
-   * (before anyone waited for it); undefined when a wait must look.
-   */
-  readonly #enqueuedHere = new Map<string, FSWatcher | 'arrived' | undefined>();
-
-  #remember(id: string): void {
-    this.#enqueuedHere.set(id, this.#watcher);
-    if (this.#enqueuedHere.size > MAX_REMEMBERED_IDS) this.#enqueuedHere.delete(this.#enqueuedHere.keys().next().value!);
-  }
-
-  /** Durable enqueues waiting for the next group commit. */
-  #durableBatch: Array<{ bytes: Buffer; mode: number | undefined; resolve: (id: string) => void; reject: (err: unknown) => void }> = [];
-
-  /**
-   * Durable mode, with group commit: every enqueue() made while the previous
-   * commit runs joins the next one. A commit writes the batch's files, fsyncs
-   * them concurrently (so the file system commits them together), links them
-   * into requested/, and fsyncs requested/ once for the whole batch.
-   */
-  #enqueueDurably(bytes: Buffer, mode: number | undefined): Promise<string> {
-    return new Promise<string>((resolve, reject) => {
-      this.#durableBatch.push({ bytes, mode, resolve, reject });
-      if (!this.#committing && this.#durableBatch.length === 1) setImmediate(() => void this.#commitDurableBatches());
-    });
-  }
-
-  #committing = false;
-
-  /** Commits batches one after the other until no enqueue is waiting. */
-  async #commitDurableBatches(): Promise<void> {
-    this.#committing = true;
-    while (this.#durableBatch.length > 0) {
-      const batch = this.#durableBatch;
-      this.#durableBatch = [];
-      const paths = this.#spoolPaths();
-      const temps: string[] = [];
-      try {
-        for (const item of batch) temps.push(sfs.writeTemp(paths.dirs.tmp, 'request', item.bytes, { mode: item.mode }));
-        await Promise.all(temps.map((temp) => sfs.syncFileAsync(temp)));
-        const ids = temps.map((temp) => this.#publishRequest(paths, temp));
-        await sfs.syncDirectoryAsync(paths.dirs.requested);
-        batch.forEach((item, i) => item.resolve(ids[i]!));
-      } catch (err) {
-        for (const item of batch) item.reject(asSpoolError(this.#o.spool, err));
-      } finally {
-        for (const temp of temps) sfs.removeEntry(temp);
-      }
-    }
-    this.#committing = false;
+    return this.#queue.enqueue(request, resolveTaskInput(options), runTimeoutMs);
   }
 
   /**
@@ -347,8 +209,7 @@ export class WorkQueueClient {
   async abort(ids: string | readonly string[], reason: AbortReason = 'user'): Promise<void> {
     const list = typeof ids === 'string' ? [ids] : ids;
     for (const id of list) assertRequestId(id);
-    const paths = this.#spoolPaths();
-    for (const id of list) this.#fileAbort(paths, id, reason); // false: an abort is already filed, which is as good
+    return this.#queue.abort(list, reason);
   }
 
   /**
@@ -365,79 +226,7 @@ export class WorkQueueClient {
     if (!(Number.isFinite(timeoutMs) && timeoutMs >= 0)) {
       throw new InvalidOptionError(`Expected \`timeoutMs\` to be a finite number >= 0, got \`${String(timeoutMs)}\` (${typeof timeoutMs})`);
     }
-    const paths = this.#spoolPaths();
-    const marker = entryPath(paths, 'aborting', id);
-    const known = this.state(id) !== undefined;
-    let ownMarker = this.#fileAbort(paths, id, 'user');
-    if (!known) return 'unknown';
-    if (!isServing(paths, readLockOwner(paths))) return 'filed';
-    const deadline = Date.now() + timeoutMs;
-    let filings = 1;
-    const changes = this.#watchForChanges(paths.dirs.aborting, id);
-    try {
-      for (;;) {
-        // The marker first: the server removes the request before it, so a marker seen gone with the request still there is a refusal.
-        const markerFound = this.#onSpool(() => sfs.entryExists(marker));
-        const where = this.state(id);
-        switch (judgeAbort({ requestFound: where !== undefined, markerFound, ownMarker })) {
-          case 'gone':
-            return 'aborted';
-          case 'refused':
-            throw new AbortRefusedError(id, this.#ownerOf(paths, id, where), this.#onSpool(() => sfs.entryStat(paths.lockFile)?.uid));
-          case 'file-again':
-            if (filings++ >= MAX_ABORT_FILINGS) return 'unconfirmed';
-            ownMarker = this.#fileAbort(paths, id, 'user');
-            continue;
-          case 'not-yet':
-            break;
-        }
-        const left = deadline - Date.now();
-        if (left <= 0) return 'unconfirmed';
-        await changes.next(Math.min(left, this.#o.recheckIntervalMs));
-      }
-    } finally {
-      changes.close();
-    }
-  }
-
-  /** Publishes aborting/<id>; false when a marker was there already (filed by someone else, or earlier). */
-  #fileAbort(paths: SpoolPaths, id: string, reason: AbortReason): boolean {
-    return this.#onSpool(() => sfs.publish(sfs.writeTemp(paths.dirs.tmp, 'abort', encodeAbortReason(reason)), entryPath(paths, 'aborting', id)));
-  }
-
-  /** The owner of a request's file, for messages; undefined when it cannot be seen (it moved on meanwhile). */
-  #ownerOf(paths: SpoolPaths, id: string, state: RequestState | undefined): number | undefined {
-    if (state === undefined) return undefined;
-    return this.#onSpool(() => sfs.entryStat(entryPath(paths, state, id))?.uid);
-  }
-
-  /**
-   * Resolves next() at the next change to `name` in `dir` (fs.watch), or after
-   * at most the given ms (the watch may drop events, or not be possible).
-   */
-  #watchForChanges(dir: string, name: string): { next: (ms: number) => Promise<void>; close: () => void } {
-    let wake: (() => void) | undefined;
-    let watcher: FSWatcher | undefined;
-    try {
-      watcher = sfs.watchDirectory(dir, (changed) => {
-        if (changed === null || changed === name) wake?.();
-      }, () => wake?.());
-    } catch {
-      // no watch (ENOSPC, EMFILE …): the timeout alone paces the looks
-    }
-    return {
-      next: (ms) =>
-        new Promise<void>((resolve) => {
-          const timer = setTimeout(() => done(), ms);
-          const done = (): void => {
-            clearTimeout(timer);
-            wake = undefined;
-            resolve();
-          };
-          wake = done;
-        }),
-      close: () => watcher?.close(),
-    };
+    return this.#queue.abortAndConfirm(id, timeoutMs);
   }
 
   /**
@@ -449,12 +238,7 @@ export class WorkQueueClient {
    * const aborted = await client.abortAll(); // ['1795366421947895-8d42b22ad816', …]
    */
   async abortAll(reason: AbortReason = 'user'): Promise<string[]> {
-    const uid = process.getuid?.();
-    if (uid === undefined) throw new WorkQueueError('abortAll() tells requests apart by their owner, which this system does not have (no process.getuid)', 'ERR_UNSUPPORTED');
-    const paths = this.#spoolPaths();
-    const ids = this.#onSpool(() => ownActiveRequests(paths, uid));
-    await this.abort(ids, reason);
-    return ids;
+    return this.#queue.abortOwn(reason);
   }
 
   /**
@@ -468,17 +252,7 @@ export class WorkQueueClient {
    */
   async peek(id: string): Promise<RequestResult | undefined> {
     assertRequestId(id);
-    const paths = this.#spoolPaths();
-    // Found nowhere twice before it counts as unknown, like a wait: a restarting server moves running/ back to pending/.
-    let missing = 0;
-    for (let look = 0; look < 2 * MISSING_CHECKS_BEFORE_UNKNOWN; look++) {
-      const read = this.#onSpool(() => peekResult(paths, id, false, false));
-      if (read !== undefined && 'result' in read) return read.result;
-      const state = this.#onSpool(() => locateRequest(paths, id, read !== undefined));
-      if (state === undefined && ++missing >= MISSING_CHECKS_BEFORE_UNKNOWN) break;
-      if (state !== undefined && state !== 'complete') return undefined; // else published meanwhile: read it
-    }
-    throw new UnknownRequestError(id);
+    return this.#queue.peek(id);
   }
 
   /**
@@ -500,16 +274,19 @@ export class WorkQueueClient {
     if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs >= 0)) {
       throw new InvalidOptionError(`Expected \`timeoutMs\` to be a finite number >= 0, got \`${String(timeoutMs)}\` (${typeof timeoutMs})`);
     }
-    const paths = this.#spoolPaths();
     return new Promise<RequestResult>((resolve, reject) => {
-      let missing = 0;
       let timer: LongTimeout | undefined;
+      let watch: ResultWatch | undefined;
+      let settled = false;
       const settle = (fn: () => void): void => {
-        this.#removeWaiter(id, attempt);
+        if (settled) return;
+        settled = true;
+        watch?.stop();
         timer?.clear();
         signal?.removeEventListener('abort', onCancel);
         fn();
       };
+      const finish = (outcome: ResultOutcome): void => settle(() => ('result' in outcome ? resolve(outcome.result) : reject(outcome.error)));
       const keep = options.keep === true;
       const giveUp = (reason: AbortReason, error: Error): void => {
         settle(() => {
@@ -520,68 +297,27 @@ export class WorkQueueClient {
         if (options.abortOnCancel === false || keep) settle(() => reject(new WorkQueueCancelledError(id, signal?.reason, false)));
         else giveUp('cancelled', new WorkQueueCancelledError(id, signal?.reason));
       };
-      const onTimeout = (): void => {
-        // A deadline reached with nothing to wait for is an unknown request, not a late one.
-        if (lastLook()) return;
+      const expire = (): void => {
         if (keep) settle(() => reject(new WorkQueueTimeoutError(id, timeoutMs!, 'total', false)));
         else giveUp('timeout', new WorkQueueTimeoutError(id, timeoutMs!));
       };
-      const read = keep || options.deferClaim === true ? peekResult : claimResult;
-      /** At the deadline: the result if it is there now, or unknown if the request is found nowhere (twice in a row, like peek()); true if that settled the wait. */
-      const lastLook = (): boolean => {
-        try {
-          let gone = 0;
-          for (let look = 0; look < 2 * MISSING_CHECKS_BEFORE_UNKNOWN; look++) {
-            const claim = read(paths, id, options.keepLogs === true, false);
-            if (claim !== undefined && 'result' in claim) {
-              settle(() => resolve(claim.result));
-              return true;
-            }
-            const state = locateRequest(paths, id, claim !== undefined);
-            if (state !== undefined && state !== 'complete') return false;
-            if (state === undefined && ++gone >= MISSING_CHECKS_BEFORE_UNKNOWN) {
-              settle(() => reject(new UnknownRequestError(id)));
-              return true;
-            }
-            if (state !== undefined) gone = 0;
-          }
-          return false;
-        } catch (err) {
-          settle(() => reject(err));
-          return true;
-        }
+      /** At the deadline: a last look settles the wait if the result is there, or the request is in no state. */
+      const afterLastLook = (outcome: ResultOutcome | undefined): void => {
+        if (settled) return;
+        // A deadline reached with nothing to wait for is an unknown request, not a late one.
+        if (outcome !== undefined) finish(outcome);
+        else expire();
       };
-      let refused = false;
-      const attempt = (look: Look): void => {
-        try {
-          const claim = read(paths, id, options.keepLogs === true, look === 'arrived');
-          if (claim !== undefined && 'result' in claim) return settle(() => resolve(claim.result));
-          if (claim !== undefined && !refused) {
-            refused = true; // said once per wait; the server replaces the entry with the real result
-            this.#o.logger.warn(`ignoring complete/${id}, which is not this request's result from the server (${claim.refused}); still waiting`, { id });
-          }
-          if (look !== 'everywhere') return;
-          missing = locateRequest(paths, id, claim !== undefined) === undefined ? missing + 1 : 0;
-          if (missing >= MISSING_CHECKS_BEFORE_UNKNOWN) settle(() => reject(new UnknownRequestError(id)));
-        } catch (err) {
-          settle(() => reject(asSpoolError(this.#o.spool, err)));
-        }
+      const onTimeout = (): void => {
+        const look = watch!.lastLook();
+        if (look instanceof Promise) look.then(afterLastLook, (err: unknown) => finish({ error: err }));
+        else afterLastLook(look);
       };
       if (signal?.aborted) return onCancel();
       signal?.addEventListener('abort', onCancel, { once: true });
       if (timeoutMs !== undefined) timer = setLongTimeout(onTimeout, timeoutMs);
-      const fresh = this.#enqueuedHere.has(id);
-      const watcherAtPublish = this.#enqueuedHere.get(id);
-      this.#enqueuedHere.delete(id);
-      this.#addWaiter(id, attempt);
-      // A request this client has just put in requested/ is known to exist:
-      // only its result is looked for now (the re-checks look for the rest).
-      // Not even that if the watcher that is live now was already live when
-      // the request was published and has not reported it: the result's
-      // arrival is an event still to come.
-      if (!fresh) attempt('everywhere');
-      else if (watcherAtPublish === 'arrived') attempt('arrived');
-      else if (watcherAtPublish === undefined || watcherAtPublish !== this.#watcher) attempt('result');
+      const take = keep || options.deferClaim === true ? 'read' : 'claim';
+      watch = this.#queue.watchResult(id, { take, keepOutput: options.keepLogs === true }, finish);
     });
   }
 
@@ -596,8 +332,7 @@ export class WorkQueueClient {
    */
   async claim(id: string): Promise<boolean> {
     assertRequestId(id);
-    const paths = this.#spoolPaths();
-    return this.#onSpool(() => removeResult(paths, id));
+    return this.#queue.claim(id);
   }
 
   /**
@@ -613,124 +348,23 @@ export class WorkQueueClient {
   /** Which state a request is in now, or undefined if it is in none. */
   state(id: string): RequestState | undefined {
     assertRequestId(id);
-    const paths = this.#spoolPaths();
-    return this.#onSpool(() => locateRequest(paths, id));
+    const state = this.#queue.locate(id);
+    if (state instanceof Promise) {
+      void state.catch(() => {});
+      throw new WorkQueueError(`state() answers at once, which the queue at ${this.#queue.location} cannot: use queue.locate()`, 'ERR_UNSUPPORTED');
+    }
+    return state;
   }
 
   /** Removes a request's output logs (after a wait with `keepLogs`). */
   removeRequestLogs(id: string): void {
     assertRequestId(id);
-    const paths = this.#spoolPaths();
-    this.#onSpool(() => removeLogs(paths, id));
+    this.#queue.removeOutput(id);
   }
 
   /** Stops watching. Pending waits are left unresolved; call after they settle. */
   close(): void {
-    this.#watcher?.close();
-    this.#watcher = undefined;
-    if (this.#recheckTimer !== undefined) clearInterval(this.#recheckTimer);
-    this.#recheckTimer = undefined;
-  }
-
-  #clientIdentity: { pid: number; host: string; uid?: number } | undefined;
-  #identity(): { pid: number; host: string; uid?: number } {
-    if (this.#clientIdentity === undefined) {
-      const uid = process.getuid?.();
-      this.#clientIdentity = { pid: process.pid, host: hostname(), ...(uid === undefined ? {} : { uid }) };
-    }
-    return this.#clientIdentity;
-  }
-
-  #spoolPaths(): SpoolPaths {
-    this.#paths ??= openSpool(this.#o.spool);
-    return this.#paths;
-  }
-
-  #addWaiter(id: string, poke: (look: Look) => void): void {
-    let set = this.#waiters.get(id);
-    if (set === undefined) this.#waiters.set(id, (set = new Set()));
-    set.add(poke);
-    if (this.#o.watch && this.#watcher === undefined) this.#watcher = this.#watchComplete();
-    this.#watcher?.ref();
-    this.#recheckTimer ??= setInterval(() => this.#recheck(), this.#o.recheckIntervalMs);
-  }
-
-  /**
-   * A watch of complete/, or undefined if none can be set up (the inotify
-   * watch limit is used up: ENOSPC; out of descriptors: EMFILE …). Then, or
-   * when a watch breaks later, waits rely on the re-check, and the next wait
-   * tries to watch again.
-   */
-  #watchComplete(): FSWatcher | undefined {
-    const dir = this.#spoolPaths().dirs.complete;
-    try {
-      return sfs.watchDirectory(dir, (name) => this.#poke(name), (err) => {
-        this.#watcher?.close();
-        this.#watcher = undefined;
-        this.#watchFailed(dir, err);
-      });
-    } catch (err) {
-      this.#watchFailed(dir, err);
-      return undefined;
-    }
-  }
-
-  #watchFailureReported = false;
-
-  /** Says once per client that waits fall back to the re-check: they are slower, not broken. */
-  #watchFailed(dir: string, err: unknown): void {
-    if (this.#watchFailureReported) return;
-    this.#watchFailureReported = true;
-    const seconds = this.#o.recheckIntervalMs / 1000;
-    this.#o.logger.warn(`cannot watch ${dir} for results (${err instanceof Error ? err.message : String(err)}); checking every ${seconds} s instead`, { dir });
-  }
-
-  #removeWaiter(id: string, poke: (look: Look) => void): void {
-    const set = this.#waiters.get(id);
-    set?.delete(poke);
-    if (set?.size === 0) this.#waiters.delete(id);
-    if (this.#waiters.size === 0) {
-      // Keep the watch for the next wait, but let the process exit while idle.
-      this.#watcher?.unref();
-      if (this.#recheckTimer !== undefined) clearInterval(this.#recheckTimer);
-      this.#recheckTimer = undefined;
-    }
-  }
-
-  /** A watcher event: the name of an entry that appeared in (or left) complete/; null when the system could not say. */
-  #poke(name: string | null): void {
-    if (name === null) for (const id of this.#enqueuedHere.keys()) this.#enqueuedHere.set(id, undefined); // cannot tell which
-    else if (!this.#waiters.has(name) && this.#enqueuedHere.has(name)) this.#enqueuedHere.set(name, 'arrived');
-    const targets = name === null ? [...this.#waiters.values()] : [this.#waiters.get(name)];
-    for (const set of targets) for (const poke of [...(set ?? [])]) poke(name === null ? 'result' : 'arrived');
-  }
-
-  /** Where the last re-check's unknown-request checks stopped, so each re-check takes the next ones. */
-  #recheckCursor = 0;
-
-  /**
-   * The safety re-check. One listing of complete/ finds every result the
-   * watcher missed (it drops events on overflow), however many waits there
-   * are; and up to UNKNOWN_CHECKS_PER_RECHECK waits, in turn, check whether
-   * their request has vanished from every state.
-   */
-  #recheck(): void {
-    try {
-      for (const name of sfs.listEntries(this.#spoolPaths().dirs.complete)) {
-        const set = this.#waiters.get(name);
-        if (set !== undefined) for (const poke of [...set]) poke('arrived');
-      }
-    } catch {
-      // complete/ unreadable for now: the per-wait checks below still run
-    }
-    const ids = [...this.#waiters.keys()];
-    if (ids.length === 0) return;
-    const count = Math.min(ids.length, UNKNOWN_CHECKS_PER_RECHECK);
-    for (let i = 0; i < count; i++) {
-      const set = this.#waiters.get(ids[(this.#recheckCursor + i) % ids.length]!);
-      for (const poke of [...(set ?? [])]) poke('everywhere');
-    }
-    this.#recheckCursor = (this.#recheckCursor + count) % ids.length;
+    this.#queue.close();
   }
 }
 

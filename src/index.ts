@@ -4,7 +4,8 @@ export type { WorkQueueClientOptions, EnqueueOptions, WaitOptions, RequestResult
 export type { AbortOutcome, ConfirmAbortOptions } from './client.js';
 export { WorkQueueServer, resolveServerOptions } from './server.js';
 export type { WorkQueueServerOptions, ProcessRequestsOptions } from './server.js';
-export type { InterruptedPolicy, ManagerHold, QueueHold } from './protocol.js';
+export type { InterruptedPolicy } from './protocol.js';
+export type { ManagerHold, QueueHold } from './queue/types.js';
 export type { AbortPolicy } from './spool/permissions.js';
 export type { TaskManager, TaskManagerEvent, TaskOutcome, TaskProcess } from './task-manager/types.js';
 export type { TaskInput, AcceptedVariables } from './task-input.js';
@@ -33,10 +34,12 @@ export {
   AbortRefusedError,
 } from './errors.js';
 export type { SerializedError } from './errors.js';
-export { PROTOCOL_VERSION, REQUEST_STATES } from './spool/types.js';
-export type { RequestState, ResultStatus, AbortReason } from './spool/types.js';
-export { isRequestId, RequestIdGenerator } from './spool/request-id.js';
-export type { IdSource } from './spool/request-id.js';
+export { PROTOCOL_VERSION } from './spool/types.js';
+export { REQUEST_STATES } from './queue/types.js';
+export type { RequestState, ResultStatus, AbortReason } from './queue/types.js';
+export { isRequestId } from './queue/request-id.js';
+export type { IdSource } from './queue/request-id.js';
+export { RequestIdGenerator } from './spool/request-id.js';
 export { createLineLogger, silentLogger } from './logger.js';
 export type { Logger, LogLevel, LogFields } from './logger.js';
 export { DURATION_BUCKETS_S, METER_NAME, METRIC_ATTRIBUTES, METRIC_NAMES, ServerMetrics } from './metrics.js';

@@ -4,6 +4,7 @@
  * the requests a previous server left behind. The server carries them out.
  */
 import { redirectableBy, type DirectoryAccess } from './spool/permissions.js';
+import type { ManagerHold, QueueHold } from './queue/types.js';
 
 /** Where an aborted id was found. Checked in flow order by the caller. */
 export type AbortTarget = 'requested' | 'pending' | 'running' | 'complete' | 'unknown';
@@ -179,28 +180,8 @@ export function judgeOrphan(record: TaskProcessRecord, bootId: string | undefine
   return pids.length === 0 ? { kind: 'gone', why: 'no process of its group is left' } : { kind: 'alive', pids };
 }
 
-/**
- * What keeps the first queued request from starting, as the server publishes
- * it in `server.state` (docs/protocol.md, *Server state*). `none`: nothing
- * waits, or the line is moving.
- */
-export type QueueHold =
-  | { reason: 'none' }
-  /** Every slot is taken (`--max-tasks`). */
-  | { reason: 'capacity'; maxTasks: number }
-  /** The task manager starts nothing now for a reason of its own (`--max-load`: the load average). */
-  | { reason: 'load'; load: number; maxLoad: number }
-  /** Tasks a stopped server left running still hold slots, or were just killed and are going. */
-  | { reason: 'orphans'; tasks: number }
-  /** The server is stopping: it starts nothing new. */
-  | { reason: 'stopping' }
-  /** A result cannot be written (a full disk): nothing starts until it is. */
-  | { reason: 'results' }
-  /** A fault the server logged (EACCES, EMFILE …) kept it from starting tasks; it retries. */
-  | { reason: 'fault' };
-
-/** Why a task manager has no capacity, when not for want of a slot. */
-export type ManagerHold = Extract<QueueHold, { reason: 'load' }>;
+/** What holds the line, and a task manager's own hold: the queue interface's words (src/queue/types.ts). */
+export type { QueueHold, ManagerHold } from './queue/types.js';
 
 /** What the server knows at the end of a tick, for whatHoldsTheLine(). */
 export interface HoldFacts {

@@ -174,19 +174,32 @@ t.test('a wait started after the result is published claims it at once', async (
   t.equal(await client.wait(id), 'ready');
 });
 
+/**
+ * WorkQueueClient on a spool queue whose spool/fs.ts is `fs`. t.mockImport
+ * replaces a module only for the module imported directly, so the queue is
+ * built from the bottom: its result waits on `fs`, the queue on those, then
+ * the client on a factory that opens that queue.
+ */
+async function clientOnFs(t: Test, fs: Record<string, unknown>): Promise<typeof WorkQueueClient> {
+  const waits = await t.mockImport<typeof import('../src/spool/result-waits.js')>('../src/spool/result-waits.js', { '../src/spool/fs.js': fs });
+  const { SpoolQueue } = await t.mockImport<typeof import('../src/spool/queue.js')>('../src/spool/queue.js', { '../src/spool/fs.js': fs, '../src/spool/result-waits.js': waits });
+  const { WorkQueueClient: MockedClient } = await t.mockImport<typeof import('../src/client.js')>('../src/client.js', {
+    '../src/backends.js': { openQueue: (options: import('../src/backends.js').OpenQueueOptions) => new SpoolQueue(options) },
+  });
+  return MockedClient;
+}
+
 t.test('a broken watcher falls back to the re-check', async (t) => {
   const sfs = await import('../src/spool/fs.js');
   let watches = 0;
-  const { WorkQueueClient: MockedClient } = await t.mockImport<typeof import('../src/client.js')>('../src/client.js', {
-    '../src/spool/fs.js': {
-      ...sfs,
-      // A watch that dies at once, as it does when complete/ is replaced or the inotify limit is hit.
-      watchDirectory: (_dir: string, _onName: unknown, onError: (err: Error) => void) => {
-        watches++;
-        const fake = Object.assign(new EventEmitter(), { close() {}, ref() {}, unref() {} });
-        setImmediate(() => onError(Object.assign(new Error('ENOSPC: System limit for number of file watchers reached'), { code: 'ENOSPC' })));
-        return fake;
-      },
+  const MockedClient = await clientOnFs(t, {
+    ...sfs,
+    // A watch that dies at once, as it does when complete/ is replaced or the inotify limit is hit.
+    watchDirectory: (_dir: string, _onName: unknown, onError: (err: Error) => void) => {
+      watches++;
+      const fake = Object.assign(new EventEmitter(), { close() {}, ref() {}, unref() {} });
+      setImmediate(() => onError(Object.assign(new Error('ENOSPC: System limit for number of file watchers reached'), { code: 'ENOSPC' })));
+      return fake;
     },
   });
   const spool = spoolDir(t);
@@ -201,13 +214,11 @@ t.test('a broken watcher falls back to the re-check', async (t) => {
 t.test('a watch that cannot be set up (ENOSPC: inotify watches used up) falls back to the re-check, said once', async (t) => {
   const sfs = await import('../src/spool/fs.js');
   let watches = 0;
-  const { WorkQueueClient: MockedClient } = await t.mockImport<typeof import('../src/client.js')>('../src/client.js', {
-    '../src/spool/fs.js': {
-      ...sfs,
-      watchDirectory: (dir: string) => {
-        watches++;
-        throw Object.assign(new Error(`ENOSPC: System limit for number of file watchers reached, watch '${dir}'`), { code: 'ENOSPC', syscall: 'watch' });
-      },
+  const MockedClient = await clientOnFs(t, {
+    ...sfs,
+    watchDirectory: (dir: string) => {
+      watches++;
+      throw Object.assign(new Error(`ENOSPC: System limit for number of file watchers reached, watch '${dir}'`), { code: 'ENOSPC', syscall: 'watch' });
     },
   });
   const spool = spoolDir(t);

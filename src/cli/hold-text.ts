@@ -3,7 +3,7 @@
  * wait: why a queued request does not start, and what becomes of one its
  * server was running when it stopped.
  */
-import type { RequestHold, RequestStatus } from '../status.js';
+import type { RequestHold, RequestStatus } from '../queue/types.js';
 
 /** Why waiting requests do not start, as a phrase: "capacity full (2 of 2 running)". */
 export function describeHold(hold: RequestHold): string {

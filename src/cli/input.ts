@@ -7,7 +7,7 @@
  */
 import { createReadStream, fstatSync, readSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { MAX_REQUEST_BYTES } from '../spool/codec.js';
+import { MAX_REQUEST_BYTES } from '../queue/types.js';
 import { badVariableName, type TaskInput } from '../task-input.js';
 import { CliError, EXIT } from './common.js';
 

@@ -6,7 +6,8 @@
  * full disk, a log gone) exits 1 with a message that even `-q` prints.
  */
 import { constants as osConstants } from 'node:os';
-import type { RequestResult } from '../client.js';
+import type { RequestResult } from '../queue/types.js';
+import type { CommandResult } from '../task-manager/command.js';
 import { EXIT } from './common.js';
 import { exitCodeForCause, type StopCause } from './stop.js';
 import { inWrittenOrder } from '../task-manager/output-order.js';
@@ -28,19 +29,13 @@ export interface RenderOptions {
   together?: boolean;
 }
 
-export interface CommandValue {
-  exitCode: number | null;
-  signal: string | null;
-  stdout: Uint8Array;
-  stderr: Uint8Array;
-  stdoutDropped?: number;
-  stderrDropped?: number;
-  /** The order of the two streams' runs (see CommandResult.order); anything else there is ignored. */
-  order?: unknown;
-}
-
-export function isCommandValue(value: unknown): value is CommandValue {
-  const v = value as CommandValue;
+/**
+ * Whether a result's value is a command's (CommandResult), told by its streams.
+ * Only those are checked: `order`, read from the queue as it came, is used only
+ * if it is valid (inWrittenOrder ignores anything else there).
+ */
+export function isCommandResult(value: unknown): value is CommandResult {
+  const v = value as CommandResult;
   return typeof v === 'object' && v !== null && 'exitCode' in v && v.stdout instanceof Uint8Array && v.stderr instanceof Uint8Array;
 }
 
@@ -49,7 +44,7 @@ export function isCommandValue(value: unknown): value is CommandValue {
 const OUTPUT_LOST_CODES = new Set(['ERR_OUTPUT_LIMIT', 'ERR_DISK_FULL', 'ERR_OUTPUT_LOG']);
 
 /** Bytes of a command's output that were not delivered (neither inline nor from its log), per stream. */
-export function lostOutput(value: CommandValue): { stdout: number; stderr: number } {
+export function lostOutput(value: CommandResult): { stdout: number; stderr: number } {
   return { stdout: value.stdoutDropped ?? 0, stderr: value.stderrDropped ?? 0 };
 }
 
@@ -69,7 +64,7 @@ export function exitCodeOf(outcome: Outcome, streamed = false): number {
       const { result } = outcome;
       if (result.status === 'timed_out') return EXIT.timeout;
       if (!result.ok) return EXIT.failure;
-      if (!isCommandValue(result.value)) return EXIT.ok;
+      if (!isCommandResult(result.value)) return EXIT.ok;
       const lost = lostOutput(result.value);
       if (!streamed && lost.stdout + lost.stderr > 0) return EXIT.failure;
       if (result.value.exitCode !== null) return result.value.exitCode;
@@ -114,7 +109,7 @@ export function render(outcome: Outcome, options: RenderOptions, out: NodeJS.Wri
     say(`request ${result.id} failed: ${result.error!.name}: ${result.error!.message}`, OUTPUT_LOST_CODES.has(result.error!.code ?? ''));
     return code;
   }
-  if (isCommandValue(result.value)) {
+  if (isCommandResult(result.value)) {
     writeCommandOutput(result.value, options, out, err);
     if (!options.streamed) {
       const lost = lostOutput(result.value);
@@ -143,7 +138,7 @@ function writeJson(outcome: Outcome, code: number, out: NodeJS.WritableStream, e
   try {
     line = JSON.stringify(toJson(outcome, code), jsonBytes);
   } catch (e) {
-    if (!isStringTooLong(e) || outcome.kind !== 'result' || !isCommandValue(outcome.result.value)) throw e;
+    if (!isStringTooLong(e) || outcome.kind !== 'result' || !isCommandResult(outcome.result.value)) throw e;
     const v = outcome.result.value;
     const value = { ...v, stdout: v.stdout.subarray(0, JSON_CUT_BYTES), stderr: v.stderr.subarray(0, JSON_CUT_BYTES) };
     for (const stream of ['stdout', 'stderr'] as const) {
@@ -164,7 +159,7 @@ function isStringTooLong(err: unknown): boolean {
 }
 
 function writeCommandOutput(value: unknown, options: RenderOptions, out: NodeJS.WritableStream, err: NodeJS.WritableStream): void {
-  if (options.streamed || !isCommandValue(value)) return;
+  if (options.streamed || !isCommandResult(value)) return;
   if (options.together !== true) {
     out.write(value.stdout);
     err.write(value.stderr);
@@ -194,7 +189,7 @@ export function toJson(outcome: Outcome, exitCode: number): Record<string, unkno
       const json: Record<string, unknown> = { ...base, ok: result.ok, status: result.status };
       if (result.status === 'timed_out') json.deadline = 'run';
       if (result.error !== undefined) json.error = { name: result.error.name, message: result.error.message, ...(result.error.code === undefined ? {} : { code: result.error.code }) };
-      if (isCommandValue(result.value)) {
+      if (isCommandResult(result.value)) {
         const v = result.value;
         Object.assign(json, { signal: v.signal, stdout: text(v.stdout), stderr: text(v.stderr) });
         if (v.stdoutDropped) json.stdoutDropped = v.stdoutDropped;

@@ -1,17 +1,15 @@
 /**
  * The one-line live status on a terminal while waiting: "queued #3 of 7" and
  * what holds the line ("capacity full (2 of 2 running)", "no server is
- * running"), then "running for 12s". Redrawn once a second from a cheap spool
- * snapshot (directory listings, the lock and server.state); erased cleanly
+ * running"), then "running for 12s". Redrawn once a second from the queue's
+ * cheap progress snapshot (queue.progress()); erased cleanly
  * when the wait ends. Never drawn when stderr is not a TTY, and never over the
  * task's output: while a line the task wrote (--follow) is unfinished, the
  * status waits for its end, as the task's next bytes belong right after it.
  * Cut to the terminal's width, so that erasing it erases all of it.
  */
-import { entryPath, openSpool, REQUEST_STATES } from '../spool/layout.js';
-import { isRequestId } from '../spool/request-id.js';
-import { queueHold, readServing } from '../status.js';
-import * as sfs from '../spool/fs.js';
+import type { QueueBackend } from '../queue/backend.js';
+import type { RequestProgress } from '../queue/types.js';
 import { describeHold, describeInterrupted } from './hold-text.js';
 
 const REDRAW_MS = 1000;
@@ -30,23 +28,30 @@ export interface LiveLine {
 
 const NEWLINE = 0x0a;
 
-export function startLiveLine(spool: string, id: string, stream: NodeJS.WriteStream = process.stderr): LiveLine {
-  const paths = openSpool(spool, { create: false });
+/** Starts the line: drawn first once the queue has told the request's progress, before the wait goes on. */
+export async function startLiveLine(queue: QueueBackend, id: string, stream: NodeJS.WriteStream = process.stderr): Promise<LiveLine> {
   let shown = '';
   /** The terminal's cursor is after output that did not end its line. */
   let midLine = false;
-  const draw = (): void => {
-    if (midLine) return;
-    const text = fitTo(describe(paths, id), stream.columns);
+  let stopped = false;
+  const show = (progress: RequestProgress): void => {
+    if (midLine || stopped) return;
+    const text = fitTo(describe(progress, id), stream.columns);
     if (text === shown) return;
     stream.write(`${CLEAR_LINE}${text}`);
     shown = text;
+  };
+  const draw = (): void => {
+    if (midLine) return;
+    const progress = queue.progress(id);
+    if (progress instanceof Promise) progress.then(show, () => {}); // a remote queue: the line waits for the next look
+    else show(progress);
   };
   const erase = (): void => {
     if (shown !== '') stream.write(CLEAR_LINE);
     shown = '';
   };
-  draw();
+  show(await queue.progress(id));
   const timer = setInterval(draw, REDRAW_MS);
   timer.unref();
   return {
@@ -57,6 +62,7 @@ export function startLiveLine(spool: string, id: string, stream: NodeJS.WriteStr
       draw();
     },
     stop() {
+      stopped = true;
       clearInterval(timer);
       erase();
     },
@@ -69,21 +75,19 @@ export function fitTo(text: string, columns: number | undefined): string {
   return `${text.slice(0, columns - 2)}…`;
 }
 
-function describe(paths: ReturnType<typeof openSpool>, id: string): string {
-  const state = REQUEST_STATES.find((s) => sfs.entryExists(entryPath(paths, s, id)));
-  if (state === 'requested' || state === 'pending') {
-    const waiting = [...sfs.listEntries(paths.dirs.requested), ...sfs.listEntries(paths.dirs.pending)].filter(isRequestId);
-    const ahead = waiting.filter((other) => other < id).length;
-    const hold = queueHold(paths, readServing(paths));
-    return `wq: ${id} queued #${ahead + 1} of ${waiting.length}${hold === undefined ? '' : `: ${describeHold(hold)}`}`;
+/** The line for a request's progress. */
+export function describe(progress: RequestProgress, id: string, nowMs: number = Date.now()): string {
+  switch (progress.state) {
+    case 'requested':
+    case 'pending':
+      return `wq: ${id} queued #${progress.position} of ${progress.waiting}${progress.heldBy === undefined ? '' : `: ${describeHold(progress.heldBy)}`}`;
+    case 'running':
+      // (What is left of its task is for `wq status`: looking every second would read all of /proc.)
+      if (progress.interrupted) return `wq: ${id} ${describeInterrupted({})}`;
+      return `wq: ${id} running for ${formatSeconds((nowMs - (progress.sinceMs ?? nowMs)) / 1000)}`;
+    default:
+      return `wq: ${id} finishing`;
   }
-  if (state === 'running') {
-    // (What is left of its task is for `wq status`: looking every second would read all of /proc.)
-    if (!readServing(paths).alive) return `wq: ${id} ${describeInterrupted({})}`;
-    const since = sfs.entryStat(entryPath(paths, 'running', id))?.ctimeMs ?? Date.now();
-    return `wq: ${id} running for ${formatSeconds((Date.now() - since) / 1000)}`;
-  }
-  return `wq: ${id} finishing`;
 }
 
 export function formatSeconds(seconds: number): string {

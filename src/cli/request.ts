@@ -1,13 +1,12 @@
 /** `wq enqueue`, `wq wait`, `wq abort`: the client side of the CLI. */
 import { Writable } from 'node:stream';
-import { WorkQueueClient, type AbortOutcome, type RequestResult, type WaitOptions } from '../client.js';
+import { WorkQueueClient, type WaitOptions } from '../client.js';
 import { AbortRefusedError, RequestTooLargeError, UnknownRequestError, WorkQueueCancelledError, WorkQueueTimeoutError } from '../errors.js';
-import { MAX_REQUEST_BYTES } from '../spool/codec.js';
+import type { OutputFollower, OutputSinks, QueueBackend } from '../queue/backend.js';
+import { isRequestId } from '../queue/request-id.js';
+import { MAX_REQUEST_BYTES, type AbortOutcome, type RequestResult } from '../queue/types.js';
 import type { TaskInput } from '../task-input.js';
 import type { CommandRequest } from '../task-manager/command.js';
-import { spoolPaths } from '../spool/layout.js';
-import { isServing, readLockOwner } from '../spool/lock.js';
-import { isRequestId } from '../spool/request-id.js';
 import { CliError, clientLogger, EXIT, printError, resolveSpool } from './common.js';
 import { dataFromFlag, describeBytes, envFromFlags, readStandardInput } from './input.js';
 import { render, type Outcome } from './output.js';
@@ -59,12 +58,12 @@ export async function enqueue(argv: string[], flags: EnqueueFlags): Promise<void
   const stops = flags.wait ? new StopListener() : undefined;
   try {
     const id = await enqueueOrSayWhy(client, body, { runTimeoutMs: flags.runTimeout, ...input });
-    if (!flags.quiet) warnIfNoServer(spool);
+    if (!flags.quiet) await warnIfNoServer(client.queue);
     if (stops === undefined) {
       process.stdout.write(flags.json ? `${JSON.stringify({ id })}\n` : `${id}\n`);
       return;
     }
-    await waitAndReport(client, spool, id, flags, stops);
+    await waitAndReport(client, id, flags, stops);
   } finally {
     stops?.close();
   }
@@ -81,9 +80,9 @@ export async function wait(ids: string[], flags: WaitFlags): Promise<void> {
   try {
     const client = new WorkQueueClient({ spool, logger: clientLogger(flags.quiet) });
     // A result waits for no server; a request without one would wait for ever, unannounced.
-    if (!flags.quiet) warnIfUnserved(client, spool, ids);
-    if (ids.length === 1) await waitAndReport(client, spool, ids[0]!, flags, stops);
-    else await waitForEach(client, spool, ids, flags, stops);
+    if (!flags.quiet) await warnIfUnserved(client.queue, ids);
+    if (ids.length === 1) await waitAndReport(client, ids[0]!, flags, stops);
+    else await waitForEach(client, ids, flags, stops);
   } finally {
     stops.close();
   }
@@ -180,30 +179,29 @@ function checkId(id: string): void {
 }
 
 /** Before a wait: says so when some of the requests need a server and none runs. */
-function warnIfUnserved(client: WorkQueueClient, spool: string, ids: string[]): void {
-  const states = ids.map((id) => client.state(id)).filter((state) => state !== undefined && state !== 'complete');
+async function warnIfUnserved(queue: QueueBackend, ids: string[]): Promise<void> {
+  const states = (await Promise.all(ids.map((id) => queue.locate(id)))).filter((state) => state !== undefined && state !== 'complete');
   if (states.length === 0) return;
-  if (ids.length > 1) warnIfNoServer(spool, 'the requests not yet complete wait until');
-  else warnIfNoServer(spool, states[0] === 'running' ? 'the request was interrupted and runs again when' : undefined);
+  if (ids.length > 1) await warnIfNoServer(queue, 'the requests not yet complete wait until');
+  else await warnIfNoServer(queue, states[0] === 'running' ? 'the request was interrupted and runs again when' : undefined);
 }
 
 /** Says so on stderr when no server runs the spool: the request then waits until one starts. */
-function warnIfNoServer(spool: string, fate = 'the request stays queued until'): void {
-  const paths = spoolPaths(spool);
-  if (!isServing(paths, readLockOwner(paths))) {
-    printError(`no server is running on spool ${spool}; ${fate} \`wq serve\` starts`);
+async function warnIfNoServer(queue: QueueBackend, fate = 'the request stays queued until'): Promise<void> {
+  if (!(await queue.serving())) {
+    printError(`no server is running on spool ${queue.location}; ${fate} \`wq serve\` starts`);
   }
 }
 
 /** Waits (with live status and --follow as asked), prints the outcome, sets the exit code. */
-async function waitAndReport(client: WorkQueueClient, spool: string, id: string, flags: WaitFlags, stops: StopListener): Promise<void> {
+async function waitAndReport(client: WorkQueueClient, id: string, flags: WaitFlags, stops: StopListener): Promise<void> {
   const showLine = process.stderr.isTTY === true && !flags.quiet && !flags.json;
-  const line = showLine ? (await import('./progress.js')).startLiveLine(spool, id) : undefined;
+  const line = showLine ? await (await import('./progress.js')).startLiveLine(client.queue, id) : undefined;
   // Task output passes the line only where it lands on the line's terminal: stderr, and stdout when it is the same.
   const stdoutOnLine = line !== undefined && sameFile(1, 2);
   const around = (write: () => void, shown: Uint8Array | string): void => (line ? line.around(write, shown) : write());
   const follower = flags.follow
-    ? (await import('./follow.js')).followLogs(spool, id, {
+    ? await followOutput(client.queue, id, {
         stdout: (chunk) => {
           if (!stops.outputOpen) return; // its reader went away: the wait is stopping
           if (stdoutOnLine) around(() => process.stdout.write(chunk), chunk);
@@ -269,7 +267,7 @@ function written(stream: NodeJS.WriteStream): Promise<boolean> {
  * prints each outcome in the order given. Exits with the first non-zero exit
  * code in that order, or 128+N if a signal stopped the wait.
  */
-async function waitForEach(client: WorkQueueClient, spool: string, ids: string[], flags: WaitFlags, stops: StopListener): Promise<void> {
+async function waitForEach(client: WorkQueueClient, ids: string[], flags: WaitFlags, stops: StopListener): Promise<void> {
   // Each result is claimed as it arrives, not when its turn to print comes.
   const options = { ...waitOptions(flags, stops), deferClaim: false };
   // Settled promises that never reject: an error is thrown when its turn comes, not left unhandled.
@@ -290,7 +288,7 @@ async function waitForEach(client: WorkQueueClient, spool: string, ids: string[]
   let exitCode: number = EXIT.ok;
   try {
     for (const [i, id] of ids.entries()) {
-      const line = showLine ? (await import('./progress.js')).startLiveLine(spool, id) : undefined;
+      const line = showLine ? await (await import('./progress.js')).startLiveLine(client.queue, id) : undefined;
       const done = await settled[i]!;
       line?.stop();
       if ('error' in done) throw done.error;
@@ -306,6 +304,12 @@ async function waitForEach(client: WorkQueueClient, spool: string, ids: string[]
 function waitOptions(flags: WaitFlags, stops: StopListener): WaitOptions {
   // One result is claimed once printed (claimIfPrinted): a closed stdout never costs it.
   return { timeoutMs: flags.timeout, signal: stops.signal, abortOnCancel: flags.detachOnSignal !== true, keep: flags.keep === true, deferClaim: flags.keep !== true };
+}
+
+/** `--follow` on the queue: streams the output as it is written, where the queue keeps it apart. */
+function followOutput(queue: QueueBackend, id: string, sinks: OutputSinks, onRerun: (attempt: number) => void): Promise<OutputFollower> {
+  if (queue.follow === undefined) throw new CliError(`--follow: the queue at ${queue.location} does not keep output apart to stream`, EXIT.usage);
+  return queue.follow(id, sinks, onRerun);
 }
 
 /** The outcome a wait's error stands for; other errors are thrown on. */

@@ -1,9 +1,6 @@
 /** `wq serve`: builds a task manager from the flags and runs the server until a signal. */
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { foreignWritable, type DirectoryAccess } from '../spool/permissions.js';
-import { asSpoolError } from '../spool/spool-fault.js';
-import { serverIdentity, spoolDirectories } from '../spool/access.js';
-import { spoolPaths } from '../spool/layout.js';
+import { commandLogDir, writableByOthers } from '../backends.js';
 import { resolve } from 'node:path';
 import { createLineLogger, type Logger, type LogLevel } from '../logger.js';
 import { WorkQueueServer } from '../server.js';
@@ -98,15 +95,8 @@ export async function serve(flags: ServeFlags): Promise<void> {
  * it. (Who could redirect the spool is the server's own check, in every mode.)
  */
 function refuseSharedCommandSpool(spool: string): void {
-  const who = serverIdentity();
   // Looks, creates nothing: the server creates what is missing (private to it) once it has checked the path.
-  let dirs: DirectoryAccess[];
-  try {
-    dirs = spoolDirectories(spoolPaths(spool));
-  } catch (err) {
-    throw asSpoolError(spool, err); // EACCES: a spool this user may not even look into
-  }
-  const open = foreignWritable(dirs, who.uid, who.privateGids);
+  const open = writableByOthers(spool);
   if (open.length > 0) {
     throw new CliError(
       `refusing to run commands from a spool other users can write (${open.join('; ')}): anyone who can put a request there ` +
@@ -214,6 +204,6 @@ async function makeBaseManager(flags: ServeFlags, spool: string): Promise<TaskMa
     acceptEnv: flags.exec === undefined ? 'all' : (flags.acceptEnv ?? []),
     killGraceMs: flags.killGrace,
     maxOutputBytes: flags.maxOutput,
-    logDir: spoolPaths(spool).dirs.logs,
+    logDir: commandLogDir(spool),
   });
 }

@@ -1,6 +1,8 @@
 /** `wq status [ID] [--json]`: the queue at a glance, or one request's state. */
-import { readSpoolStatus, type RequestStatus, type SpoolStatus } from '../status.js';
-import { isRequestId } from '../spool/request-id.js';
+import { openQueue } from '../backends.js';
+import { resolveClientOptions } from '../client.js';
+import { isRequestId } from '../queue/request-id.js';
+import type { QueueStatus, RequestStatus } from '../queue/types.js';
 import { CliError, EXIT, resolveSpool } from './common.js';
 import { formatSeconds } from './progress.js';
 import { describeHold, describeInterrupted } from './hold-text.js';
@@ -16,7 +18,7 @@ const TEXT_LIMIT = 20;
 
 export async function status(id: string | undefined, flags: StatusFlags): Promise<void> {
   if (id !== undefined && !isRequestId(id)) throw new CliError(`"${id}" is not a request id (they look like 1763830000000000-0123456789ab)`, EXIT.usage);
-  const snapshot = readSpoolStatus(resolveSpool(flags.spool));
+  const snapshot = await openQueue(resolveClientOptions({ spool: resolveSpool(flags.spool) })).status();
   if (id !== undefined) {
     const request = snapshot.requests.find((r) => r.id === id);
     if (request === undefined) {
@@ -30,7 +32,7 @@ export async function status(id: string | undefined, flags: StatusFlags): Promis
 }
 
 /** One request's line; `why`: say what holds a waiting one (the list view says it once, in the section's title). */
-function describeRequest(r: RequestStatus, s: SpoolStatus, why = false): string {
+function describeRequest(r: RequestStatus, s: QueueStatus, why = false): string {
   const waiting = s.counts.requested + s.counts.pending;
   const aborting = r.aborting ? ' (aborting)' : '';
   switch (r.state) {
@@ -50,7 +52,7 @@ function count(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
-export function renderText(s: SpoolStatus, all: boolean): string {
+export function renderText(s: QueueStatus, all: boolean): string {
   const lines: string[] = [`spool:   ${s.spool}`];
   if (s.server === null) lines.push('server:  none running (requests wait until `wq serve` starts)');
   else if (!s.server.alive) lines.push(`server:  none running (lock left by pid ${s.server.pid}, which no longer holds it; the next \`wq serve\` takes over)`);

@@ -12,8 +12,10 @@ import { PROTOCOL_VERSION, type ResultEnvelope } from './types.js';
 
 export type { ResultEnvelope, ResultStatus } from './types.js';
 
-/** Largest request file a server accepts (and a client writes): body, environment and stdin together. */
-export const MAX_REQUEST_BYTES = 1024 * 1024;
+import { MAX_REQUEST_BYTES } from '../queue/types.js';
+
+/** Largest request file a server accepts (and a client writes): the queue's limit. */
+export { MAX_REQUEST_BYTES };
 /**
  * Envelope version of a request that carries `env`, `replaceEnv` or `stdin`.
  * A server that reads only version 1 rejects it (status `rejected`) rather

@@ -6,9 +6,11 @@
  * more than MAX_ID_AHEAD_MICROS ahead of its clock (see nextIdMicros).
  */
 import { closeSync, openSync, readSync } from 'node:fs';
+import { isRequestId, requestIdTimeMs, type IdSource } from '../queue/request-id.js';
 
-export const REQUEST_ID_PATTERN = /^\d{16}-[0-9a-f]{12}$/;
-export const REQUEST_ID_LENGTH = 29;
+export { REQUEST_ID_PATTERN, REQUEST_ID_LENGTH, isRequestId, requestIdTimeMs, type IdSource } from '../queue/request-id.js';
+
+/** Digits of an id's timestamp (the queue's id format). */
 const TIMESTAMP_DIGITS = 16;
 /**
  * How far ahead of its clock a generator's ids may run (5 s, in µs). Within
@@ -18,15 +20,6 @@ const TIMESTAMP_DIGITS = 16;
  */
 export const MAX_ID_AHEAD_MICROS = 5_000_000;
 const SUFFIX_BYTES = 6;
-
-export function isRequestId(name: string): boolean {
-  return name.length === REQUEST_ID_LENGTH && REQUEST_ID_PATTERN.test(name);
-}
-
-/** The microsecond timestamp an id was made with (the client's clock). */
-export function requestIdTimeMs(id: string): number {
-  return Number(id.slice(0, TIMESTAMP_DIGITS)) / 1000;
-}
 
 /**
  * An id more than this far ahead of the server's clock (1 minute) is logged
@@ -39,22 +32,6 @@ export const FAR_FUTURE_ID_MS = 60_000;
 export function farFutureByMs(id: string, nowMs: number): number | undefined {
   const aheadMs = requestIdTimeMs(id) - nowMs;
   return aheadMs > FAR_FUTURE_ID_MS ? aheadMs : undefined;
-}
-
-/** Sources of time and randomness, injectable so tests can force collisions and clock steps. */
-export interface IdSource {
-  /** Current time in microseconds since the epoch. */
-  nowMicros(): number;
-  /** A suffix of 12 lowercase hex digits. */
-  suffix(): string;
-  /**
-   * True when suffixes are 48 bits from a CSPRNG. Another request with the
-   * same id could then exist only if those bits repeated in the same
-   * microsecond (about 1 in 2.8e14 for two ids of one microsecond), so the
-   * client does not look for one past requested/ (see docs/protocol.md).
-   * @default false
-   */
-  randomSuffix?: boolean;
 }
 
 /**

@@ -7,7 +7,7 @@
 import { existsSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { fileShowsLaterRun, followLogs, parsePidRecord, pidShowsLaterRun, RECHECK_MS } from '../../src/cli/follow.js';
+import { fileShowsLaterRun, followLogs, parsePidRecord, pidShowsLaterRun, RECHECK_MS } from '../../src/spool/follow.js';
 import { logPath, openSpool } from '../../src/spool/layout.js';
 import { spoolContents, spawnWq, startCliServer, waitFor } from '../fixtures/helpers.js';
 import { closed, collect, exited, openGate, rerunAfterRestart, sq, waitGate, wq } from '../fixtures/gates.js';

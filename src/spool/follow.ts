@@ -1,6 +1,7 @@
 /**
- * `--follow`: streams a command task's output while it runs, like `tail -f`,
- * from the logs the server writes to `logs/<id>.stdout` and `.stderr`.
+ * The spool's QueueBackend.follow() (`wq wait --follow`): streams a command
+ * task's output while it runs, like `tail -f`, from the logs the server writes
+ * to `logs/<id>.stdout` and `.stderr`.
  * chokidar watches the two files (they may not exist yet), a slow re-read
  * covers what it misses, and each read starts at the last offset, so nothing
  * is read twice or skipped. A run after a server restart writes new logs (and
@@ -9,9 +10,9 @@
  */
 import { closeSync, fstatSync, openSync, readSync, constants } from 'node:fs';
 import { watch, type FSWatcher } from 'chokidar';
-import { logPath, openSpool } from '../spool/layout.js';
+import { logPath, openSpool } from './layout.js';
 import { isErrno, ProtocolError } from '../errors.js';
-import * as sfs from '../spool/fs.js';
+import * as sfs from './fs.js';
 
 const CHUNK_BYTES = 64 * 1024;
 /** The safety re-read of the logs, in case the watcher missed a change. */

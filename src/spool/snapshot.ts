@@ -1,36 +1,24 @@
 /**
- * A read-only snapshot of a spool for `wq status`: who serves it, and every
- * request with its place in line and what holds it there, run time, pid, or
- * result age. It reads the directories, never the request files, so it is
+ * A read-only snapshot of a spool for `wq status` (the spool's
+ * QueueBackend.status()): who serves it, and every request with its place in
+ * line and what holds it there, run time, pid, or result age; and one
+ * request's progress for the live line of a wait (progress()). It reads the directories, never the request files, so it is
  * cheap and works without a server; a request left running by a server that
  * is gone is shown as interrupted, with a pid only if its task still lives.
  */
-import { ProtocolError } from './errors.js';
-import { liveProcessProbe } from './spool/server/orphans.js';
-import { judgeOrphan, type QueueHold } from './protocol.js';
-import { entryPath, logPath, openSpool, processRecordPath, type RequestState, type SpoolPaths } from './spool/layout.js';
-import { isServing, readLockOwner, type LockOwner } from './spool/lock.js';
-import { decodeProcessRecord, MAX_PROCESS_RECORD_BYTES } from './spool/process-record.js';
-import { isRequestId, requestIdTimeMs } from './spool/request-id.js';
-import { readServerState } from './spool/server-state.js';
-import * as sfs from './spool/fs.js';
-import { asSpoolError } from './spool/spool-fault.js';
-
-/**
- * What keeps waiting requests from starting: no server at all, or what the
- * serving process published (docs/protocol.md, *Server state*).
- */
-export type RequestHold = Exclude<QueueHold, { reason: 'none' }> | { reason: 'no-server' };
-
-export interface ServerStatus {
-  pid: number;
-  host: string;
-  startedAt: number;
-  uptimeSeconds: number;
-  maxTasks: number | null;
-  /** False when the lock names a process that is gone (a crashed server). */
-  alive: boolean;
-}
+import { ProtocolError } from '../errors.js';
+import { liveProcessProbe } from './server/orphans.js';
+import { judgeOrphan } from '../protocol.js';
+import { placeInLine, waitingLine } from '../queue/line.js';
+import type { QueueStatus, RequestHold, RequestProgress, RequestStatus, ServerStatus } from '../queue/types.js';
+import { locateRequest } from './locate.js';
+import { entryPath, logPath, openSpool, processRecordPath, type RequestState, type SpoolPaths } from './layout.js';
+import { isServing, readLockOwner, type LockOwner } from './lock.js';
+import { decodeProcessRecord, MAX_PROCESS_RECORD_BYTES } from './process-record.js';
+import { isRequestId, requestIdTimeMs } from './request-id.js';
+import { readServerState } from './server-state.js';
+import * as sfs from './fs.js';
+import { asSpoolError } from './spool-fault.js';
 
 /** Who serves a spool now, as waiting clients and `wq status` need it. */
 export interface Serving {
@@ -44,39 +32,9 @@ export function readServing(paths: SpoolPaths): Serving {
   return { owner, alive: isServing(paths, owner) };
 }
 
-export interface RequestStatus {
-  id: string;
-  state: RequestState;
-  /** When the client made the request (from the id), ms since the epoch. */
-  submittedAt: number;
-  /** requested/pending: 1-based place in line (1 starts next). */
-  position?: number;
-  /** requested/pending: what keeps the line from moving, when something does. */
-  heldBy?: RequestHold;
-  /** running: seconds since it started, to the millisecond. */
-  runningSeconds?: number;
-  /** running command tasks: the command's pid (never that of a task known to be gone). */
-  pid?: number;
-  /** running, but no server runs: the request runs again (or fails) when one starts. */
-  interrupted?: boolean;
-  /** interrupted: the processes of its task still alive, which the next server kills first. */
-  survivingPids?: number[];
-  /** complete: seconds the result has waited to be claimed, to the millisecond. */
-  waitingSeconds?: number;
-  /** An abort for it is filed but not carried out yet. */
-  aborting?: boolean;
-}
+export type { RequestHold, RequestStatus, ServerStatus } from '../queue/types.js';
 
-export interface SpoolStatus {
-  spool: string;
-  server: ServerStatus | null;
-  /** Requests in each state; `aborting`: those of them with an abort filed and not carried out yet (an abort for an id in no state is not counted). */
-  counts: Record<RequestState, number> & { aborting: number };
-  /** Every request, in line order: waiting ones first (by position), then running, then complete. */
-  requests: RequestStatus[];
-}
-
-export function readSpoolStatus(spool: string, now: number = Date.now()): SpoolStatus {
+export function readSpoolStatus(spool: string, now: number = Date.now()): QueueStatus {
   try {
     return readStatus(spool, now);
   } catch (err) {
@@ -84,23 +42,21 @@ export function readSpoolStatus(spool: string, now: number = Date.now()): SpoolS
   }
 }
 
-function readStatus(spool: string, now: number): SpoolStatus {
+function readStatus(spool: string, now: number): QueueStatus {
   const paths = openSpool(spool, { create: false });
   const serving = readServing(paths);
   const hold = queueHold(paths, serving);
   const ids = (dir: 'requested' | 'pending' | 'running' | 'complete' | 'aborting') => sfs.listEntries(paths.dirs[dir]).filter(isRequestId).sort();
   const aborting = new Set(ids('aborting'));
-  const waiting = [...ids('requested').map((id) => [id, 'requested'] as const), ...ids('pending').map((id) => [id, 'pending'] as const)].sort(([a], [b]) =>
-    a < b ? -1 : a > b ? 1 : 0,
-  );
+  const waiting = waitingLine(ids('requested'), ids('pending'));
   const running = ids('running');
   const complete = ids('complete');
   const requests: RequestStatus[] = [];
-  waiting.forEach(([id, state], i) => {
-    const status: RequestStatus = { id, state, submittedAt: requestIdTimeMs(id), position: i + 1 };
+  for (const { id, state, position } of waiting) {
+    const status: RequestStatus = { id, state, submittedAt: requestIdTimeMs(id), position };
     if (hold !== undefined) status.heldBy = hold;
     requests.push(withAbort(status, aborting));
-  });
+  }
   for (const id of running) {
     const status: RequestStatus = { id, state: 'running', submittedAt: requestIdTimeMs(id) };
     const since = changedMs(entryPath(paths, 'running', id));
@@ -132,6 +88,28 @@ function readStatus(spool: string, now: number): SpoolStatus {
     },
     requests,
   };
+}
+
+/**
+ * One request's progress, for the live line of a wait (redrawn every second):
+ * its place in line and what holds the line, or since when it runs, from
+ * directory listings, the lock and server.state. It never reads /proc (what
+ * is left of an interrupted task is for `wq status`).
+ */
+export function readProgress(paths: SpoolPaths, id: string): RequestProgress {
+  const state = locateRequest(paths, id);
+  if (state === 'requested' || state === 'pending') {
+    const line = waitingLine(sfs.listEntries(paths.dirs.requested).filter(isRequestId), sfs.listEntries(paths.dirs.pending).filter(isRequestId));
+    const heldBy = queueHold(paths, readServing(paths));
+    const progress: RequestProgress = { state, position: placeInLine(line, id), waiting: line.length };
+    if (heldBy !== undefined) progress.heldBy = heldBy;
+    return progress;
+  }
+  if (state === 'running') {
+    if (!readServing(paths).alive) return { state, interrupted: true };
+    return { state, sinceMs: changedMs(entryPath(paths, 'running', id)) };
+  }
+  return { state };
 }
 
 /**

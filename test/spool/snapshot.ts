@@ -8,15 +8,15 @@ import { lstatSync, realpathSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { WorkQueueClient } from '../src/client.js';
-import { SpoolError } from '../src/errors.js';
-import { openSpool } from '../src/spool/layout.js';
-import { acquireLock } from '../src/spool/lock.js';
-import { requestIdTimeMs, type IdSource } from '../src/spool/request-id.js';
-import { readSpoolStatus, type RequestStatus } from '../src/status.js';
-import { InProcessTaskManager } from '../src/task-manager/in-process.js';
-import { spoolContents, startServer, waitFor } from './fixtures/helpers.js';
-import { deadPid } from './fixtures/processes.js';
+import { WorkQueueClient } from '../../src/client.js';
+import { SpoolError } from '../../src/errors.js';
+import { openSpool } from '../../src/spool/layout.js';
+import { acquireLock } from '../../src/spool/lock.js';
+import { requestIdTimeMs, type IdSource } from '../../src/spool/request-id.js';
+import { readSpoolStatus, type RequestStatus } from '../../src/spool/snapshot.js';
+import { InProcessTaskManager } from '../../src/task-manager/in-process.js';
+import { spoolContents, startServer, waitFor } from '../fixtures/helpers.js';
+import { deadPid } from '../fixtures/processes.js';
 
 /** One task per id that finishes when the test says so. */
 function blockingManager(maxTasks = 1): { manager: InProcessTaskManager; started: string[]; finish(id: string): void } {

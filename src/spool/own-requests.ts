@@ -5,9 +5,9 @@
  * uid an envelope records is only its client's word. Read-only: it lists and
  * lstats, never opens a request.
  */
-import { entryPath, type SpoolPaths } from './spool/layout.js';
-import { isRequestId } from './spool/request-id.js';
-import * as sfs from './spool/fs.js';
+import { entryPath, type SpoolPaths } from './layout.js';
+import { isRequestId } from './request-id.js';
+import * as sfs from './fs.js';
 
 /** The states of a request that has not finished, in flow order. */
 const ACTIVE_STATES = ['requested', 'pending', 'running'] as const;

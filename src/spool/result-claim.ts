@@ -5,12 +5,12 @@
  * garbage, another request's result) was not written by the server for this
  * request: it is left for the server to replace, and the client waits on.
  */
-import { isErrno, ProtocolError } from './errors.js';
-import { encodeAbortReason } from './spool/abort-reason.js';
-import { decodeResult, MAX_RESULT_BYTES, type ResultEnvelope } from './spool/codec.js';
-import { entryPath, removeLogs, REQUEST_STATES, stagedResultPath, type RequestState, type SpoolPaths } from './spool/layout.js';
-import { completeOutputFromLogs, isOutputCut } from './spool/output-logs.js';
-import * as sfs from './spool/fs.js';
+import { isErrno, ProtocolError } from '../errors.js';
+import { encodeAbortReason } from './abort-reason.js';
+import { decodeResult, MAX_RESULT_BYTES, type ResultEnvelope } from './codec.js';
+import { entryPath, removeLogs, type SpoolPaths } from './layout.js';
+import { completeOutputFromLogs, isOutputCut } from './output-logs.js';
+import * as sfs from './fs.js';
 
 /** What a look at complete/<id> found: the claimed result, nothing (yet, or another waiter won), or something that is not this request's result. */
 export type Claim = { result: ResultEnvelope } | { refused: string } | undefined;
@@ -90,19 +90,4 @@ function readResult(path: string, id: string, expected: boolean): Claim {
     throw err;
   }
   return result.id === id ? { result } : { refused: `it holds the result of request ${result.id}` };
-}
-
-/**
- * Where a request is, checked in flow order so one that moves forward
- * meanwhile is still found. With `withoutComplete`, an entry at complete/<id>
- * does not count (it was refused as not a result).
- */
-export function locateRequest(paths: SpoolPaths, id: string, withoutComplete = false): RequestState | undefined {
-  for (const state of REQUEST_STATES) {
-    if (state === 'complete' && withoutComplete) continue;
-    if (sfs.entryExists(entryPath(paths, state, id))) return state;
-    // Between its steps, a result being published waits as running/<id>.result.
-    if (state === 'running' && sfs.entryExists(stagedResultPath(paths, id))) return 'running';
-  }
-  return undefined;
 }
