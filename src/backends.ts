@@ -8,7 +8,7 @@ import type { QueueBackend } from './queue/backend.js';
 import { SpoolQueue, type SpoolQueueOptions } from './spool/queue.js';
 
 /** For `wq serve`: what it checks of a spool before a WorkQueueServer serves it. */
-export { commandLogDir, writableByOthers } from './spool/serving.js';
+export { commandLogDir, writableByOthers } from './spool/serve-checks.js';
 
 /** A queue's settings, resolved (WorkQueueClientOptions, with every default applied). */
 export type OpenQueueOptions = SpoolQueueOptions;
