@@ -29,7 +29,16 @@ import { peekResult, removeResult } from './result-claim.js';
 import { MISSING_CHECKS_BEFORE_UNKNOWN, ResultWaits } from './result-waits.js';
 import { asSpoolError } from './spool-fault.js';
 import * as sfs from './fs.js';
+import { GroupCommit } from './group-commit.js';
 
+
+/** One durable enqueue waiting for its group commit. */
+interface DurableEnqueue {
+  bytes: Buffer;
+  mode: number | undefined;
+  resolve: (id: string) => void;
+  reject: (err: unknown) => void;
+}
 export { locateRequest } from './locate.js';
 
 /** How many fresh ids enqueue() tries before it gives up (each try only fails on an exact collision). */
@@ -113,45 +122,34 @@ export class SpoolQueue implements QueueBackend {
     throw new WorkQueueError(`could not find a free request id in ${MAX_ID_ATTEMPTS} attempts; is the id source broken?`, 'ERR_ID_EXHAUSTED');
   }
 
-  /** Durable enqueues waiting for the next group commit. */
-  #durableBatch: Array<{ bytes: Buffer; mode: number | undefined; resolve: (id: string) => void; reject: (err: unknown) => void }> = [];
-
   /**
-   * Durable mode, with group commit: every enqueue() made while the previous
-   * commit runs joins the next one. A commit writes the batch's files, fsyncs
-   * them concurrently (so the file system commits them together), links them
-   * into requested/, and fsyncs requested/ once for the whole batch.
+   * Durable mode, with group commit (spool/group-commit.ts): every enqueue()
+   * made while the previous commit runs joins the next one. A commit writes
+   * the batch's files, fsyncs them concurrently (so the file system commits
+   * them together), links them into requested/, and fsyncs requested/ once
+   * for the whole batch.
    */
+  readonly #durable = new GroupCommit<DurableEnqueue>((batch) => this.#commitDurably(batch));
+
   #enqueueDurably(bytes: Buffer, mode: number | undefined): Promise<string> {
-    return new Promise<string>((resolve, reject) => {
-      this.#durableBatch.push({ bytes, mode, resolve, reject });
-      if (!this.#committing && this.#durableBatch.length === 1) setImmediate(() => void this.#commitDurableBatches());
-    });
+    return new Promise<string>((resolve, reject) => this.#durable.add({ bytes, mode, resolve, reject }));
   }
 
-  #committing = false;
-
-  /** Commits batches one after the other until no enqueue is waiting. */
-  async #commitDurableBatches(): Promise<void> {
-    this.#committing = true;
-    while (this.#durableBatch.length > 0) {
-      const batch = this.#durableBatch;
-      this.#durableBatch = [];
+  /** Commits one batch and settles each of its enqueues; never rejects. */
+  async #commitDurably(batch: DurableEnqueue[]): Promise<void> {
+    const temps: string[] = [];
+    try {
       const paths = this.#spoolPaths();
-      const temps: string[] = [];
-      try {
-        for (const item of batch) temps.push(sfs.writeTemp(paths.dirs.tmp, 'request', item.bytes, { mode: item.mode }));
-        await Promise.all(temps.map((temp) => sfs.syncFileAsync(temp)));
-        const ids = temps.map((temp) => this.#publishRequest(paths, temp));
-        await sfs.syncDirectoryAsync(paths.dirs.requested);
-        batch.forEach((item, i) => item.resolve(ids[i]!));
-      } catch (err) {
-        for (const item of batch) item.reject(asSpoolError(this.#o.spool, err));
-      } finally {
-        for (const temp of temps) sfs.removeEntry(temp);
-      }
+      for (const item of batch) temps.push(sfs.writeTemp(paths.dirs.tmp, 'request', item.bytes, { mode: item.mode }));
+      await Promise.all(temps.map((temp) => sfs.syncFileAsync(temp)));
+      const ids = temps.map((temp) => this.#publishRequest(paths, temp));
+      await sfs.syncDirectoryAsync(paths.dirs.requested);
+      batch.forEach((item, i) => item.resolve(ids[i]!));
+    } catch (err) {
+      for (const item of batch) item.reject(asSpoolError(this.#o.spool, err));
+    } finally {
+      for (const temp of temps) removeTempLeavingItToHousekeeping(temp);
     }
-    this.#committing = false;
   }
 
   async abort(ids: readonly string[], reason: AbortReason): Promise<void> {
@@ -327,4 +325,17 @@ export class SpoolQueue implements QueueBackend {
     return this.#paths;
   }
 
+}
+
+/**
+ * Removes a request's temp file once it is linked (or failed). A removal that
+ * fails (EACCES, EIO) leaves only a temp file, which housekeeping removes after
+ * an hour; it must not turn a settled group commit into an unhandled rejection.
+ */
+function removeTempLeavingItToHousekeeping(temp: string): void {
+  try {
+    sfs.removeEntry(temp);
+  } catch {
+    // tmp/ is swept by housekeeping (docs/protocol.md, *Hostile and broken entries*)
+  }
 }
