@@ -118,28 +118,38 @@ type HistogramKey = { [K in InstrumentKey]: (typeof INSTRUMENTS)[K]['kind'] exte
 type ObservedKey = { [K in InstrumentKey]: (typeof INSTRUMENTS)[K]['kind'] extends 'updowncounter' ? K : never }[InstrumentKey];
 
 /**
+ * When a request's current wait or run began, on the metrics' monotonic clock
+ * (ms): stamps ServerMetrics hands out, kept by the caller in its own books
+ * (the server's book entry), so durations have sub-millisecond resolution and
+ * do not jump with the wall clock. Undefined where nothing is timed (no-op Meter).
+ */
+export interface MetricsStamps {
+  /** Since it joined the line (admitted, or found in pending/ at start). */
+  waitingSince?: number | undefined;
+  /** Since its task started. */
+  runningSince?: number | undefined;
+}
+
+/**
  * The server's side of the instruments. The server reports what happens to a
- * request (received, started, finished, aborted); this class keeps, per live
- * request, the monotonic time of its last state change, so durations have
- * sub-millisecond resolution and do not jump with the wall clock.
+ * request (received, started, finished, aborted) and keeps the stamps this
+ * class returns with the request; this class keeps no per-request state.
  * @example
  * const metrics = new ServerMetrics(meter, () => snapshot);
- * metrics.received(id); metrics.started(id); metrics.finished(id, 'normal');
+ * const entry: MetricsStamps = { waitingSince: metrics.received() };
+ * entry.runningSince = metrics.started(entry);
+ * metrics.finished('normal', entry);
  * metrics.close();
  */
 export class ServerMetrics {
   readonly #meter: Meter;
   readonly #clock: () => number;
-  /** False for the no-op Meter: then no clock is read and no request is tracked. */
+  /** False for the no-op Meter: then no clock is read and no stamp handed out. */
   readonly #timed: boolean;
   readonly #counters = {} as Record<CounterKey, Counter>;
   readonly #histograms = {} as Record<HistogramKey, Histogram>;
   readonly #observed = {} as Record<ObservedKey, ObservableUpDownCounter>;
   readonly #observe: BatchObservableCallback;
-  /** Clock (ms) at admission, for requests pending now. */
-  readonly #queuedSince = new Map<string, number>();
-  /** Clock (ms) at start, for requests running now. */
-  readonly #runningSince = new Map<string, number>();
 
   /**
    * @param meter where the instruments live. @default the global Meter `spool-workqueue`
@@ -183,58 +193,44 @@ export class ServerMetrics {
     this.#counters.ticks.add(1, error === undefined ? undefined : { [METRIC_ATTRIBUTES.errorType]: errorType(error) });
   }
 
-  /** A new request was admitted to pending/. */
-  received(id: string): void {
+  /** A new request was admitted: counts it; returns its waitingSince stamp. */
+  received(): number | undefined {
     this.#counters.received.add(1);
-    if (this.#timed) this.#queuedSince.set(id, this.#clock());
+    return this.#stamp();
   }
 
-  /** A request found in pending/ at start-up: it waits from now, but was not received by this server. */
-  queued(id: string): void {
-    if (this.#timed) this.#queuedSince.set(id, this.#clock());
+  /** A request found in pending/ at start-up: it waits from now, but was not received by this server. Returns its waitingSince stamp. */
+  queued(): number | undefined {
+    return this.#stamp();
   }
 
-  /** A pending request started: records its wait. */
-  started(id: string): void {
-    if (!this.#timed) return;
+  /** A waiting request started: records its wait; returns its runningSince stamp. */
+  started(stamps: MetricsStamps): number | undefined {
+    if (!this.#timed) return undefined;
     const now = this.#clock();
-    const since = this.#queuedSince.get(id);
-    if (since !== undefined) {
-      this.#queuedSince.delete(id);
-      this.#seconds('waitDuration', now - since);
-    }
-    this.#runningSince.set(id, now);
+    if (stamps.waitingSince !== undefined) this.#seconds('waitDuration', now - stamps.waitingSince);
+    return now;
   }
 
   /**
    * A request left the queue with a result (or, for `aborted`/`timed_out` from
    * a client, see aborted()). Records its run time if it had started.
    */
-  finished(id: string, status: FinishStatus): void {
-    const since = this.#runningSince.get(id);
-    if (since !== undefined) this.#seconds('runDuration', this.#clock() - since);
-    this.forget(id);
+  finished(status: FinishStatus, stamps?: MetricsStamps): void {
+    if (stamps?.runningSince !== undefined) this.#seconds('runDuration', this.#clock() - stamps.runningSince);
     this.#counters.finished.add(1, STATUS[status]);
   }
 
   /**
    * An abort removed a request: records the time since its last state change,
    * labelled with the state it was in (nothing for a request not yet admitted,
-   * whose arrival the server never saw).
+   * whose arrival the server never saw: no stamps).
    */
-  aborted(id: string, status: 'aborted' | 'timed_out'): void {
-    const running = this.#runningSince.get(id);
-    const pending = this.#queuedSince.get(id);
-    const since = running ?? pending;
+  aborted(status: 'aborted' | 'timed_out', stamps?: MetricsStamps): void {
+    const running = stamps?.runningSince;
+    const since = running ?? stamps?.waitingSince;
     if (since !== undefined) this.#seconds('abortDuration', this.#clock() - since, running !== undefined ? STATE.running : STATE.pending);
-    this.forget(id);
     this.#counters.finished.add(1, STATUS[status]);
-  }
-
-  /** A request left the server's books without finishing (vanished, or left running at shutdown). */
-  forget(id: string): void {
-    this.#queuedSince.delete(id);
-    this.#runningSince.delete(id);
   }
 
   /** A running task was terminated. */
@@ -255,8 +251,11 @@ export class ServerMetrics {
   /** Stops observing the server (it stopped); the instruments stay with the Meter. */
   close(): void {
     this.#meter.removeBatchObservableCallback(this.#observe, Object.values(this.#observed));
-    this.#queuedSince.clear();
-    this.#runningSince.clear();
+  }
+
+  /** Now on the monotonic clock, or undefined when nothing is timed (the clock is then never read). */
+  #stamp(): number | undefined {
+    return this.#timed ? this.#clock() : undefined;
   }
 
   #seconds(key: HistogramKey, ms: number, attributes?: Attributes): void {

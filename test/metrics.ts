@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { WorkQueueClient } from '../src/client.js';
 import { TaskFailedError, WorkQueueTimeoutError } from '../src/errors.js';
-import { DURATION_BUCKETS_S, INSTRUMENTS, METRIC_ATTRIBUTES as A, ServerMetrics, type QueueSnapshot } from '../src/metrics.js';
+import { DURATION_BUCKETS_S, INSTRUMENTS, METRIC_ATTRIBUTES as A, ServerMetrics, type MetricsStamps, type QueueSnapshot } from '../src/metrics.js';
 import { InProcessTaskManager, type TaskContext } from '../src/task-manager/in-process.js';
 import { ProcessPoolTaskManager } from '../src/task-manager/process-pool.js';
 import { startServer, waitFor } from './fixtures/helpers.js';
@@ -37,26 +37,26 @@ t.test('ServerMetrics: durations from the injected clock, abort state from what 
   let snapshots = 0;
   const m = new ServerMetrics(metrics.meter, () => (snapshots++, { ...IDLE, pending: 2, running: 1, capacityUsage: 1, capacityLimit: Infinity, unclaimedResults: 3 }), () => clock);
 
-  m.received('a');
+  // The server keeps the stamps in its book entry; here, plain objects.
+  const a: MetricsStamps = { waitingSince: m.received() };
   clock += 0.05; // 50 µs
-  m.started('a');
+  a.runningSince = m.started(a);
   clock += 7;
-  m.finished('a', 'normal');
+  m.finished('normal', a);
 
-  m.received('b');
+  const b: MetricsStamps = { waitingSince: m.received() };
   clock += 40;
-  m.aborted('b', 'aborted'); // while pending
+  m.aborted('aborted', b); // while pending
 
-  m.received('c');
-  m.started('c');
+  const c0: MetricsStamps = { waitingSince: m.received() };
+  c0.runningSince = m.started(c0);
   clock += 90_000;
-  m.aborted('c', 'timed_out'); // while running
+  m.aborted('timed_out', c0); // while running
 
-  m.aborted('never-admitted', 'aborted'); // still in requested/: no duration to measure
+  m.aborted('aborted'); // still in requested/: no stamps, no duration to measure
 
-  m.received('d');
-  m.forget('d'); // vanished
-  m.started('d'); // so no wait is recorded for it
+  m.received(); // d: vanished, so its stamp was dropped with its entry
+  m.started({}); // so no wait is recorded for it
 
   m.tick();
   m.tick(Object.assign(new Error('disk full'), { code: 'ENOSPC' }));
@@ -102,13 +102,12 @@ t.test('ServerMetrics: durations from the injected clock, abort state from what 
 t.test('with the global no-op Meter (no SDK installed) nothing is timed or tracked', async (t) => {
   let clockReads = 0;
   const m = new ServerMetrics(undefined, () => IDLE, () => ++clockReads);
-  for (const id of ['a', 'b', 'c']) {
-    m.received(id);
-    m.started(id);
-    m.finished(id, 'normal');
+  for (let i = 0; i < 3; i++) {
+    const stamps: MetricsStamps = { waitingSince: m.received() };
+    stamps.runningSince = m.started(stamps);
+    m.finished('normal', stamps);
   }
-  m.queued('d');
-  m.aborted('d', 'aborted');
+  m.aborted('aborted', { waitingSince: m.queued() });
   m.tick(new Error('x'));
   m.close();
   t.equal(clockReads, 0);

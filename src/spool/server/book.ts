@@ -7,6 +7,7 @@
  * with the writer (`answering`) is not taken in again until it is published.
  */
 import type { LongTimeout } from '../../long-timer.js';
+import type { MetricsStamps } from '../../metrics.js';
 import { PendingQueue } from './pending-queue.js';
 
 /** What take…() returns when there is nothing to take: no allocation per tick. */
@@ -23,7 +24,8 @@ const NONE: readonly string[] = Object.freeze([]);
  */
 export type Stage = 'requested' | 'pending' | 'running' | 'answering' | 'tombstone';
 
-export interface RequestEntry {
+/** Its stage and times; the metrics' monotonic stamps (MetricsStamps) live here too, not in a second set of books. */
+export interface RequestEntry extends MetricsStamps {
   stage: Stage;
   /** Wall clock (ms) when it joined the line (admitted, or found in pending/ at start): results carry it. */
   queuedAt?: number | undefined;
@@ -86,8 +88,8 @@ export class RequestBook {
   }
 
   /** Puts an id in line: just admitted from requested/, or found in pending/. */
-  enqueue(id: string, stage: 'requested' | 'pending', queuedAt: number): void {
-    this.#set(id, { stage, queuedAt });
+  enqueue(id: string, stage: 'requested' | 'pending', queuedAt: number, waitingSince: number | undefined): void {
+    this.#set(id, { stage, queuedAt, waitingSince });
     this.#line.insert(id);
     if (stage === 'requested') this.#admitted.push(id);
   }
@@ -122,9 +124,10 @@ export class RequestBook {
   }
 
   /** Its task started (its file is in running/). */
-  started(entry: RequestEntry, startedAt: number): void {
+  started(entry: RequestEntry, startedAt: number, runningSince: number | undefined): void {
     entry.stage = 'running';
     entry.startedAt = startedAt;
+    entry.runningSince = runningSince;
     this.#running++;
   }
 

@@ -5,6 +5,7 @@
  * file is answered, never opened; a request's entry is removed before the
  * books change, so a removal that fails (EACCES) leaves all as it was, to retry.
  */
+import type { MetricsStamps } from '../../metrics.js';
 import { ProtocolError } from '../../errors.js';
 import { planAbort, tombstoneExpired, type AbortTarget } from '../../protocol.js';
 import { readAbortReason } from '../abort-reason.js';
@@ -49,7 +50,7 @@ function admitOne(s: Serving, id: string): boolean {
   if (book.held(id) || book.isPlanted('requested', id)) return false;
   if (book.get(id)?.stage === 'tombstone') {
     // The abort came first and wins: the request never starts.
-    if (s.removeIn('requested', id) !== 'absent') finishAbort(s, id, 'requested');
+    if (s.removeIn('requested', id) !== 'absent') finishAbort(s, id, 'requested', undefined); // never admitted: no wait to measure
     return false;
   }
   const stat = sfs.entryStat(entryPath(s.paths, 'requested', id));
@@ -60,8 +61,7 @@ function admitOne(s: Serving, id: string): boolean {
     return false;
   }
   const now = s.o.now();
-  book.enqueue(id, 'requested', now);
-  s.metrics.received(id);
+  book.enqueue(id, 'requested', now, s.metrics.received());
   s.log.debug('admitted', { id });
   const aheadMs = farFutureByMs(id, now);
   if (aheadMs !== undefined) {
@@ -117,16 +117,16 @@ function processAbort(s: Serving, id: string): boolean {
       return false;
     }
   }
-  finishAbort(s, id, action.kind === 'terminate' ? 'running' : action.state);
+  finishAbort(s, id, action.kind === 'terminate' ? 'running' : action.state, entry);
   return true;
 }
 
 /** The request is gone: counts the abort (a timeout if its client gave up waiting), forgets it, removes the abort file. */
-function finishAbort(s: Serving, id: string, state: string): void {
+function finishAbort(s: Serving, id: string, state: string, stamps: MetricsStamps | undefined): void {
   const abortFile = entryPath(s.paths, 'aborting', id);
   const reason = readAbortReason(abortFile);
   const uid = sfs.entryStat(abortFile)?.uid;
-  s.metrics.aborted(id, reason === 'timeout' || reason === 'run-timeout' ? 'timed_out' : 'aborted');
+  s.metrics.aborted(reason === 'timeout' || reason === 'run-timeout' ? 'timed_out' : 'aborted', stamps);
   s.book.forget(id);
   s.log.debug('aborted', { id, state, reason, uid });
   s.removeIn('aborting', id);

@@ -208,7 +208,6 @@ class ServingLoop {
       s.manager.terminateTask(id);
       s.forgetRunning(id);
       s.metrics.killed('shutdown');
-      s.metrics.forget(id);
       if (s.fatal === undefined) s.removeLogs(id); // the next run writes its own
       s.log.info('terminated at shutdown; will run again at next start', { id });
     }

@@ -113,7 +113,6 @@ export function queuePending(s: Serving): void {
   for (const id of sfs.listEntries(s.paths.dirs.pending)) {
     if (!s.inbox.checkName('pending', id)) continue;
     if (s.book.held(id) || s.book.isPlanted('pending', id)) continue;
-    s.book.enqueue(id, 'pending', now);
-    s.metrics.queued(id);
+    s.book.enqueue(id, 'pending', now, s.metrics.queued());
   }
 }

@@ -26,7 +26,7 @@ export function reapCompleted(s: Serving): number {
     const entry = s.endRun(id);
     if (entry === undefined) continue; // terminated: its outcome is discarded
     s.publishResult(id, 'running', outcomeToResult(id, outcome, entry, s.o.now()));
-    s.metrics.finished(id, outcome.ok ? 'normal' : 'error');
+    s.metrics.finished(outcome.ok ? 'normal' : 'error', entry);
     s.log.debug('completed', { id, ok: outcome.ok });
     n++;
   }
@@ -56,7 +56,7 @@ export function expireRunTimeouts(s: Serving): number {
     const logs = sfs.entryExists(logPath(s.paths, id, 'stdout'));
     const result = outcomeToResult(id, { ok: false, error, logs }, entry, s.o.now());
     s.publishResult(id, 'running', { ...result, status: 'timed_out', runTimeoutMs });
-    s.metrics.finished(id, 'timed_out');
+    s.metrics.finished('timed_out', entry);
     s.log.info('run timeout: terminated', { id, runTimeoutSeconds: runTimeoutMs / 1000 });
     n++;
   }
@@ -114,8 +114,7 @@ function startOne(s: Serving, id: string, entry: RequestEntry): boolean | 'wait'
     return false;
   }
   const startedAt = s.o.now();
-  s.metrics.started(id);
-  s.book.started(entry, startedAt);
+  s.book.started(entry, startedAt, s.metrics.started(entry));
   const { runTimeoutMs } = envelope;
   if (runTimeoutMs !== undefined) {
     entry.runTimeoutMs = runTimeoutMs;
@@ -135,7 +134,7 @@ function startOne(s: Serving, id: string, entry: RequestEntry): boolean | 'wait'
     if (started) s.manager.terminateTask(id);
     s.endRun(id);
     s.publishResult(id, 'running', outcomeToResult(id, { ok: false, error: serializeError(err) }, entry, s.o.now()));
-    s.metrics.finished(id, 'error');
+    s.metrics.finished('error', entry);
   }
   return true;
 }
@@ -143,7 +142,6 @@ function startOne(s: Serving, id: string, entry: RequestEntry): boolean | 'wait'
 /** A request taken from the line whose file is gone (removed by hand): nothing to run. */
 function vanished(s: Serving, id: string): void {
   s.book.forget(id);
-  s.metrics.forget(id);
 }
 
 /**

@@ -153,14 +153,14 @@ export class Serving {
     const result: ResultFields = { id, ok: false, status: 'rejected', error: serializeError(err), finishedAt: this.o.now() };
     if (queuedAt !== undefined) result.queuedAt = queuedAt;
     this.publishResult(id, state, result);
-    this.metrics.finished(id, 'rejected');
+    this.metrics.finished('rejected'); // never ran: no run time
   }
 
   /** Answers a request whose task a dead server left running, under `interrupted: 'fail'`. */
   failInterrupted(id: string): void {
     const error: SerializedError = { name: 'ServerRestartedError', code: 'ERR_SERVER_RESTARTED', message: 'the server restarted while this request was running; it was not run again (interrupted: fail)' };
     this.publishResult(id, 'running', { id, ok: false, status: 'restarted', error, finishedAt: this.o.now() });
-    this.metrics.finished(id, 'restarted');
+    this.metrics.finished('restarted'); // ran under another server: no run time here
   }
 
   /**
