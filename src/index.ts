@@ -42,5 +42,5 @@ export type { IdSource } from './queue/request-id.js';
 export { RequestIdGenerator } from './spool/request-id.js';
 export { createLineLogger, silentLogger } from './logger.js';
 export type { Logger, LogLevel, LogFields } from './logger.js';
-export { DURATION_BUCKETS_S, METER_NAME, METRIC_ATTRIBUTES, METRIC_NAMES, ServerMetrics } from './metrics.js';
+export { DURATION_BUCKETS_S, METER_NAME, METRIC_ATTRIBUTES, METRIC_NAMES, ServerMetrics, type MetricsStamps } from './metrics.js';
 export type { FinishStatus, KillReason, QueueSnapshot } from './metrics.js';
