@@ -23,15 +23,6 @@ const LAZY_CHILD_PROCESS = '\0lazy-child-process';
 const isCommandersChildProcess = (id, importer) => id === 'node:child_process' && importer?.includes('/node_modules/commander/') === true;
 
 /**
- * src/cli/commander.ts loads commander with require() for the unbundled build;
- * in the bundle it is imported, so that it is bundled with the rest.
- */
-const bundleCommander = {
-  name: 'bundle-commander',
-  load: (id) => (id.endsWith('/dist/cli/commander.js') ? "export { Command, CommanderError, InvalidArgumentError, Option } from 'commander';" : null),
-};
-
-/**
  * commander requires node:child_process at load, for subcommands that are
  * separate executables, which wq has none of. Loading it (and net, dgram and
  * the streams it pulls in) costs every `wq` call about 2.5 ms, so commander
@@ -96,7 +87,6 @@ export default {
         clientModules = undefined; // nor an older module graph (rollup --watch)
       },
     },
-    bundleCommander,
     lazyChildProcess,
     nodeResolve({ exportConditions: ['node', 'import'], preferBuiltins: true }),
     commonjs({ include: /\/node_modules\/commander\// }),
