@@ -8,8 +8,8 @@
  *
  * Bundled: our code, commander, msgpackr (its pure-JS build), chokidar. Left
  * as packages: write-file-atomic (CommonJS, required only to create a spool) and
- * OpenTelemetry (imported only by `wq serve --metrics-port`). After rollup,
- * scripts/code-cache.cjs makes the bundle's V8 code caches.
+ * OpenTelemetry (imported only by `wq serve --metrics-port`). bin/wq keeps
+ * the bundle's compiled code between calls (bin/compile-cache.cjs).
  */
 import { rmSync } from 'node:fs';
 import { builtinModules } from 'node:module';
