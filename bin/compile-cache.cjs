@@ -6,9 +6,11 @@
  *
  * The CLI's entry file (what `enqueue`, `wait` and `abort` run) gets V8's code
  * cache made when a call exits, so it holds the functions that call compiled;
- * it is handed to V8 only if its checksum and its source's size and
- * modification time match, since V8 trusts the bytes it is given and crashes
- * on a damaged cache (it refuses one from another V8 version or other flags).
+ * it is handed to V8 only if its own checksum and that of the source it was
+ * made from match, since V8 trusts the bytes it is given and crashes on a
+ * damaged cache, and compares only the source's length (an upgrade installed
+ * by npm keeps the old modification time). V8 refuses a cache made by another
+ * V8 version or with other flags.
  * Node's own module.enableCompileCache() (22.1 and later; not in Node 20)
  * caches only the code compiled up front, which saves half as much for the
  * entry (docs/benchmarks.md); it is turned on for the modules loaded later.
@@ -20,11 +22,11 @@
  */
 'use strict';
 const Module = require('node:module');
-const { closeSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync } = require('node:fs');
+const { mkdirSync, readFileSync, renameSync, writeFileSync } = require('node:fs');
 const { dirname, isAbsolute, join } = require('node:path');
 
 const MAGIC = Buffer.from('wqv8c2\0\0');
-const HEADER_BYTES = MAGIC.length + 20; // source size and mtime (ns, 64 bits each), crc32 of the V8 data after the header
+const HEADER_BYTES = MAGIC.length + 12; // the source's size and crc32, then the crc32 of the V8 data after the header
 const WRAPPER = ['(function (exports, require, module, __filename, __dirname) { ', '\n});'];
 
 /** `$XDG_CACHE_HOME/wq` or `~/.cache/wq`, made if missing (never its missing ancestors); undefined if disabled or impossible. */
@@ -48,20 +50,25 @@ function cacheFile(directory, entry, crc32) {
   return join(directory, `v8-${process.version}-${process.arch}-${crc32(entry).toString(16)}.cache`);
 }
 
-/** V8's data from a cache file, or undefined unless it is whole and was made from the source whose (bigint) stat is `stat`. */
-function decode(file, stat, crc32) {
-  if (file.length <= HEADER_BYTES || !file.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
-  const data = file.subarray(HEADER_BYTES);
-  const fits = file.readBigUInt64LE(MAGIC.length) === stat.size && file.readBigUInt64LE(MAGIC.length + 8) === stat.mtimeNs;
-  return fits && file.readUInt32LE(MAGIC.length + 16) === crc32(data) ? data : undefined;
+/** The source's identity as a cache file's header records it: its size and crc32. */
+function sourceKey(source, crc32) {
+  return [source.length, crc32(source)];
 }
 
-function encode(stat, data, crc32) {
+/** V8's data from a cache file, or undefined unless it is whole and was made from the source whose key is `key`. */
+function decode(file, [size, crc], crc32) {
+  if (file.length <= HEADER_BYTES || !file.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
+  const data = file.subarray(HEADER_BYTES);
+  const fits = file.readUInt32LE(MAGIC.length) === size && file.readUInt32LE(MAGIC.length + 4) === crc;
+  return fits && file.readUInt32LE(MAGIC.length + 8) === crc32(data) ? data : undefined;
+}
+
+function encode([size, crc], data, crc32) {
   const header = Buffer.alloc(HEADER_BYTES);
   MAGIC.copy(header);
-  header.writeBigUInt64LE(stat.size, MAGIC.length);
-  header.writeBigUInt64LE(stat.mtimeNs, MAGIC.length + 8);
-  header.writeUInt32LE(crc32(data), MAGIC.length + 16);
+  header.writeUInt32LE(size, MAGIC.length);
+  header.writeUInt32LE(crc, MAGIC.length + 4);
+  header.writeUInt32LE(crc32(data), MAGIC.length + 8);
   return Buffer.concat([header, data]);
 }
 
@@ -74,29 +81,22 @@ function encode(stat, data, crc32) {
 function compileWithV8Cache(entry, directory) {
   const { crc32 } = require('node:zlib');
   const { Script } = require('node:vm');
-  const fd = openSync(entry, 'r');
-  let source;
-  let stat;
-  try {
-    stat = statSync(entry, { bigint: true }); // the same file as the source: a rename in between changes its mtime or size
-    source = readFileSync(fd, 'utf8');
-  } finally {
-    closeSync(fd);
-  }
+  const bytes = readFileSync(entry);
+  const key = sourceKey(bytes, crc32);
   const path = cacheFile(directory, entry, crc32);
   let cachedData;
   try {
-    cachedData = decode(readFileSync(path), stat, crc32);
+    cachedData = decode(readFileSync(path), key, crc32);
   } catch {
     // no cache yet
   }
-  const script = new Script(WRAPPER[0] + source + WRAPPER[1], { filename: entry, cachedData });
+  const script = new Script(WRAPPER[0] + bytes.toString('utf8') + WRAPPER[1], { filename: entry, cachedData });
   const used = cachedData !== undefined && !script.cachedDataRejected;
   if (!used) {
     process.once('exit', () => {
       try {
         const temporary = `${path}.${process.pid}.tmp`;
-        writeFileSync(temporary, encode(stat, script.createCachedData(), crc32), { mode: 0o600 });
+        writeFileSync(temporary, encode(key, script.createCachedData(), crc32), { mode: 0o600 });
         renameSync(temporary, path); // whole or not at all
       } catch {
         // an unwritable cache only costs speed

@@ -5,7 +5,7 @@
  * fresh Node: a cache is read when a file is first compiled, written at exit.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import t from 'tap';
@@ -81,17 +81,25 @@ t.test('the loader: a cache is written at exit, used, and never one that does no
   t.same([run.status, run.result], ['none', 'two'], "an edited file's cache is not used, and the edited code runs");
   t.equal(inFreshNode(entry, cacheHome, callF).status, 'used', 'the run after has a cache for the new code');
 
+  const npmTime = new Date('1985-10-26T08:15:00Z'); // npm gives every file it installs this modification time
+  utimesSync(entry, npmTime, npmTime);
+  t.equal(inFreshNode(entry, cacheHome, callF).result, 'two', 'installed as npm does'); // and cached
+  writeFileSync(entry, "exports.f = () => 'tri';\n"); // an upgrade: same length, same modification time
+  utimesSync(entry, npmTime, npmTime);
+  run = inFreshNode(entry, cacheHome, callF);
+  t.same([run.status, run.result], ['none', 'tri'], 'a file replaced with its size and modification time kept does not run the old code');
+
   const good = readFileSync(cache!);
   const flipped = Buffer.from(good);
   for (let i = Math.floor(good.length / 2); i < good.length / 2 + 64; i++) flipped[i]! ^= 0xff; // V8 itself would crash on this
   writeFileSync(cache!, flipped);
   run = inFreshNode(entry, cacheHome, callF);
-  t.same([run.status, run.result], ['none', 'two'], 'a cache damaged in place is not handed to V8');
+  t.same([run.status, run.result], ['none', 'tri'], 'a cache damaged in place is not handed to V8');
 
   for (const damaged of [good.subarray(0, HEADER_BYTES + 10), good.subarray(0, 5), Buffer.alloc(0), Buffer.from('not a cache at all, some other program wrote this')]) {
     writeFileSync(cache!, damaged);
     run = inFreshNode(entry, cacheHome, callF);
-    t.same([run.status, run.result], ['none', 'two'], `a cache of ${damaged.length} bytes that is not whole is ignored`);
+    t.same([run.status, run.result], ['none', 'tri'], `a cache of ${damaged.length} bytes that is not whole is ignored`);
     t.equal(inFreshNode(entry, cacheHome, callF).status, 'used', 'and replaced at exit');
   }
 });
