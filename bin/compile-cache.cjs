@@ -22,14 +22,19 @@
  */
 'use strict';
 const Module = require('node:module');
-const { mkdirSync, readFileSync, renameSync, writeFileSync } = require('node:fs');
+const { closeSync, constants, fstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync } = require('node:fs');
 const { dirname, isAbsolute, join } = require('node:path');
 
 const MAGIC = Buffer.from('wqv8c2\0\0');
 const HEADER_BYTES = MAGIC.length + 12; // the source's size and crc32, then the crc32 of the V8 data after the header
 const WRAPPER = ['(function (exports, require, module, __filename, __dirname) { ', '\n});'];
 
-/** `$XDG_CACHE_HOME/wq` or `~/.cache/wq`, made if missing (never its missing ancestors); undefined if disabled or impossible. */
+/**
+ * `$XDG_CACHE_HOME/wq` or `~/.cache/wq`, made if missing (never its missing
+ * ancestors); undefined if disabled or impossible, or if the directory is not
+ * this user's alone (with sudo -E, say, HOME is another user's, who could
+ * plant code there).
+ */
 function cacheDirectory(env) {
   if (env.NODE_DISABLE_COMPILE_CACHE) return undefined;
   const home = env.HOME || require('node:os').homedir();
@@ -42,10 +47,31 @@ function cacheDirectory(env) {
       if (err.code !== 'EEXIST') return undefined;
     }
   }
-  return directory;
+  return isOwnedByUs(statSync(directory)) ? directory : undefined;
 }
 
-/** Node 20: the cache file of `entry` for this Node, named after both (several installs may share a user's cache). */
+/** Owned by this process's user, and writable by nobody else. */
+function isOwnedByUs(stat) {
+  return stat.uid === process.getuid() && (stat.mode & 0o022) === 0;
+}
+
+/** This user's cache file at `path`, or undefined if there is none, or it is another user's or no regular file (never followed, never blocked on). */
+function readOwnCache(path) {
+  let fd;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
+    return undefined; // none yet, or a symlink
+  }
+  try {
+    const stat = fstatSync(fd);
+    return stat.isFile() && stat.uid === process.getuid() ? readFileSync(fd) : undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The cache file of `entry` for this Node, named after both (several installs may share a user's cache). */
 function cacheFile(directory, entry, crc32) {
   return join(directory, `v8-${process.version}-${process.arch}-${crc32(entry).toString(16)}.cache`);
 }
@@ -73,7 +99,7 @@ function encode([size, crc], data, crc32) {
 }
 
 /**
- * Node 20: compiles `entry` (a CommonJS file) with its cache if it has a good
+ * Compiles `entry` (a CommonJS file) with its cache if it has a good
  * one, else without and saves one when the process exits (with the functions
  * the call compiled). Returns the compiled module wrapper and how the cache
  * fared, or undefined to let Node's loader compile the file.
@@ -84,12 +110,8 @@ function compileWithV8Cache(entry, directory) {
   const bytes = readFileSync(entry);
   const key = sourceKey(bytes, crc32);
   const path = cacheFile(directory, entry, crc32);
-  let cachedData;
-  try {
-    cachedData = decode(readFileSync(path), key, crc32);
-  } catch {
-    // no cache yet
-  }
+  const file = readOwnCache(path);
+  const cachedData = file === undefined ? undefined : decode(file, key, crc32);
   const script = new Script(WRAPPER[0] + bytes.toString('utf8') + WRAPPER[1], { filename: entry, cachedData });
   const used = cachedData !== undefined && !script.cachedDataRejected;
   if (!used) {

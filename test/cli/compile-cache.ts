@@ -5,7 +5,7 @@
  * fresh Node: a cache is read when a file is first compiled, written at exit.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import t from 'tap';
@@ -142,6 +142,37 @@ t.test('the loader: no usable cache directory, or NODE_DISABLE_COMPILE_CACHE, on
   const off = inFreshNode(entry, join(dir, 'off'), callF, { NODE_DISABLE_COMPILE_CACHE: '1' });
   t.same([off.status, off.result], ['off', 'one'], 'NODE_DISABLE_COMPILE_CACHE=1 turns it off');
   t.same(readdirSync(join(dir, 'off')), [], 'and nothing is written');
+});
+
+t.test("the loader: a cache that is not the user's alone, or not a file, is never read", async (t) => {
+  const dir = realpathSync(t.testdir({ 'a.cjs': "exports.f = () => 'one';\n", home: {} }));
+  const entry = join(dir, 'a.cjs');
+  const cacheHome = join(dir, 'home');
+  const callF = 'result = exports.f();';
+  inFreshNode(entry, cacheHome, callF);
+  const [cache] = entryCaches(cacheHome);
+  t.equal(inFreshNode(entry, cacheHome, callF).status, 'used', 'a cache of our own is used');
+
+  chmodSync(join(cacheHome, 'wq'), 0o777);
+  t.same(inFreshNode(entry, cacheHome, callF), { status: 'off', result: 'one', childProcessLoaded: false }, 'a directory others may write is not used');
+  chmodSync(join(cacheHome, 'wq'), 0o700);
+
+  const good = readFileSync(cache!);
+  rmSync(cache!);
+  writeFileSync(join(dir, 'elsewhere'), good);
+  symlinkSync(join(dir, 'elsewhere'), cache!);
+  t.same([inFreshNode(entry, cacheHome, callF).status], ['none'], 'a symlink is not followed');
+  rmSync(cache!);
+  execFileSync('mkfifo', [cache!]);
+  t.same([inFreshNode(entry, cacheHome, callF).status], ['none'], 'a FIFO is not opened to block on');
+  rmSync(cache!);
+
+  if (process.getuid?.() !== 0) return;
+  writeFileSync(cache!, good);
+  chownSync(cache!, 1, 1);
+  t.same([inFreshNode(entry, cacheHome, callF).status], ['none'], "a cache file another user owns is not used (even by root)");
+  chownSync(join(cacheHome, 'wq'), 1, 1);
+  t.same([inFreshNode(entry, cacheHome, callF).status], ['off'], 'nor a cache directory another user owns');
 });
 
 t.test('wq works with every cache file damaged: truncated, flipped, foreign, unreadable', async (t) => {
