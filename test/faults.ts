@@ -78,8 +78,9 @@ async function survivesFault(t: Test, o: ScenarioOptions): Promise<RecordingLogg
   // Once a result could not be written, nothing new starts (durable mode learns it at its commit, a moment later).
   let startedWhenKnown = Infinity;
   if (o.blocksResults === true) {
-    // The results' fault, not another step's (server.state, say, fails under the same fault and may be logged first).
-    await waitFor(() => logger.lines.some((l) => l.level === 'error' && /results failed/.test(l.message)), 'the fault to be logged');
+    // The fault of a step that stops new tasks: the results', or the spool check's (which then touches nothing);
+    // not another step's (server.state, say, fails under the same fault and may be logged first).
+    await waitFor(() => logger.lines.some((l) => l.level === 'error' && /^(writing results|durable commit of results|spool check) failed/.test(l.message)), 'the fault to be logged');
     startedWhenKnown = manager.calls.length;
   }
   await manager.moreTicks(30); // many ticks and rescans under the fault
