@@ -8,8 +8,8 @@
  *
  * Bundled: our code, commander, msgpackr (its pure-JS build), chokidar. Left
  * as packages: write-file-atomic (CommonJS, required only to create a spool) and
- * OpenTelemetry (imported only by `wq serve --metrics-port`). After rollup,
- * scripts/code-cache.cjs makes the bundle's V8 code caches.
+ * OpenTelemetry (imported only by `wq serve --metrics-port`). bin/wq keeps
+ * the bundle's compiled code between calls (bin/compile-cache.cjs).
  */
 import { rmSync } from 'node:fs';
 import { builtinModules } from 'node:module';
@@ -21,15 +21,6 @@ const OUTPUT_DIR = 'dist/cli-bundle';
 const EXTERNAL_PACKAGES = ['write-file-atomic', '@opentelemetry/'];
 const LAZY_CHILD_PROCESS = '\0lazy-child-process';
 const isCommandersChildProcess = (id, importer) => id === 'node:child_process' && importer?.includes('/node_modules/commander/') === true;
-
-/**
- * src/cli/commander.ts loads commander with require() for the unbundled build;
- * in the bundle it is imported, so that it is bundled with the rest.
- */
-const bundleCommander = {
-  name: 'bundle-commander',
-  load: (id) => (id.endsWith('/dist/cli/commander.js') ? "export { Command, CommanderError, InvalidArgumentError, Option } from 'commander';" : null),
-};
 
 /**
  * commander requires node:child_process at load, for subcommands that are
@@ -96,7 +87,6 @@ export default {
         clientModules = undefined; // nor an older module graph (rollup --watch)
       },
     },
-    bundleCommander,
     lazyChildProcess,
     nodeResolve({ exportConditions: ['node', 'import'], preferBuiltins: true }),
     commonjs({ include: /\/node_modules\/commander\// }),

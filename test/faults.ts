@@ -14,6 +14,7 @@ import { closeSync, existsSync, openSync, rmSync, unlinkSync, writeFileSync, wri
 import { join } from 'node:path';
 import { UnknownRequestError } from '../src/errors.js';
 import { WorkQueueServer } from '../src/server.js';
+import { InProcessTaskManager } from '../src/task-manager/in-process.js';
 import { openSpool, SPOOL_DIRS } from '../src/spool/layout.js';
 import * as sfs from '../src/spool/fs.js';
 import { MAX_ID_AHEAD_MICROS, type IdSource } from '../src/spool/request-id.js';
@@ -77,7 +78,9 @@ async function survivesFault(t: Test, o: ScenarioOptions): Promise<RecordingLogg
   // Once a result could not be written, nothing new starts (durable mode learns it at its commit, a moment later).
   let startedWhenKnown = Infinity;
   if (o.blocksResults === true) {
-    await waitFor(() => logger.lines.some((l) => l.level === 'error'), 'the fault to be logged');
+    // The fault of a step that stops new tasks: the results', or the spool check's (which then touches nothing);
+    // not another step's (server.state, say, fails under the same fault and may be logged first).
+    await waitFor(() => logger.lines.some((l) => l.level === 'error' && /^(writing results|durable commit of results|spool check) failed/.test(l.message)), 'the fault to be logged');
     startedWhenKnown = manager.calls.length;
   }
   await manager.moreTicks(30); // many ticks and rescans under the fault
@@ -156,6 +159,21 @@ t.test('disk full, injected (ENOSPC on every write under the spool)', async (t) 
       });
       t.ok(faults.injected > 0, 'the fault was hit');
     });
+  }
+});
+
+t.test('the injected faults reach every module that touches the spool, not only spool/fs.ts', async (t) => {
+  const { spool } = spoolIn(t);
+  const faults = new FaultSwitch();
+  faults.trace(spool);
+  const { WorkQueueServer: FaultyServer } = await loadFaultyServer(t, faults);
+  const logger = new RecordingLogger();
+  const { stop } = startServerFrom(t, FaultyServer, new InProcessTaskManager(async () => 'ok', { maxTasks: 1 }), { spool, logger });
+  await waitFor(() => logger.find('server started').length > 0, 'the server to start');
+  await stop();
+  // Named by file, not by directory: where these modules live may change, that they are covered may not.
+  for (const name of ['fs.ts', 'layout.ts', 'lock.ts', 'mount.ts', 'layout-guard.ts', 'directory-watchers.ts']) {
+    t.ok(faults.callers.has(name), `${name} reaches the spool through the faulty node:fs`);
   }
 });
 

@@ -71,8 +71,6 @@ export function blockDeviceName(majorMinor: string): string | undefined {
 }
 
 export interface WriteOptions {
-  /** fsync the file before it is published. @default false */
-  durable?: boolean;
   /** File mode (the umask still applies). @default 0o644 */
   mode?: number;
 }
@@ -99,7 +97,6 @@ export function writeTemp(tmpDir: string, tag: string, bytes: Uint8Array, option
   try {
     let offset = 0;
     while (offset < bytes.length) offset += fs.writeSync(fd, bytes, offset, bytes.length - offset);
-    if (options.durable) fs.fsyncSync(fd);
   } catch (err) {
     fs.closeSync(fd);
     removeEntry(path);
@@ -187,6 +184,27 @@ export function createEmptyExclusive(path: string, mode = 0o644): boolean {
 export function openNewReplacing(path: string, mode = 0o644): number {
   removeAnyEntry(path);
   return fs.openSync(path, CREATE_FLAGS, mode);
+}
+
+/** Closes a file descriptor from openNewReplacing that will not be written. */
+export function closeDescriptor(fd: number): void {
+  fs.closeSync(fd);
+}
+
+/** A write stream on a file descriptor that openNewReplacing opened at `path`; it closes the descriptor when it ends. */
+export function descriptorWriteStream(fd: number, path: string): fs.WriteStream {
+  return fs.createWriteStream(path, { fd });
+}
+
+/** Fills `buffer` from the start of the file at `path` (a device such as /dev/urandom: no checks on what it is). */
+export function readDeviceInto(path: string, buffer: Buffer): void {
+  const fd = fs.openSync(path, 'r');
+  try {
+    let offset = 0;
+    while (offset < buffer.length) offset += fs.readSync(fd, buffer, offset, buffer.length - offset, null);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /**
@@ -432,16 +450,6 @@ export async function syncDirectoryAsync(dir: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
-  }
-}
-
-/** fsyncs a directory so the names created or removed in it survive power loss. */
-export function syncDirectory(dir: string): void {
-  const fd = fs.openSync(dir, O_RDONLY);
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
   }
 }
 

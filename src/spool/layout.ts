@@ -67,7 +67,12 @@ export type LogSuffix = (typeof LOG_SUFFIXES)[number];
 
 /** Path of a request's log file: `logs/<id>.<suffix>`. */
 export function logPath(paths: SpoolPaths, id: string, suffix: LogSuffix): string {
-  return `${paths.dirs.logs}/${id}.${suffix}`;
+  return logFilePath(paths.dirs.logs, id, suffix);
+}
+
+/** logPath for a task manager, which knows the spool's log directory only. */
+export function logFilePath(logDir: string, id: string, suffix: LogSuffix): string {
+  return `${logDir}/${id}.${suffix}`;
 }
 
 /**

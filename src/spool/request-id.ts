@@ -5,8 +5,8 @@
  * last id while its clock stands still or steps back a little, but never runs
  * more than MAX_ID_AHEAD_MICROS ahead of its clock (see nextIdMicros).
  */
-import { closeSync, openSync, readSync } from 'node:fs';
 import { isRequestId, requestIdTimeMs, type IdSource } from '../queue/request-id.js';
+import { readDeviceInto } from './fs.js';
 
 export { REQUEST_ID_PATTERN, REQUEST_ID_LENGTH, isRequestId, requestIdTimeMs, type IdSource } from '../queue/request-id.js';
 
@@ -43,14 +43,9 @@ export function farFutureByMs(id: string, nowMs: number): number | undefined {
 const RANDOM_BLOCK = 4080;
 let randomPool = Buffer.alloc(0);
 let randomOffset = 0;
+const RANDOM_DEVICE = '/dev/urandom';
 function fillRandom(buffer: Buffer): void {
-  const fd = openSync('/dev/urandom', 'r');
-  try {
-    let offset = 0;
-    while (offset < buffer.length) offset += readSync(fd, buffer, offset, buffer.length - offset, null);
-  } finally {
-    closeSync(fd);
-  }
+  readDeviceInto(RANDOM_DEVICE, buffer);
 }
 function randomHex(bytes: number): string {
   if (randomOffset + bytes > randomPool.length) {

@@ -12,13 +12,12 @@
  * process group is killed, so that a slot is free only once its work is done.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, createWriteStream, rmSync, statSync, writeFileSync, type WriteStream } from 'node:fs';
-import { join } from 'node:path';
+import { statSync, type WriteStream } from 'node:fs';
 import { InvalidOptionError, WorkQueueError } from '../errors.js';
 import { OutputOrder } from './output-order.js';
 import { DEFAULT_INLINE_OUTPUT_BYTES, DEFAULT_MAX_OUTPUT_BYTES, logWriteFailure, MAX_OUTPUT_LIMIT_BYTES, OutputBudget, outputLimitFailure } from './output-budget.js';
 import { assertDurationMs, stripUndefined } from '../options.js';
-import { openNewReplacing } from '../spool/fs.js';
+import { createOutputLogs, OutputLogError, removeTaskLogs, writePidLog, type OutputStream } from '../spool/logs.js';
 import { cannotRun, parentDeathPrefix } from './launcher.js';
 import { badVariableName, commandEnvironment, refusedInput, type AcceptedVariables, type TaskInput } from '../task-input.js';
 import { readCommandRequest } from './command-request.js';
@@ -404,55 +403,41 @@ export class CommandTaskManager implements TaskManager {
 }
 
 /**
- * A command's output files. They are created before the command is spawned, in
- * place of whatever is at their names (never written through, see
- * openNewReplacing): one that cannot be created (a non-empty directory planted
- * there, EMFILE) fails the request before anything runs. A write that fails
- * later (disk full) is reported once to `onError`, which stops the command.
+ * A command's output files (spool/logs.ts). They are created before the
+ * command is spawned: one that cannot be created (a non-empty directory
+ * planted there, EMFILE) fails the request before anything runs. A write that
+ * fails later (disk full) is reported once to `onError`, which stops the command.
  */
 class TaskLogs {
   readonly #dir: string;
   readonly #id: string;
-  readonly #streams: Record<'stdout' | 'stderr', WriteStream>;
-  readonly #paths: string[];
+  readonly #streams: Record<OutputStream, WriteStream>;
 
   constructor(dir: string, id: string, onError: (err: Error) => void) {
     this.#dir = dir;
     this.#id = id;
-    this.#paths = ['stdout', 'stderr', 'pid'].map((suffix) => join(dir, `${id}.${suffix}`));
-    const fds: number[] = [];
     try {
-      for (const suffix of ['stdout', 'stderr']) fds.push(openNewReplacing(join(dir, `${id}.${suffix}`)));
+      this.#streams = createOutputLogs(dir, id);
     } catch (err) {
-      for (const fd of fds) closeSync(fd);
-      const name = `logs/${id}.${fds.length === 0 ? 'stdout' : 'stderr'}`;
-      const why = (err as NodeJS.ErrnoException).code === 'EEXIST' ? 'something that is not a file is in the way' : (err as Error).message;
-      throw new CommandError(`cannot create the output log ${name}: ${why}; the command was not started`, 'ERR_LOG_FILE');
+      if (!(err instanceof OutputLogError)) throw err;
+      const why = err.code === 'EEXIST' ? 'something that is not a file is in the way' : err.message;
+      throw new CommandError(`cannot create the output log logs/${id}.${err.stream}: ${why}; the command was not started`, 'ERR_LOG_FILE');
     }
     let failed = false;
-    const stream = (fd: number): WriteStream => {
-      const s = createWriteStream(join(dir, id), { fd });
+    for (const s of Object.values(this.#streams)) {
       s.on('error', (err) => {
         if (!failed) onError(err);
         failed = true;
       });
-      return s;
-    };
-    this.#streams = { stdout: stream(fds[0]!), stderr: stream(fds[1]!) };
+    }
   }
 
   /** Records the command's pid, for `wq status` and followers; best effort: the result does not depend on it. */
   writePid(pid: number): void {
-    const path = join(this.#dir, `${this.#id}.pid`);
-    try {
-      rmSync(path, { force: true });
-      writeFileSync(path, `${pid}\n`, { flag: 'wx', mode: 0o644 });
-    } catch {
-      // best effort: only status and --follow read it
-    }
+    writePidLog(this.#dir, this.#id, pid);
   }
 
-  write(stream: 'stdout' | 'stderr', chunk: Buffer): void {
+  write(stream: OutputStream, chunk: Buffer): void {
     if (this.#streams[stream].writable) this.#streams[stream].write(chunk);
   }
 
@@ -469,7 +454,7 @@ class TaskLogs {
 
   /** Removes the files (after close): a stopped command's partial output is not kept. */
   remove(): void {
-    for (const path of this.#paths) rmSync(path, { force: true });
+    removeTaskLogs(this.#dir, this.#id);
   }
 }
 
@@ -490,6 +475,7 @@ function spawnFailure(err: NodeJS.ErrnoException): string {
   }
 }
 
+/** Whether a request's working directory is one (outside the spool: not spool/fs.ts's business). */
 function isDirectory(path: string): boolean {
   try {
     return statSync(path).isDirectory();
