@@ -8,10 +8,9 @@
  * a new `logs/<id>.pid`): the follower notices, says so, and streams the new
  * run from its start.
  */
-import { closeSync, fstatSync, openSync, readSync, constants } from 'node:fs';
 import { watch, type FSWatcher } from 'chokidar';
 import { logPath, openSpool } from './layout.js';
-import { isErrno, ProtocolError } from '../errors.js';
+import { ProtocolError } from '../errors.js';
 import * as sfs from './fs.js';
 
 const CHUNK_BYTES = 64 * 1024;
@@ -78,29 +77,20 @@ export function followLogs(spool: string, id: string, sinks: Record<Stream, (chu
     onRerun(++attempt);
   };
   const drain = (stream: Stream): void => {
-    let fd: number;
-    try {
-      fd = openSync(files[stream], constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return;
-      throw err;
-    }
-    try {
-      const stat = fstatSync(fd);
-      if (!stat.isFile()) return;
-      sawLogs = true;
-      if (fileShowsLaterRun(inodes[stream], offsets[stream], stat)) laterRun(readPid());
-      inodes[stream] = stat.ino;
-      const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
-      for (;;) {
-        const n = readSync(fd, buffer, 0, CHUNK_BYTES, offsets[stream]);
-        if (n === 0) break;
-        offsets[stream] += n;
-        sinks[stream](Buffer.from(buffer.subarray(0, n)));
-      }
-    } finally {
-      closeSync(fd);
-    }
+    const found = sfs.readGrowingFile(
+      files[stream],
+      (stat) => {
+        if (fileShowsLaterRun(inodes[stream], offsets[stream], stat)) laterRun(readPid());
+        inodes[stream] = stat.ino;
+        return offsets[stream];
+      },
+      (chunk) => {
+        offsets[stream] += chunk.length;
+        sinks[stream](chunk);
+      },
+      CHUNK_BYTES,
+    );
+    if (found) sawLogs = true;
   };
   const drainAll = (): void => {
     const pid = readPid();

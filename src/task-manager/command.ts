@@ -12,129 +12,19 @@
  * process group is killed, so that a slot is free only once its work is done.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { statSync, type WriteStream } from 'node:fs';
-import { InvalidOptionError, WorkQueueError } from '../errors.js';
+import { statSync } from 'node:fs';
 import { OutputOrder } from './output-order.js';
-import { DEFAULT_INLINE_OUTPUT_BYTES, DEFAULT_MAX_OUTPUT_BYTES, logWriteFailure, MAX_OUTPUT_LIMIT_BYTES, OutputBudget, outputLimitFailure } from './output-budget.js';
-import { assertDurationMs, stripUndefined } from '../options.js';
-import { createOutputLogs, OutputLogError, removeTaskLogs, writePidLog, type OutputStream } from '../spool/logs.js';
+import { logWriteFailure, OutputBudget, outputLimitFailure } from './output-budget.js';
+import { CappedBuffer, spawnFailure, TaskLogs } from './command-output.js';
+import { CommandError, resolveCommandOptions, type CommandResult, type CommandTaskManagerOptions, type ResolvedCommandOptions } from './command-types.js';
 import { cannotRun, parentDeathPrefix } from './launcher.js';
-import { badVariableName, commandEnvironment, refusedInput, type AcceptedVariables, type TaskInput } from '../task-input.js';
+import { commandEnvironment, refusedInput, type TaskInput } from '../task-input.js';
 import { readCommandRequest } from './command-request.js';
 import { hasExited, killGroup, signalGroup, signalGroupIfAllowed, type GroupKill } from './process-group.js';
 import type { SerializedError } from '../errors.js';
 import type { TaskManager, TaskOutcome, TaskProcess } from './types.js';
 
-/** What a client sends to a command server. */
-export interface CommandRequest {
-  /** Program and arguments (appended to the server's `command` prefix, if any). */
-  argv: string[];
-  /** Working directory. @default the server's */
-  cwd?: string;
-  /**
-   * Join the command's stderr to its stdout, as a shell's `2>&1` does: the
-   * result's `stdout` then holds both, in the exact order they were written,
-   * and `stderr` is empty. `wq enqueue --wait` asks for it when its own stdout
-   * and stderr lead to the same file or terminal. @default false
-   */
-  stderrToStdout?: boolean;
-}
-
-/** What a command task returns. */
-export interface CommandResult {
-  /** Exit code, or null when killed by a signal. */
-  exitCode: number | null;
-  /** The signal's name (`'SIGKILL'`) when it was killed by one, else null. */
-  signal: string | null;
-  stdout: Uint8Array;
-  stderr: Uint8Array;
-  /**
-   * Bytes of the stream past the part carried inline (absent when it is all
-   * there). A client that claims the result reads them from the request's log
-   * and removes this field; if it is still set, the output was cut.
-   */
-  stdoutDropped?: number;
-  stderrDropped?: number;
-  /**
-   * The order in which the server read the two streams, when both had output:
-   * the lengths in bytes of alternating runs, stdout first (0 when stderr came
-   * first), at most 4096 runs (MAX_ORDER_RUNS); bytes past the last run follow
-   * as the rest of stdout, then the rest of stderr. Writes microseconds apart
-   * may share a run (two pipes are read, not one): only `stderrToStdout` keeps
-   * the order exactly.
-   * @example
-   * // echo 1; sleep 1; echo 2 >&2; sleep 1; echo 3  →  stdout '1
-3
-', stderr '2
-', order [2, 2, 2]
-   */
-  order?: number[];
-}
-
-export interface CommandTaskManagerOptions {
-  /** Commands at once. @default 1 */
-  maxTasks?: number;
-  /** A fixed program and leading arguments; each request's argv is appended. @default none: argv is the whole command */
-  command?: string[];
-  /** After SIGTERM, how long a terminated command's group has before SIGKILL. @default 2000 */
-  killGraceMs?: number;
-  /**
-   * Output a command may write, stdout and stderr together, in bytes. Past it
-   * the command is stopped (its process group killed) and its request fails
-   * with `ERR_OUTPUT_LIMIT`. This bounds its logs in logs/ too. With `logDir`
-   * at most 1073741824 (1 GiB, MAX_OUTPUT_LIMIT_BYTES), what a client can read back whole.
-   * @default 67108864 (64 MiB)
-   * @example maxOutputBytes: 10 * 1024 * 1024
-   */
-  maxOutputBytes?: number;
-  /**
-   * Output carried inline in the result, per stream, in bytes; the rest is
-   * counted (`stdoutDropped`) and, with `logDir`, read by the client from the
-   * log. @default 1048576 (1 MiB)
-   */
-  inlineOutputBytes?: number;
-  /**
-   * The server's environment, on which each command's is built: without its
-   * OLDPWD, with PWD set to the command's directory, and with the variables
-   * its request carries (see `acceptEnv`). @default process.env
-   */
-  env?: Record<string, string | undefined>;
-  /**
-   * Which of a request's variables (`EnqueueOptions.env`, `wq enqueue --env`)
-   * its command may get: `'all'`, or a list of names. A fixed `command`
-   * (`wq serve --exec`) is a boundary for whoever may file requests, and a
-   * variable could cross it (LD_PRELOAD, PATH, BASH_ENV, or the command's own,
-   * such as rsync's RSYNC_RSH), so with one a request may set only the listed
-   * names, and not replace the whole environment; any other request fails
-   * (`ERR_ENV_REFUSED`) without running.
-   * @default 'all' without `command`; [] (none) with one
-   * @example acceptEnv: ['MAKEFLAGS', 'LANG']
-   */
-  acceptEnv?: AcceptedVariables;
-  /**
-   * Write each command's output, as it comes, to `<logDir>/<id>.stdout` and
-   * `.stderr` (up to `maxOutputBytes`), and its pid to `<id>.pid`, for `wq wait`
-   * (the whole output), `--follow` and `wq status`. An output write that fails
-   * stops the command and fails its request (`ERR_DISK_FULL` on a full disk,
-   * else `ERR_OUTPUT_LOG`); the pid file is best effort. The spool's
-   * `logs/` directory. @default no log files
-   */
-  logDir?: string;
-  /**
-   * Start each command through `setpriv --pdeathsig SIGKILL` (util-linux),
-   * where it is installed, so that the command dies if the server does. It
-   * costs one more exec per task (about 5 ms on a loaded 2-core machine).
-   * @default true
-   */
-  dieWithServer?: boolean;
-}
-
-/** A command could not be started (not found, bad working directory, invalid request). */
-export class CommandError extends WorkQueueError {
-  constructor(message: string, code = 'ERR_COMMAND') {
-    super(message, code);
-  }
-}
+export { CommandError, resolveCommandOptions, type CommandRequest, type CommandResult, type CommandTaskManagerOptions, type ResolvedCommandOptions } from './command-types.js';
 
 /**
  * Runs the command with its stderr joined to its stdout (`2>&1`): node cannot
@@ -160,7 +50,7 @@ interface Running {
 
 export class CommandTaskManager implements TaskManager {
   readonly maxTasks: number;
-  readonly #o: Required<CommandTaskManagerOptions>;
+  readonly #o: ResolvedCommandOptions;
   readonly #running = new Map<string, Running>();
   /** Terminated commands whose group has not exited yet: they still hold capacity. */
   readonly #dying = new Set<Running>();
@@ -171,39 +61,7 @@ export class CommandTaskManager implements TaskManager {
   #wake: () => void = () => {};
 
   constructor(options: CommandTaskManagerOptions = {}) {
-    this.#o = {
-      maxTasks: 1,
-      command: [],
-      acceptEnv: options.command !== undefined && options.command.length > 0 ? [] : 'all',
-      killGraceMs: 2000,
-      maxOutputBytes: DEFAULT_MAX_OUTPUT_BYTES,
-      inlineOutputBytes: DEFAULT_INLINE_OUTPUT_BYTES,
-      env: process.env,
-      logDir: '',
-      dieWithServer: true,
-      ...stripUndefined(options),
-    };
-    if (!(Number.isInteger(this.#o.maxTasks) && this.#o.maxTasks >= 0)) {
-      throw new InvalidOptionError(`Expected \`maxTasks\` to be an integer >= 0, got \`${String(options.maxTasks)}\``);
-    }
-    if (!Array.isArray(this.#o.command) || !this.#o.command.every((a) => typeof a === 'string')) {
-      throw new InvalidOptionError('Expected `command` to be an array of strings');
-    }
-    const { acceptEnv } = this.#o;
-    if (acceptEnv !== 'all' && !(Array.isArray(acceptEnv) && acceptEnv.every((name) => typeof name === 'string' && badVariableName(name) === undefined))) {
-      throw new InvalidOptionError(`Expected \`acceptEnv\` to be 'all' or an array of variable names, got \`${String(acceptEnv)}\` (${typeof acceptEnv})`);
-    }
-    for (const key of ['maxOutputBytes', 'inlineOutputBytes'] as const) {
-      const value = this.#o[key];
-      if (!(typeof value === 'number' && (Number.isSafeInteger(value) || value === Infinity) && value >= 0)) {
-        throw new InvalidOptionError(`Expected \`${key}\` to be an integer >= 0 (bytes), got \`${String(value)}\` (${typeof value})`);
-      }
-    }
-    if (this.#o.logDir !== '' && this.#o.maxOutputBytes > MAX_OUTPUT_LIMIT_BYTES) {
-      // With logs, a client reads the whole output back: it must fit in its memory.
-      throw new InvalidOptionError(`Expected \`maxOutputBytes\` with \`logDir\` to be an integer >= 0 and <= ${MAX_OUTPUT_LIMIT_BYTES} (bytes), got \`${String(this.#o.maxOutputBytes)}\``);
-    }
-    assertDurationMs('killGraceMs', this.#o.killGraceMs); // terminateTask must not fail for want of a valid grace
+    this.#o = resolveCommandOptions(options);
     this.maxTasks = this.#o.maxTasks;
     this.#launcher = this.#o.dieWithServer ? parentDeathPrefix() : [];
   }
@@ -402,108 +260,11 @@ export class CommandTaskManager implements TaskManager {
   }
 }
 
-/**
- * A command's output files (spool/logs.ts). They are created before the
- * command is spawned: one that cannot be created (a non-empty directory
- * planted there, EMFILE) fails the request before anything runs. A write that
- * fails later (disk full) is reported once to `onError`, which stops the command.
- */
-class TaskLogs {
-  readonly #dir: string;
-  readonly #id: string;
-  readonly #streams: Record<OutputStream, WriteStream>;
-
-  constructor(dir: string, id: string, onError: (err: Error) => void) {
-    this.#dir = dir;
-    this.#id = id;
-    try {
-      this.#streams = createOutputLogs(dir, id);
-    } catch (err) {
-      if (!(err instanceof OutputLogError)) throw err;
-      const why = err.code === 'EEXIST' ? 'something that is not a file is in the way' : err.message;
-      throw new CommandError(`cannot create the output log logs/${id}.${err.stream}: ${why}; the command was not started`, 'ERR_LOG_FILE');
-    }
-    let failed = false;
-    for (const s of Object.values(this.#streams)) {
-      s.on('error', (err) => {
-        if (!failed) onError(err);
-        failed = true;
-      });
-    }
-  }
-
-  /** Records the command's pid, for `wq status` and followers; best effort: the result does not depend on it. */
-  writePid(pid: number): void {
-    writePidLog(this.#dir, this.#id, pid);
-  }
-
-  write(stream: OutputStream, chunk: Buffer): void {
-    if (this.#streams[stream].writable) this.#streams[stream].write(chunk);
-  }
-
-  /** Resolves once both files are closed, written through or failed. */
-  close(): Promise<void> {
-    const end = (s: WriteStream) =>
-      new Promise<void>((resolve) => {
-        if (s.closed) return resolve();
-        s.once('close', () => resolve());
-        if (!s.destroyed) s.end();
-      });
-    return Promise.all([end(this.#streams.stdout), end(this.#streams.stderr)]).then(() => {});
-  }
-
-  /** Removes the files (after close): a stopped command's partial output is not kept. */
-  remove(): void {
-    removeTaskLogs(this.#dir, this.#id);
-  }
-}
-
-/** Why spawn(2) failed, for the client. */
-function spawnFailure(err: NodeJS.ErrnoException): string {
-  switch (err.code) {
-    case 'ENOENT':
-      return 'command not found';
-    case 'EMFILE':
-    case 'ENFILE':
-      return `the server has too many open files (${err.code}); the command was not started`;
-    case 'EAGAIN':
-      return 'the server may not start more processes now (EAGAIN); the command was not started';
-    case 'ENOMEM':
-      return 'out of memory (ENOMEM); the command was not started';
-    default:
-      return err.message;
-  }
-}
-
 /** Whether a request's working directory is one (outside the spool: not spool/fs.ts's business). */
 function isDirectory(path: string): boolean {
   try {
     return statSync(path).isDirectory();
   } catch {
     return false;
-  }
-}
-
-/** Keeps the first `limit` bytes of a stream and counts the rest. */
-class CappedBuffer {
-  readonly #chunks: Buffer[] = [];
-  #kept = 0;
-  dropped = 0;
-  constructor(readonly limit: number) {}
-
-  push(chunk: Buffer): void {
-    const room = this.limit - this.#kept;
-    if (room >= chunk.length) {
-      this.#chunks.push(chunk);
-      this.#kept += chunk.length;
-    } else {
-      if (room > 0) this.#chunks.push(chunk.subarray(0, room));
-      this.#kept += Math.max(0, room);
-      this.dropped += chunk.length - Math.max(0, room);
-    }
-  }
-
-  bytes(): Uint8Array {
-    return Buffer.concat(this.#chunks);
   }
 }
