@@ -65,3 +65,27 @@ t.test('the client reaches the spool only through the queue interface and its fa
   const client = importsOf(readFileSync(join(ROOT, 'src', 'client.ts'), 'utf8')).filter((spec) => spec.startsWith('./spool/') || /^(node:)?fs(\/|$)/.test(spec));
   t.same(client, [], 'src/client.ts imports no spool module and no node:fs');
 });
+
+/** Every .ts file under a directory of src/, recursively, as paths relative to the repository. */
+function filesUnder(dir: string): string[] {
+  const abs = join(ROOT, 'src', dir);
+  return readdirSync(abs, { withFileTypes: true }).flatMap((entry) => {
+    const rel = join(dir, entry.name);
+    if (entry.isDirectory()) return filesUnder(rel);
+    return entry.name.endsWith('.ts') ? [join('src', rel)] : [];
+  });
+}
+
+t.test('one door to the file system: no spool module but spool/fs.ts and spool/fs/ calls node:fs itself (types aside)', async (t) => {
+  const files = filesUnder('spool');
+  t.ok(files.length > 30, 'the spool modules are found, src/spool/server/ too');
+  const door = (file: string): boolean => file === join('src', 'spool', 'fs.ts') || file.startsWith(join('src', 'spool', 'fs') + '/');
+  for (const file of files.filter((f) => !door(f))) {
+    const source = readFileSync(join(ROOT, file), 'utf8');
+    // A value import (not `import type`) of node:fs or node:fs/promises, or a dynamic one.
+    const direct = [...source.matchAll(/^\s*import\s+(?!type\b)[^;]*?\sfrom\s*['"](?:node:)?fs(?:\/promises)?['"]|\bimport\(\s*['"](?:node:)?fs(?:\/promises)?['"]\s*\)/gm)];
+    t.same(direct.map((m) => m[0].trim()), [], `${file} reaches node:fs only through spool/fs.ts`);
+  }
+  const planted = "import { readFileSync } from 'node:fs';\nimport type { Stats } from 'node:fs';";
+  t.equal([...planted.matchAll(/^\s*import\s+(?!type\b)[^;]*?\sfrom\s*['"](?:node:)?fs(?:\/promises)?['"]/gm)].length, 1, 'the check sees a value import and lets a type import pass');
+});
