@@ -3,6 +3,7 @@
  * abort does to a request in each state, and what a starting server does with
  * the requests a previous server left behind. The server carries them out.
  */
+import type { EntryIdentity } from './spool/fs.js';
 import { redirectableBy, type DirectoryAccess } from './spool/permissions.js';
 import type { ManagerHold, QueueHold } from './queue/types.js';
 
@@ -77,15 +78,8 @@ export function planRecovery(runningIds: readonly string[], completeIds: Readonl
   });
 }
 
-/** What a directory of the spool is, as observed (see spool/layout.ts: observeLayout). */
-export interface ObservedDirectory {
-  type: 'directory' | 'symlink' | 'other' | 'missing';
-  dev?: number;
-  ino?: number;
-  mode?: number;
-  uid?: number;
-  gid?: number;
-}
+/** What a directory of the spool is, as observed (see spool/layout.ts: observeLayout): an entry's identity, less its link count. */
+export type ObservedDirectory = Omit<EntryIdentity, 'nlink'>;
 
 export interface ObservedLayout<Dir extends string> {
   /** The spool directory itself (reached through a symlink, if it is one). */

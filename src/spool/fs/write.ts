@@ -35,21 +35,17 @@ export function writeTemp(tmpDir: string, tag: string, bytes: Uint8Array, option
       if (!isErrno(err, 'EEXIST')) throw err; // a dead namesake's leftover: take the next number
     }
   }
-  try {
-    let offset = 0;
-    while (offset < bytes.length) offset += fs.writeSync(fd, bytes, offset, bytes.length - offset);
-  } catch (err) {
-    fs.closeSync(fd);
-    removeEntry(path);
-    throw err;
-  }
-  fs.closeSync(fd);
+  writeWholeAndClose(fd, path, bytes);
   return path;
 }
 
 /** Writes bytes to a new file at `path` (O_EXCL: fails with EEXIST rather than replace anything). */
 export function writeNew(path: string, bytes: Uint8Array, mode = 0o644): void {
-  const fd = fs.openSync(path, CREATE_FLAGS, mode);
+  writeWholeAndClose(fs.openSync(path, CREATE_FLAGS, mode), path, bytes);
+}
+
+/** Writes all of `bytes` to the new file `fd` (at `path`) and closes it; a failed write removes the file, so no partial file is left. */
+function writeWholeAndClose(fd: number, path: string, bytes: Uint8Array): void {
   try {
     let offset = 0;
     while (offset < bytes.length) offset += fs.writeSync(fd, bytes, offset, bytes.length - offset);
