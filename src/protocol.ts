@@ -3,7 +3,6 @@
  * abort does to a request in each state, and what a starting server does with
  * the requests a previous server left behind. The server carries them out.
  */
-import type { EntryIdentity } from './spool/fs.js';
 import { redirectableBy, type DirectoryAccess } from './spool/permissions.js';
 import type { ManagerHold, QueueHold } from './queue/types.js';
 
@@ -76,6 +75,21 @@ export function planRecovery(runningIds: readonly string[], completeIds: Readonl
     if (completeIds.has(id)) return { kind: 'drop-leftover', id };
     return policy === 'rerun' ? { kind: 'requeue', id } : { kind: 'fail', id };
   });
+}
+
+/** What is at a path, as far as the spool's layout cares (spool/fs.ts: identifyEntry); plain data, so that decisions over it stay pure. */
+export interface EntryIdentity {
+  type: 'directory' | 'symlink' | 'other' | 'missing';
+  dev?: number;
+  ino?: number;
+  /** Permission bits, including setgid and sticky (`mode & 0o7777`). */
+  mode?: number;
+  /** Its owner. */
+  uid?: number;
+  /** Its group. */
+  gid?: number;
+  /** How many names it has (hard links). */
+  nlink?: number;
 }
 
 /** What a directory of the spool is, as observed (see spool/layout.ts: observeLayout): an entry's identity, less its link count. */

@@ -6,6 +6,9 @@
  */
 import * as fs from 'node:fs';
 import { isErrno } from '../../errors.js';
+import type { EntryIdentity } from '../../protocol.js';
+
+export type { EntryIdentity } from '../../protocol.js';
 
 /** Describes an entry that is not a regular file, for error messages: "a FIFO", "a symbolic link" … */
 export function describeEntry(stat: fs.Stats): string {
@@ -17,20 +20,6 @@ export function describeEntry(stat: fs.Stats): string {
   return 'not a regular file';
 }
 
-/** What is at a path, as far as the spool's layout cares. */
-export interface EntryIdentity {
-  type: 'directory' | 'symlink' | 'other' | 'missing';
-  dev?: number;
-  ino?: number;
-  /** Permission bits, including setgid and sticky (`mode & 0o7777`). */
-  mode?: number;
-  /** Its owner. */
-  uid?: number;
-  /** Its group. */
-  gid?: number;
-  /** How many names it has (hard links). */
-  nlink?: number;
-}
 
 /**
  * Identifies the entry at `path`: lstat, or stat (following a symlink) with
