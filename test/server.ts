@@ -4,7 +4,7 @@
  * (the test decides capacity and when tasks finish) or an InProcessTaskManager.
  */
 import t, { type Test } from 'tap';
-import { mkdirSync, readFileSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Packr } from 'msgpackr';
 import { WorkQueueClient } from '../src/client.js';
@@ -105,6 +105,26 @@ t.test('requestOwners: a request whose file another uid owns gets a rejected res
     error: { name: 'ForeignRequestError', code: 'ERR_FOREIGN_REQUEST', message: `request ${id} was filed by uid ${me}; this server runs only requests filed by uid ${me + 1}` },
   });
   t.strictSame(ran, [], 'it never ran');
+});
+
+t.test('requestOwners: a request met mid-publish (its temp name still in tmp/) starts once the temp name goes, without waiting for a rescan', async (t) => {
+  const spool = spoolDir(t);
+  const me = process.getuid?.() ?? 0;
+  const ran: unknown[] = [];
+  // No rescan for an hour: only the server's own re-check of a waiting publish can start it.
+  startServer(t, new InProcessTaskManager((request) => void ran.push(request)), serverOptions(spool, { requestOwners: [me], rescanIntervalMs: 3_600_000 }));
+  const client = makeClient(t, spool);
+  await waitFor(() => existsSync(join(spool, 'tmp')), 'the spool is made');
+  // A request file with its temp name, published by link(2) as a client does, the temp name left for a while.
+  const id = formatRequestId(Date.now() * 1000, 'a1b2c3d4e5f6');
+  const temp = join(spool, 'tmp', `${id}.publishing`);
+  writeFileSync(temp, encodeRequest({ body: 'mine', submittedAt: Date.now(), client: { pid: process.pid, host: 'test' } }));
+  linkSync(temp, join(spool, 'requested', id));
+  await waitFor(() => spoolContents(spool).pending!.includes(id), 'the server took it in, and parked it while it has a second name');
+  t.strictSame(ran, [], 'it does not run while it has a second name');
+  unlinkSync(temp);
+  t.match(await client.waitForResult(id, { timeoutMs: 20_000 }), { ok: true, status: 'normal' });
+  t.strictSame(ran, ['mine'], 'it ran once the publish ended');
 });
 
 t.test('capacity decides how many start, and they start oldest first', async (t) => {

@@ -61,6 +61,9 @@ class ServingLoop {
   #ended = false;
   #stopping = false;
   #rescanTimer: NodeJS.Timeout | undefined;
+  /** A tick asked for later (scheduleIn): one at a time, the earliest wins. */
+  #laterTimer: NodeJS.Timeout | undefined;
+  #laterAt = Infinity;
   /** Settles run(): undefined for a stop at the signal, else the fatal error. */
   #finish: (err?: Error) => void = () => {};
 
@@ -68,6 +71,7 @@ class ServingLoop {
     this.#lock = lock;
     const s = new Serving(o, paths, manager, lock.owner, who, {
       schedule: () => this.#schedule(),
+      scheduleIn: (ms) => this.#scheduleIn(ms),
       stop: (err) => this.#stop(err),
       adopted: (dir) => this.#adoptDirectory(dir),
     });
@@ -123,6 +127,7 @@ class ServingLoop {
     this.#watchers?.close();
     stopWatchingOrphans(s);
     clearInterval(this.#rescanTimer);
+    clearTimeout(this.#laterTimer);
     s.metrics.close();
     // Only while the lock is still ours: its holder alone writes server.state.
     if (s.fatal === undefined) s.safely('removing server.state', () => removeServerState(s.paths));
@@ -233,6 +238,18 @@ class ServingLoop {
       this.#watchers?.rewatch();
       s.inbox.rescan(false, s.o.watch); // what it holds now, the old watcher never reported
     }
+  }
+
+  #scheduleIn(ms: number): void {
+    const at = performance.now() + ms;
+    if (this.#ended || at >= this.#laterAt) return;
+    clearTimeout(this.#laterTimer);
+    this.#laterAt = at;
+    this.#laterTimer = setTimeout(() => {
+      this.#laterTimer = undefined;
+      this.#laterAt = Infinity;
+      this.#schedule();
+    }, ms);
   }
 
   #schedule(): void {

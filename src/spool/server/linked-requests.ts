@@ -58,6 +58,12 @@ export class LinkedRequests {
     return verdict;
   }
 
+  /** How long request `id` has waited for its publish to end (0 if it is not waiting). */
+  waitedMs(id: string, nowMs: number): number {
+    const since = this.#since.get(id);
+    return since === undefined ? 0 : nowMs - since;
+  }
+
   /** Whether a name in tmp/ is the same file (tmp/ holds only writes in flight: a short list). */
   #hasTempTwin(file: { dev: number; ino: number }): boolean {
     return sfs.listEntries(this.#tmpDir).some((name) => {

@@ -19,6 +19,17 @@ import * as sfs from '../fs.js';
 import type { RequestEntry } from './book.js';
 import { NOTHING_HELD, outcomeToResult, type Serving } from './serving.js';
 
+/**
+ * How soon a request whose file still has its temp name (a client's publish in
+ * progress: link(2), then unlink of the temp name, microseconds apart) is
+ * looked at again: at once (1 ms), then less often the longer it has waited (a
+ * client stopped between the two calls), at most every 100 ms, until
+ * LINK_SETTLE_MS rejects it. Without it, it waited for the next rescan (2 s by default).
+ */
+export function publishRecheckMs(waitedMs: number): number {
+  return Math.min(100, Math.max(1, Math.floor(waitedMs / 4)));
+}
+
 /** Publishes the results of tasks that finished. Returns how many. */
 export function reapCompleted(s: Serving): number {
   let n = 0;
@@ -78,6 +89,8 @@ export function startPending(s: Serving): number {
     }
     if (started === 'wait') {
       s.book.requeue(id); // first in line still: nothing behind it starts before it
+      // Nothing the server watches changes when the client removes its temp name (tmp/ is not watched): look again soon.
+      s.hooks.scheduleIn(publishRecheckMs(s.linked.waitedMs(id, s.o.now())));
       break;
     }
     if (started) n++;

@@ -36,6 +36,8 @@ export type ResultFields = Omit<ResultEnvelope, 'v' | 'type'>;
 export interface ServingHooks {
   /** Asks for a tick soon (never runs one now). */
   schedule(): void;
+  /** Asks for a tick in `ms` milliseconds (at the latest: an earlier request for one stands). */
+  scheduleIn(ms: number): void;
   /** The spool is gone or unsafe, or the lock lost: stop. Called once. */
   stop(err: Error): void;
   /** LayoutGuard adopted a recreated or replaced state directory. */

@@ -4,7 +4,7 @@
  * the test says when the server looks (a rescan) and when it ticks.
  */
 import t, { type Test } from 'tap';
-import { readFileSync, renameSync } from 'node:fs';
+import { linkSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { openServedSpool, serverIdentity } from '../../../src/spool/access.js';
 import { decodeResult } from '../../../src/spool/codec.js';
@@ -13,6 +13,7 @@ import { resolveServerOptions, type WorkQueueServerOptions } from '../../../src/
 import { recover } from '../../../src/spool/server/recovery.js';
 import { Serving } from '../../../src/spool/server/serving.js';
 import { tick } from '../../../src/spool/server/tick.js';
+import { publishRecheckMs } from '../../../src/spool/server/run-steps.js';
 import { spoolContents } from '../../fixtures/helpers.js';
 import { testClient } from '../../fixtures/hostile.js';
 import { ScriptedTaskManager } from '../../fixtures/scripted-manager.js';
@@ -24,8 +25,11 @@ function ticking(t: Test, capacity: number, options: Partial<WorkQueueServerOpti
   const paths = openServedSpool(spool, who);
   const lock = acquireLock(paths);
   const manager = new ScriptedTaskManager(capacity);
+  /** The delays of the ticks asked for later (scheduleIn). */
+  const later: number[] = [];
   const s = new Serving(resolveServerOptions({ spool, watch: false, ...options }), paths, manager, lock.owner, who, {
     schedule: () => {},
+    scheduleIn: (ms) => later.push(ms),
     stop: (err) => {
       throw err; // the spool is gone or unsafe: fails the test at the tick that found it
     },
@@ -41,7 +45,7 @@ function ticking(t: Test, capacity: number, options: Partial<WorkQueueServerOpti
     s.inbox.rescan();
     tick(s);
   };
-  return { s, spool, manager, client: testClient(t, spool), look };
+  return { s, spool, manager, later, client: testClient(t, spool), look };
 }
 
 /** The result a tick published in complete/. */
@@ -80,6 +84,23 @@ t.test('a request that arrives with room starts at the same tick, moved straight
   t.strictSame(manager.startedIds, [id]);
   const left = spoolContents(spool);
   t.strictSame([left.requested, left.pending], [[], []], 'it never went through pending/');
+});
+
+t.test('a request met while its publish is in progress (its temp name still in tmp/) waits first in line, and a tick is asked for soon: nothing else would wake the server', async (t) => {
+  const { s, spool, manager, later, client, look } = ticking(t, 2, { requestOwners: [process.getuid!()] });
+  const id = await client.enqueue('first');
+  const behind = await client.enqueue('second');
+  const temp = join(spool, 'tmp', `${id}.publishing`);
+  linkSync(join(spool, 'requested', id), temp); // as between the client's link(2) and its unlink of the temp name
+  look();
+  t.strictSame(manager.startedIds, [], 'neither starts: the first waits for its publish, the second behind it');
+  t.strictSame(later, [publishRecheckMs(0)], 'a tick is asked for at once (1 ms)');
+  t.equal(publishRecheckMs(0), 1);
+  t.equal(publishRecheckMs(40), 10, 'less often the longer it waits');
+  t.equal(publishRecheckMs(60_000), 100, 'at most every 100 ms');
+  unlinkSync(temp); // the publish ends; the server watches requested/, not tmp/, so only the asked-for tick sees it
+  tick(s);
+  t.strictSame(manager.startedIds, [id, behind], 'both start, in order');
 });
 
 t.test('an abort wins: a queued request aborted before a slot frees never starts, and a running one is terminated', async (t) => {
