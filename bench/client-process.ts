@@ -16,6 +16,8 @@ export interface ClientConfig {
   watch: boolean;
   recheckIntervalMs: number;
   durable: boolean;
+  /** The request every round trip sends (a command server's `{ argv }`); by default a number, which the no-op task returns. */
+  request?: unknown;
 }
 
 export interface ClientReport {
@@ -32,7 +34,10 @@ const client = new WorkQueueClient({ spool: config.spool, watch: config.watch, r
 let warmed = 0;
 await Promise.all(
   Array.from({ length: Math.min(config.concurrency, Math.max(config.warmup, 1)) }, async () => {
-    while (warmed < config.warmup) await client.run(-++warmed);
+    while (warmed < config.warmup) {
+      const n = -++warmed;
+      await client.run(config.request ?? n);
+    }
   }),
 );
 process.stdout.write('ready\n');
@@ -48,7 +53,7 @@ async function loop(): Promise<void> {
   while (started < config.count) {
     started++;
     const t = performance.now();
-    await client.run(started);
+    await client.run(config.request ?? started);
     latenciesMs.push(performance.now() - t);
   }
 }

@@ -13,7 +13,10 @@ import { fileURLToPath } from 'node:url';
 import { WorkQueueClient } from '../src/client.js';
 import { describeFileSystem } from '../src/spool/mount.js';
 import type { ClientConfig } from './client-process.js';
-import { runBenchClients, startBenchServer, type BenchServer } from './processes.js';
+import type { BullClientConfig } from './bullmq-client-process.js';
+import type { BullWorkerConfig } from './bullmq-worker-process.js';
+import { runBenchClients, startBenchServer, startWqServe, type BenchServer } from './processes.js';
+import { startRedis, type RedisServer } from './redis-server.js';
 import type { ServerConfig } from './server-process.js';
 import { median, medianSummary, percentile, summarize, type LatencySummary } from './stats.js';
 
@@ -44,6 +47,8 @@ const N = {
   depths: DEPTHS ?? (QUICK ? [2000, 10000] : [2000, 10000, 100000]),
   durable: QUICK ? 1000 : 5000,
   cli: QUICK ? 10 : 30,
+  /** Round trips that spawn a process (command mode, and spawning `true` directly). */
+  spawn: QUICK ? 200 : 1000,
 };
 
 /**
@@ -183,6 +188,83 @@ async function concurrent(manager: 'inproc' | 'pool', processes: number, extra: 
     runClients(split(spool, total, 50, processes, { durable: clientDurable === true })),
   );
   return result;
+}
+
+/**
+ * What users run: the real `wq serve` (bin/wq) at its defaults, with a
+ * `--handler` that returns its request, or in plain command mode, where each
+ * round trip runs `true`. `args` are extra options (e.g. `--max-tasks 4`).
+ */
+async function wqServe(mode: 'handler' | 'command', args: readonly string[], clients: (spool: string) => ClientConfig[]): Promise<LatencySummary> {
+  const spool = freshSpool();
+  const serveArgs = ['--spool', spool, ...args];
+  if (mode === 'handler') {
+    const handler = `${spool}.noop-handler.mjs`;
+    writeFileSync(handler, 'export default (request) => request;\n');
+    serveArgs.push('--handler', handler);
+  }
+  const server = await startWqServe(WQ, serveArgs, { nodeArgs: NODE_ARGS });
+  try {
+    return await runClients(clients(spool));
+  } finally {
+    await server.stop();
+  }
+}
+
+/** What command mode saves a user from: spawning `true` from Node and waiting for it to exit, one at a time. */
+async function spawnTrue(): Promise<LatencySummary> {
+  const once = () => new Promise<void>((resolve, reject) => spawn('true', { stdio: 'ignore' }).once('exit', () => resolve()).once('error', reject));
+  for (let i = 0; i < COLD_WARMUP; i++) await once();
+  const latencies: number[] = [];
+  const t0 = performance.now();
+  for (let i = 0; i < N.spawn; i++) {
+    const t = performance.now();
+    await once();
+    latencies.push(performance.now() - t);
+  }
+  return summarize(latencies, performance.now() - t0);
+}
+
+/** The BullMQ rows, and the wq rows each is compared with. */
+const BULL = {
+  inlineSequential: 'BullMQ, inline processor, concurrency 1, sequential',
+  sandboxedSequential: 'BullMQ, sandboxed processor, concurrency 1, sequential',
+  inlineConcurrent: 'BullMQ, inline processor, concurrency 4, 50 clients in 1 process',
+  sandboxedConcurrent: 'BullMQ, sandboxed processor, concurrency 4, 50 clients in 1 process',
+};
+const WQ_HANDLER = { sequential: 'wq serve --handler, sequential', concurrent: 'wq serve --handler --max-tasks 4, 50 clients in 1 process' };
+
+const TRUE_REQUEST = { argv: ['true'] };
+
+/** The private redis-server of the BullMQ rows (started once, when one of them is selected and redis-server is installed). */
+let redis: RedisServer | undefined;
+let bullQueues = 0;
+
+/**
+ * BullMQ used directly, as its users do: a Worker in another process with the
+ * same no-op (inline, or a sandboxed processor file that BullMQ runs in child
+ * processes), and a client process that adds each job and waits for it with
+ * `waitUntilFinished`. `concurrency` is the worker's; `loops` the client's.
+ */
+async function bullmq(processor: 'inline' | 'sandboxed', concurrency: number, loops: number, count: number, warmup: number): Promise<LatencySummary> {
+  if (redis === undefined) throw new Error('no redis-server');
+  const queue = `bench-${++bullQueues}`;
+  let processorPath = 'inline';
+  if (processor === 'sandboxed') {
+    processorPath = join(work, `${queue}.noop-processor.cjs`);
+    writeFileSync(processorPath, 'module.exports = async (job) => job.data;\n');
+  }
+  const connection = { host: redis.host, port: redis.port };
+  const worker: BullWorkerConfig = { ...connection, queue, concurrency, processor: processorPath };
+  const server = await startBenchServer(worker, { nodeArgs: NODE_ARGS }, 'bullmq-worker-process.js');
+  try {
+    const client: BullClientConfig = { ...connection, queue, count, concurrency: loops, warmup };
+    const reports = await runBenchClients([client], { nodeArgs: NODE_ARGS }, 'bullmq-client-process.js');
+    const summary = summarize(reports.flatMap((r) => r.latenciesMs), Math.max(...reports.map((r) => r.wallMs)));
+    return { ...summary, clientCpuUsPerRequest: (reports.reduce((sum, r) => sum + r.cpuMs, 0) * 1000) / summary.count };
+  } finally {
+    await server.stop();
+  }
 }
 
 async function ancestorLike(): Promise<LatencySummary> {
@@ -387,11 +469,32 @@ async function main(): Promise<void> {
     ['50 clients in 8 processes, process pool (2)', () => concurrent('pool', 8)],
     ['durable (group commit): 50 clients in 1 process', () => concurrent('inproc', 1, { durable: true, clientDurable: true }, N.durable)],
     ['durable (group commit): 50 clients in 8 processes', () => concurrent('inproc', 8, { durable: true, clientDurable: true }, N.durable)],
+    // What users run, at defaults (--max-tasks 1): the real `wq serve`.
+    [WQ_HANDLER.sequential, () => wqServe('handler', [], (spool) => [clientConfig(spool, { warmup: SEQUENTIAL_WARMUP })])],
+    [WQ_HANDLER.concurrent, () => wqServe('handler', ['--max-tasks', '4'], (spool) => split(spool, N.concurrent, 50, 1))],
+    ['wq serve (command mode), sequential: `true`', () => wqServe('command', [], (spool) => [clientConfig(spool, { count: N.spawn, warmup: COLD_WARMUP, request: TRUE_REQUEST })])],
+    ['spawning `true` from Node and waiting for it, sequential', () => spawnTrue()],
+    // BullMQ used directly, the same no-op: concurrency 1 against wq serve's default, 4 against --max-tasks 4.
+    [BULL.inlineSequential, () => bullmq('inline', 1, 1, N.sequential, SEQUENTIAL_WARMUP)],
+    [BULL.sandboxedSequential, () => bullmq('sandboxed', 1, 1, N.sequential, SEQUENTIAL_WARMUP)],
+    [BULL.inlineConcurrent, () => bullmq('inline', 4, 50, N.concurrent, CONCURRENT_WARMUP)],
+    [BULL.sandboxedConcurrent, () => bullmq('sandboxed', 4, 50, N.concurrent, CONCURRENT_WARMUP)],
   ];
+  const wantBull = scenarios.some(([name]) => name.startsWith('BullMQ') && selected(name));
+  if (wantBull) {
+    redis = await startRedis();
+    process.stderr.write(
+      redis === undefined
+        ? 'bench: redis-server is not installed, so the BullMQ rows are skipped (install it with `apt-get install redis-server`).\n'
+        : `bench: BullMQ rows against redis-server ${redis.version} on ${redis.host}:${redis.port} (no persistence)\n`,
+    );
+  }
+  const skipped = (name: string): boolean => name.startsWith('BullMQ') && redis === undefined;
   for (let rep = 0; rep < REPEATS; rep++) {
     process.stderr.write(`repeat ${rep + 1}/${REPEATS}\n`);
-    for (const [name, run] of scenarios) if (selected(name) || (rep === 0 && name.includes('the limit'))) add(name, await run());
+    for (const [name, run] of scenarios) if ((selected(name) && !skipped(name)) || (rep === 0 && name.includes('the limit'))) add(name, await run());
   }
+  await redis?.stop();
   const ancestorName = 'ancestor-like: no watching, 2 s / 1 s polling';
   if (selected(ancestorName)) {
     process.stderr.write('ancestor-like polling\n');
@@ -433,9 +536,54 @@ async function main(): Promise<void> {
   const cliLine =
     `\`wq enqueue --wait -- true\` ${fmt(cli.wqMs, 1)} ms ÷ \`node -e 0\` ${fmt(cli.nodeMs, 1)} ms = **${fmt(cli.ratio, 2)}** ` +
     `(medians of ${N.cli} interleaved runs). For scale: loading commander and msgpackr from node_modules, with no code cache, takes ${fmt(cli.librariesMs, 1)} ms = ${fmt(cli.librariesRatio, 2)} × \`node -e 0\`.`;
-  process.stdout.write(`\n${table}\n\n${depthTable}\n\n${cliLine}\n`);
-  if (!QUICK && ONLY === undefined && DEPTHS === undefined) writeReport(started, table, depthTable, cliLine);
+  const command = rows.find((r) => r.name.startsWith('wq serve (command mode)'))?.summary;
+  const spawned = rows.find((r) => r.name.startsWith('spawning `true`'))?.summary;
+  const commandLine =
+    command === undefined || spawned === undefined
+      ? ''
+      : `\n\nCommand mode: a round trip of \`true\` through \`wq serve\` ${fmt(command.p50Ms, 3)} ms ÷ spawning it from Node ${fmt(spawned.p50Ms, 3)} ms = **${fmt(command.p50Ms / spawned.p50Ms, 2)}** (p50).`;
+  const tableWithRatios = table + commandLine + bullTable(rows);
+  process.stdout.write(`\n${tableWithRatios}\n\n${depthTable}\n\n${cliLine}\n`);
+  if (!QUICK && ONLY === undefined && DEPTHS === undefined) writeReport(started, tableWithRatios, depthTable, cliLine);
   rmSync(work, { recursive: true, force: true });
+}
+
+/**
+ * wq serve --handler against BullMQ used directly, at the same concurrency:
+ * how many times faster wq is (BullMQ's latency ÷ wq's; wq's req/s ÷ BullMQ's).
+ * Empty when the BullMQ rows did not run.
+ */
+function bullTable(rows: Row[]): string {
+  const get = (name: string) => rows.find((r) => r.name === name)?.summary;
+  const wqSeq = get(WQ_HANDLER.sequential);
+  const wqCon = get(WQ_HANDLER.concurrent);
+  const lines: string[] = [];
+  const line = (what: string, wq: number | undefined, inline: number | undefined, sandboxed: number | undefined, faster: (wq: number, other: number) => number, digits: number) => {
+    if (wq === undefined || (inline === undefined && sandboxed === undefined)) return;
+    const ratio = (other: number | undefined) => (other === undefined ? '—' : `${fmt(faster(wq, other), 2)}×`);
+    lines.push(`| ${what} | ${fmt(wq, digits)} | ${inline === undefined ? '—' : fmt(inline, digits)} | ${sandboxed === undefined ? '—' : fmt(sandboxed, digits)} | ${ratio(inline)} | ${ratio(sandboxed)} |`);
+  };
+  const latency = (wq: number, other: number) => other / wq;
+  const rate = (wq: number, other: number) => wq / other;
+  const iS = get(BULL.inlineSequential);
+  const sS = get(BULL.sandboxedSequential);
+  const iC = get(BULL.inlineConcurrent);
+  const sC = get(BULL.sandboxedConcurrent);
+  line('sequential, 1 slot: p50 ms', wqSeq?.p50Ms, iS?.p50Ms, sS?.p50Ms, latency, 3);
+  line('sequential, 1 slot: p99 ms', wqSeq?.p99Ms, iS?.p99Ms, sS?.p99Ms, latency, 3);
+  line('sequential, 1 slot: req/s', wqSeq?.rps, iS?.rps, sS?.rps, rate, 0);
+  line('50 clients, 4 slots: req/s', wqCon?.rps, iC?.rps, sC?.rps, rate, 0);
+  line('50 clients, 4 slots: p50 ms', wqCon?.p50Ms, iC?.p50Ms, sC?.p50Ms, latency, 3);
+  if (lines.length === 0) return '';
+  return [
+    '',
+    '',
+    '`wq serve --handler` against BullMQ used directly (worker in another process, the same no-op, the same slots):',
+    '',
+    '| figure | wq serve --handler | BullMQ inline | BullMQ sandboxed | wq ÷ inline | wq ÷ sandboxed |',
+    '|---|---:|---:|---:|---:|---:|',
+    ...lines,
+  ].join('\n');
 }
 
 function writeReport(started: Date, table: string, depthTable: string, cliLine: string): void {
@@ -459,7 +607,10 @@ Measured by \`npm run bench\` (\`bench/run.ts\`), which rewrites the figures abo
 
 Server and clients run in separate processes; the task is a no-op that returns its request.
 "limit" is the protocol's file calls alone, synchronous, in one loop (no events, no encoding):
-what the file system allows.
+what the file system allows. The \`wq serve\` rows run the real \`bin/wq serve\` as users do, at
+its defaults (one task at a time) unless the row says otherwise: with a \`--handler\` module that
+returns its request, or in command mode, each request running \`true\`, beside the cost of
+spawning \`true\` from Node directly.
 
 ## Round trip and throughput
 
