@@ -2,8 +2,9 @@
  * The orphan torture (`npm run torture -- --orphans`): a real `wq serve`
  * (command mode, `--max-tasks N`) is SIGKILLed at random moments while its
  * tasks run, and restarted. Each task leaves its work to a background
- * grandchild in its process group, which no parent-death signal reaches: it
- * outlives its server, and only the next server's recovery can kill it. At its
+ * grandchild in its process group; the server is killed together with its
+ * task watchdog (as the OOM killer might), so its tasks outlive it and only
+ * the next server's recovery can kill them. At its
  * start each run registers itself and counts the runs still alive (a run that
  * registers second always sees the first if they overlap), so the ledger
  * shows the most tasks ever alive at once, and whether a request ever ran
@@ -15,6 +16,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WorkQueueClient } from '../src/client.js';
+import { watchdogsOf } from '../src/task-manager/watchdog.js';
 import { Prng } from './torture-common.js';
 import { pollUntil } from './torture-process.js';
 
@@ -89,6 +91,14 @@ export async function runOrphanTorture(o: OrphanTortureOptions): Promise<OrphanT
       const serveMs = prng.int(...o.serveMs);
       const server = await startServer(o, spool, servers);
       await sleep(serveMs);
+      // With its task watchdog, which would kill the tasks' groups at once: only the next server's recovery may.
+      for (const dog of watchdogsOf(server.pid!)) {
+        try {
+          process.kill(dog, 'SIGKILL');
+        } catch {
+          // gone meanwhile
+        }
+      }
       server.kill('SIGKILL');
       await new Promise((resolve) => (server.exitCode !== null || server.signalCode !== null ? resolve(undefined) : server.once('exit', resolve)));
       const running = readdirSync(join(spool, 'running')).filter((n) => !n.includes('.')).length;

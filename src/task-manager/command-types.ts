@@ -103,9 +103,10 @@ export interface CommandTaskManagerOptions {
    */
   logDir?: string;
   /**
-   * Start each command through `setpriv --pdeathsig SIGKILL` (util-linux),
-   * where it is installed, so that the command dies if the server does. It
-   * costs one more exec per task (about 5 ms on a loaded 2-core machine).
+   * Kill each command's whole process group if this process dies, however it
+   * dies (`kill -9`, OOM): a small `/bin/sh` watchdog, one per manager, holds
+   * the groups of the running commands and SIGKILLs them when its input from
+   * this process ends (watchdog.ts). Costs a pipe write per task.
    * @default true
    */
   dieWithServer?: boolean;

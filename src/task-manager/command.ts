@@ -17,7 +17,8 @@ import { OutputOrder } from './output-order.js';
 import { logWriteFailure, OutputBudget, outputLimitFailure } from './output-budget.js';
 import { CappedBuffer, spawnFailure, TaskLogs } from './command-output.js';
 import { CommandError, resolveCommandOptions, type CommandResult, type CommandTaskManagerOptions, type ResolvedCommandOptions } from './command-types.js';
-import { cannotRun, parentDeathPrefix } from './launcher.js';
+import { cannotRun } from './launcher.js';
+import { GroupWatchdog } from './watchdog.js';
 import { commandEnvironment, refusedInput, type TaskInput } from '../task-input.js';
 import { readCommandRequest } from './command-request.js';
 import { hasExited, killGroup, signalGroup, signalGroupIfAllowed, type GroupKill } from './process-group.js';
@@ -56,14 +57,15 @@ export class CommandTaskManager implements TaskManager {
   readonly #dying = new Set<Running>();
   /** Slots held by a dead server's tasks that are still alive (see reserve()). */
   #reserved = 0;
-  readonly #launcher: string[];
+  /** Kills the commands' process groups if this process dies (dieWithServer). */
+  readonly #watchdog: GroupWatchdog | undefined;
   #finished: Array<[string, TaskOutcome]> = [];
   #wake: () => void = () => {};
 
   constructor(options: CommandTaskManagerOptions = {}) {
     this.#o = resolveCommandOptions(options);
     this.maxTasks = this.#o.maxTasks;
-    this.#launcher = this.#o.dieWithServer ? parentDeathPrefix() : [];
+    this.#watchdog = this.#o.dieWithServer ? new GroupWatchdog() : undefined;
   }
 
   get size(): number {
@@ -89,7 +91,7 @@ export class CommandTaskManager implements TaskManager {
     // What can fail without a process fails first (a throw fails just this request, with nothing running).
     let stopForOutput = (_error: SerializedError): void => {};
     const logs = this.#o.logDir === '' ? undefined : new TaskLogs(this.#o.logDir, id, (err) => stopForOutput(logWriteFailure(err)));
-    const line = [...this.#launcher, ...(joined ? JOIN_STDERR : []), ...argv];
+    const line = [...(joined ? JOIN_STDERR : []), ...argv];
     let child: ChildProcess;
     try {
       child = spawn(line[0]!, line.slice(1), {
@@ -130,6 +132,7 @@ export class CommandTaskManager implements TaskManager {
       settle({ ok: false, error: { name: 'CommandError', message: `cannot start ${JSON.stringify(argv[0])}: ${spawnFailure(err)}`, code: err.code ?? 'ERR_COMMAND' } });
     });
     if (child.pid === undefined) return undefined;
+    this.#watchdog?.watch(child.pid);
     logs?.writePid(child.pid);
     if (child.stdin) {
       // A command that exits (or is killed) before reading all of it closes the pipe: EPIPE, which is its business.
@@ -212,6 +215,7 @@ export class CommandTaskManager implements TaskManager {
     await Promise.all(
       all.map((task) => new Promise<void>((resolve) => (task.child.exitCode !== null || task.child.signalCode !== null ? resolve() : task.child.once('exit', () => resolve())))),
     );
+    this.#watchdog?.close();
   }
 
   /**
@@ -235,6 +239,8 @@ export class CommandTaskManager implements TaskManager {
   #onGone(task: Running): void {
     if (task.killing !== undefined) task.killing.leaderExited();
     else if (task.child.pid !== undefined) signalGroup(task.child.pid, 'SIGKILL');
+    // (Both SIGKILL the whole group: nothing of it is left for the watchdog.)
+    if (task.child.pid !== undefined) this.#watchdog?.release(task.child.pid);
     if (this.#dying.delete(task)) this.#wake();
   }
 

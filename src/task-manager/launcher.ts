@@ -1,10 +1,12 @@
 /**
- * How a command is started: checks, before anything is spawned, that the
- * program can be run (so "command not found" is told apart from a command
- * that failed), and where util-linux `setpriv` is installed, starts it through
- * `setpriv --pdeathsig SIGKILL` so that the command dies with its server.
- * (Only the command itself: what it starts in the background survives, which
- * is why a starting server kills a dead one's recorded process groups.)
+ * How a task process is started: checks, before anything is spawned, that a
+ * command's program can be run (so "command not found" is told apart from a
+ * command that failed); and, where util-linux `setpriv` is installed, the
+ * prefix that starts a `--handler` worker through `setpriv --pdeathsig
+ * SIGKILL` so that it dies with its server (one exec per worker, not per task;
+ * commands have a watchdog instead: watchdog.ts). A worker's own children
+ * survive that signal, which is why a starting server kills a dead one's
+ * recorded process groups.
  */
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';

@@ -10,7 +10,7 @@ import t, { type Test } from 'tap';
 import { ROOT, startCliServer, waitFor } from '../fixtures/helpers.js';
 import { exited, startServeWith, wq } from '../fixtures/cli.js';
 import { openGate, sq, waitGate } from '../fixtures/gates.js';
-import { isGone, killQuietly, readPid } from '../fixtures/processes.js';
+import { isGone, killQuietly, killWithWatchdog, readPid } from '../fixtures/processes.js';
 
 interface RequestJson {
   id: string;
@@ -128,9 +128,9 @@ t.test('a server killed while a request runs: interrupted, with no pid of a task
   const worker = (await waitFor(() => readPid(workerFile), 'the task to start its worker'))!;
   t.match((await statusOf(t, spool, id)).json, { state: 'running', pid }, 'while served: running, with its pid');
 
-  server.kill('SIGKILL');
+  killWithWatchdog(server); // and its task watchdog, which would kill the whole group
   await exited(server);
-  // The task itself dies with its server where setpriv is installed; its worker, a grandchild, outlives it.
+  // As if the task had died on its own; its worker, a grandchild, outlives it.
   killQuietly(pid);
   await waitFor(() => isGone(pid), 'the task itself to be gone');
 

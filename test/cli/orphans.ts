@@ -2,9 +2,11 @@
  * Tasks that outlive their server: a `wq serve` killed with SIGKILL (or a
  * second SIGTERM) must not leave its task working beside the re-run the next
  * server starts. Each task here leaves a grandchild in its process group (a
- * background subshell), which no parent-death signal reaches: only the next
- * server's recovery can kill it. The tests look at the processes themselves
- * in /proc, not at what wq says about them.
+ * background subshell). A server's task watchdog kills the whole group when
+ * the server dies; the tests of recovery kill the watchdog with the server (as
+ * the OOM killer might), so that only the next server's recovery can kill it.
+ * The tests look at the processes themselves in /proc, not at what wq says
+ * about them.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,7 +16,7 @@ import t, { type Test } from 'tap';
 import { spoolContents, startCliServer, waitFor, WQ } from '../fixtures/helpers.js';
 import { exited, wq } from '../fixtures/cli.js';
 import { collect, sq } from '../fixtures/gates.js';
-import { killQuietly, readLines } from '../fixtures/processes.js';
+import { killQuietly, killWithWatchdog, readLines, watchdogsOf } from '../fixtures/processes.js';
 
 /**
  * The live (not zombie) processes of a process group, from /proc: an
@@ -61,6 +63,24 @@ async function enqueue(spool: string, argv: string[]): Promise<string> {
   return r.stdout.trim();
 }
 
+t.test('kill -9 of the server alone: its watchdog kills each task\'s whole process group at once, the background worker too', async (t) => {
+  const dir = realpathSync(t.testdir());
+  const spool = join(dir, 'spool');
+  const runs = join(dir, 'runs');
+  cleanUpGroups(t, runs);
+  const server = await startCliServer(t, spool, ['--max-tasks', '2']);
+  await enqueue(spool, ['sh', '-c', longTask(runs, dir)]);
+  await enqueue(spool, ['sh', '-c', longTask(runs, dir)]);
+  await waitFor(() => startsIn(runs).length === 2, 'both tasks to start');
+  const groups = startsIn(runs);
+  await waitFor(() => groups.every((g) => liveMembers(g).length >= 2), 'both tasks to start their background workers');
+  t.equal(watchdogsOf(server.pid!).length, 1, 'one watchdog for the server\'s tasks');
+  server.kill('SIGKILL');
+  await exited(server);
+  await waitFor(() => groups.every((g) => liveMembers(g).length === 0), 'nothing of either task group to be left, with no next server');
+  t.equal(readLines(runs).filter((l) => l.startsWith('end ')).length, 0, 'neither task finished its work');
+});
+
 t.test('kill -9 of the server: the task it left is killed before its re-run starts, never beside it (--max-tasks 1)', async (t) => {
   const dir = realpathSync(t.testdir());
   const spool = join(dir, 'spool');
@@ -71,7 +91,7 @@ t.test('kill -9 of the server: the task it left is killed before its re-run star
   await waitFor(() => startsIn(runs).length === 1, 'the task to start');
   const [first] = startsIn(runs) as [number];
   await waitFor(() => liveMembers(first).length >= 2, 'the task to start its background worker');
-  server.kill('SIGKILL');
+  killWithWatchdog(server); // and its task watchdog: the task survives, for the next server to find
   await exited(server);
 
   await startCliServer(t, spool, ['--max-tasks', '1']);
@@ -90,7 +110,7 @@ t.test('--fail-interrupted: the task the killed server left is killed before its
   await waitFor(() => startsIn(runs).length === 1, 'the task to start');
   const [first] = startsIn(runs) as [number];
   await waitFor(() => liveMembers(first).length >= 2, 'the task to start its background worker');
-  server.kill('SIGKILL');
+  killWithWatchdog(server); // and its task watchdog: the task survives, for the next server to find
   await exited(server);
 
   await startCliServer(t, spool, ['--fail-interrupted']);
@@ -182,7 +202,7 @@ t.test('an orphan the next server may not kill (EPERM) keeps its slot: nothing s
   await waitFor(() => startsIn(runs).length === 1, 'the task to start');
   const [orphan] = startsIn(runs) as [number];
   await waitFor(() => liveMembers(orphan).length >= 2, 'the task to start its background worker');
-  first.kill('SIGKILL');
+  killWithWatchdog(first); // and its task watchdog: the task survives, for the next server to find
   await exited(first);
 
   // The next server runs as another user, who may not signal root's processes.
