@@ -11,27 +11,42 @@
  * group and session) and ignores SIGINT, SIGTERM and SIGHUP, so a signal meant
  * for the server's group or terminal leaves it to do its work; a next server
  * still kills what a watchdog could not (`running/<id>.proc`).
- * Invariants: the parent keeps the registered set, so a watchdog that died is
- * replaced at the next task and told every group still running.
+ * Invariants: the parent keeps the registered set, so a watchdog that died (or
+ * could not start: EAGAIN, EMFILE) is replaced a second later, or at the next
+ * task, and told every group still running; a failure here never fails a task.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 
 /**
- * The watchdog, in POSIX sh (dash, busybox, bash): `groups` is a
- * space-delimited set of process group ids; at end of input each is killed.
+ * The watchdog, in POSIX sh (dash, busybox, bash). Each registered group is a
+ * variable `p<pgid>` (set and unset in constant time, whatever the number of
+ * tasks); a line that is not `+` or `-` and a pgid above 1 is ignored, and
+ * nothing is expanded as a file name (`set -f`). At end of input it kills the
+ * groups still set. It runs with an empty environment, so no inherited
+ * variable looks like a group.
  */
-const SCRIPT = `trap '' INT TERM HUP
-groups=' '
+const SCRIPT = `set -f
+trap '' INT TERM HUP
 while read -r line; do
+  g=\${line#?}
+  case $g in ''|*[!0-9]*|0|1) continue ;; esac
   case $line in
-    +*) groups="$groups\${line#+} " ;;
-    -*) g=\${line#-}; case $groups in *" $g "*) groups="\${groups%% $g *} \${groups#* $g }" ;; esac ;;
+    +*) eval "p$g=1" ;;
+    -*) unset "p$g" ;;
   esac
 done
-for g in $groups; do kill -s KILL -- "-$g" 2>/dev/null; done
+set | while IFS='=' read -r name value; do
+  case $name in p*) ;; *) continue ;; esac
+  g=\${name#p}
+  case $g in ''|*[!0-9]*|0|1) continue ;; esac
+  kill -s KILL -- "-$g" 2>/dev/null
+done
 `;
+
+/** How long after a watchdog died (or could not start) a new one is started, while groups are registered. */
+const RESTART_MS = 1000;
 
 /** Its $0, so that `ps` (and a test) can tell it from a task. */
 export const WATCHDOG_NAME = 'wq-watchdog';
@@ -39,14 +54,21 @@ export const WATCHDOG_NAME = 'wq-watchdog';
 export class GroupWatchdog {
   readonly #groups = new Set<number>();
   #child: ChildProcess | undefined;
+  #restartTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  /** Lines for the watchdog not written yet (see #send). */
+  #unsent = '';
 
   /** Registers a process group (its leader's pid) to be killed if this process dies. */
   watch(pgid: number): void {
     this.#groups.add(pgid);
     if (this.#closed) return;
-    if (this.#child === undefined) this.#start();
-    else this.#send(`+${pgid}\n`);
+    try {
+      if (this.#child === undefined) this.#start();
+      else this.#send(`+${pgid}\n`);
+    } catch {
+      this.#restartLater(); // never fails the task: a next server's recovery is the backstop
+    }
   }
 
   /** The group is gone (or no longer this process's to kill). */
@@ -63,34 +85,65 @@ export class GroupWatchdog {
   /** Lets the watchdog go without it killing anything: every group is released first. */
   close(): void {
     this.#closed = true;
+    clearTimeout(this.#restartTimer);
     const child = this.#child;
     this.#child = undefined;
     if (child === undefined) return;
-    for (const pgid of this.#groups) child.stdin?.write(`-${pgid}\n`);
+    // Every group released, then the end of input: it kills nothing.
+    const lines = this.#unsent + [...this.#groups].map((g) => `-${g}\n`).join('');
+    this.#unsent = '';
     this.#groups.clear();
-    child.stdin?.end();
+    child.stdin?.end(lines);
   }
 
   #start(): void {
     let child: ChildProcess;
     try {
-      child = spawn('/bin/sh', ['-c', SCRIPT, WATCHDOG_NAME], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
+      child = spawn('/bin/sh', ['-c', SCRIPT, WATCHDOG_NAME], { detached: true, stdio: ['pipe', 'ignore', 'ignore'], env: {} });
     } catch {
-      return; // EMFILE, EAGAIN …: tried again at the next task; a next server's recovery is the backstop meanwhile
+      return this.#restartLater(); // EAGAIN, ENOMEM … thrown at once
     }
+    // EMFILE, ENFILE come as an 'error' event, with no pipe.
+    child.once('error', () => this.#gone(child));
+    child.once('exit', () => this.#gone(child));
+    if (child.stdin === null) return;
     this.#child = child;
-    const gone = (): void => {
-      if (this.#child === child) this.#child = undefined; // replaced at the next watch()
-    };
-    child.once('error', gone);
-    child.once('exit', gone);
-    child.stdin!.on('error', gone); // EPIPE: it died
+    child.stdin.on('error', () => this.#gone(child)); // EPIPE: it died
     child.unref(); // it must not keep this process alive, nor wait for it
-    (child.stdin as Socket | null)?.unref();
+    (child.stdin as Socket).unref();
     if (this.#groups.size > 0) this.#send([...this.#groups].map((g) => `+${g}\n`).join(''));
   }
 
+  /** A watchdog died or never started: the groups still registered are told to a new one, soon. */
+  #gone(child: ChildProcess): void {
+    if (this.#child === child) this.#child = undefined;
+    this.#restartLater();
+  }
+
+  #restartLater(): void {
+    if (this.#closed || this.#restartTimer !== undefined || this.#child !== undefined || this.#groups.size === 0) return;
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = undefined;
+      if (!this.#closed && this.#child === undefined && this.#groups.size > 0) this.#start();
+    }, RESTART_MS);
+    this.#restartTimer.unref();
+  }
+
+  /**
+   * Lines written in one synchronous stretch (a tick that starts or ends many
+   * tasks) go out as one write, at its end: the pipe is a socket pair, where
+   * each write takes a buffer of its own, and thousands of tiny writes at once
+   * would fill it and leave lines waiting in this process.
+   */
   #send(lines: string): void {
+    if (this.#child === undefined) return;
+    if (this.#unsent === '') queueMicrotask(() => this.#flush());
+    this.#unsent += lines;
+  }
+
+  #flush(): void {
+    const lines = this.#unsent;
+    this.#unsent = '';
     this.#child?.stdin?.write(lines);
   }
 }

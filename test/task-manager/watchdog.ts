@@ -123,6 +123,26 @@ t.test('a watchdog that was killed is replaced at the next registration and told
   await waitFor(() => liveMembers(a).length === 0 && liveMembers(b).length === 0, 'both groups to die, the one registered before the first watchdog died too');
 });
 
+t.test('a watchdog that was killed is replaced by itself (about a second later) while groups are registered, with no new task', async (t) => {
+  const a = await group(t);
+  const o = await owner(t, '');
+  await o.run(`w.watch(${a}), 'ok'`);
+  const [first] = watchdogsOf(o.child.pid!);
+  killQuietly(first!);
+  await waitFor(() => watchdogsOf(o.child.pid!).some((pid) => pid !== first), 'a new watchdog, with nothing asked of the owner');
+  o.child.kill('SIGKILL');
+  await waitFor(() => liveMembers(a).length === 0, 'the group to die: the new watchdog was told of it');
+});
+
+t.test('many tasks: 2,000 groups registered and released, one left; the owner dies: only that one is killed, at once', async (t) => {
+  const a = await group(t);
+  const o = await owner(t, '');
+  // Pids that are no process's (above pid_max's usual range) stand for groups that came and went.
+  await o.run(`(() => { for (let i = 0; i < 2000; i++) { w.watch(4000000 + i); } w.watch(${a}); for (let i = 0; i < 2000; i++) w.release(4000000 + i); return 'ok'; })()`);
+  o.child.kill('SIGKILL');
+  await waitFor(() => liveMembers(a).length === 0, 'the group to die', 5_000);
+});
+
 t.test('signals meant for the owner\'s group or terminal (SIGINT, SIGTERM, SIGHUP) leave the watchdog to do its work', async (t) => {
   const a = await group(t);
   const o = await owner(t, '');
