@@ -20,6 +20,7 @@ import { killGroup, signalGroup, signalGroupIfAllowed, type GroupKill } from './
 import type { TaskInput } from '../task-input.js';
 import type { TaskManager, TaskManagerEvent, TaskOutcome, TaskProcess } from './types.js';
 import { OutputLines } from './output-lines.js';
+import { readProcess } from './process-table.js';
 
 /** What a pool without an event handler does with its workers' output: what an inherited stdout and stderr did. */
 function passOutputThrough(event: TaskManagerEvent): void {
@@ -68,6 +69,8 @@ interface Slot {
   /** Being killed: not usable until its exit, then replaced. */
   killing: GroupKill | undefined;
   spawnedAt: number;
+  /** The child's start time in clock ticks (/proc), read at its first task: the same for every task it runs. */
+  startTicks: number | undefined;
   /** Resolves once its stdout and stderr have ended (their last lines passed on). */
   outputEnded: Promise<unknown>;
 }
@@ -157,7 +160,11 @@ export class ProcessPoolTaskManager implements TaskManager {
     slot.child.send(message); // throws for a request that cannot be cloned: fails just this request
     slot.taskId = id;
     slot.lastTaskId = id;
-    return slot.child.pid === undefined ? undefined : { pid: slot.child.pid };
+    const pid = slot.child.pid;
+    if (pid === undefined) return undefined;
+    // (The child is ours and alive: its pid cannot be reused before we collect it.)
+    slot.startTicks ??= readProcess(pid)?.startTicks;
+    return slot.startTicks === undefined ? { pid } : { pid, startTicks: slot.startTicks };
   }
 
   terminateTask(id: string): void {
@@ -229,7 +236,7 @@ export class ProcessPoolTaskManager implements TaskManager {
         });
       });
     });
-    const slot: Slot = { child, taskId: undefined, lastTaskId: undefined, killing: undefined, spawnedAt: Date.now(), outputEnded: Promise.all(ended) };
+    const slot: Slot = { child, taskId: undefined, lastTaskId: undefined, killing: undefined, spawnedAt: Date.now(), startTicks: undefined, outputEnded: Promise.all(ended) };
     this.#slots.add(slot);
     child.on('message', (message: ChildMessage) => this.#onMessage(slot, message));
     child.on('error', () => {}); // 'exit' follows and is handled there

@@ -45,6 +45,12 @@ export type TaskManagerEvent =
  */
 export interface TaskProcess {
   pid: number;
+  /**
+   * When the process started, in clock ticks since boot (field 22 of
+   * /proc/<pid>/stat), if the manager knows it: a pool's long-lived worker is
+   * read once, not at each task. The server reads it itself otherwise.
+   */
+  startTicks?: number;
 }
 
 export interface TaskManager {

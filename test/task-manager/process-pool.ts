@@ -10,6 +10,7 @@ import t, { type Test } from 'tap';
 import { WorkQueueClient } from '../../src/client.js';
 import { TaskFailedError, UnknownRequestError } from '../../src/errors.js';
 import { HandlerLoadError, ProcessPoolTaskManager, type ProcessPoolTaskManagerOptions } from '../../src/task-manager/process-pool.js';
+import { readProcess } from '../../src/task-manager/process-table.js';
 import { rejectionOf, spoolContents, startServer, waitFor } from '../fixtures/helpers.js';
 import { concurrencyOf, isGone, killQuietly, readLines } from '../fixtures/processes.js';
 
@@ -81,6 +82,22 @@ t.test('the handler module is loaded once per child, not once per request', asyn
   t.equal(loads.length, 2, 'two loads for two children and eight requests');
   t.equal(new Set(loads).size, 2, 'each child loaded it once');
   for (const pid of new Set(pids)) t.ok(loads.includes(String(pid)), `pid ${pid} that ran a request loaded the module`);
+});
+
+t.test('startTask names the worker and its start time, read once per worker: what the server records in running/<id>.proc', async (t) => {
+  const dir = t.testdir({ 'handler.mjs': 'export default () => new Promise(() => {});\n' });
+  const pool = new ProcessPoolTaskManager({ handler: join(dir, 'handler.mjs') });
+  t.teardown(() => pool.close());
+  await pool.ready();
+  const first = pool.startTask('1796672154069641-000000000001', {});
+  t.ok(first, 'a process');
+  t.equal(first!.startTicks, readProcess(first!.pid)!.startTicks, 'its start time, as /proc says');
+  pool.terminateTask('1796672154069641-000000000001');
+  await waitFor(() => pool.hasCapacity(), 'a fresh worker');
+  const second = pool.startTask('1796672154069641-000000000002', {});
+  t.not(second!.pid, first!.pid, 'the terminated worker was replaced');
+  t.equal(second!.startTicks, readProcess(second!.pid)!.startTicks, "the new worker's own start time, not the old one's");
+  pool.terminateTask('1796672154069641-000000000002');
 });
 
 t.test('size 2 runs two tasks at once and never three', async (t) => {

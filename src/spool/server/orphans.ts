@@ -87,9 +87,10 @@ export class Orphans<Step> {
    * as started. Throws on a fault (ENOSPC, EMFILE): the caller kills the task.
    * Without /proc (no boot id) nothing can be recorded, and nothing is.
    */
-  record(id: string, pid: number): void {
+  /** @param knownStartTicks its start time, when the manager knows it (a pool worker read once); else read from /proc now */
+  record(id: string, pid: number, knownStartTicks?: number): void {
     const boot = this.#probe.bootId();
-    const startTicks = this.#probe.startTicks(pid);
+    const startTicks = knownStartTicks ?? this.#probe.startTicks(pid);
     if (boot === undefined || startTicks === undefined) return; // no /proc, or already gone: nothing can outlive us
     sfs.writeNewReplacing(processRecordPath(this.#paths, id), encodeProcessRecord({ pid, startTicks, bootId: boot }));
   }

@@ -142,7 +142,7 @@ function startOne(s: Serving, id: string, entry: RequestEntry): boolean | 'wait'
     const task = s.manager.startTask(id, envelope.body, taskInputOf(envelope));
     started = true;
     // Before the task counts as started: a server killed from now on leaves a record for the next one.
-    if (task) recordProcess(s, id, task.pid);
+    if (task) recordProcess(s, id, task.pid, task.startTicks);
   } catch (err) {
     if (started) s.manager.terminateTask(id);
     s.endRun(id);
@@ -173,9 +173,9 @@ function checkOwner(s: Serving, id: string, path: string, read: { uid: number; n
 }
 
 /** Records a started task's process group; a record that cannot be written fails the request (thrown). */
-function recordProcess(s: Serving, id: string, pid: number): void {
+function recordProcess(s: Serving, id: string, pid: number, startTicks: number | undefined): void {
   try {
-    s.orphans.record(id, pid);
+    s.orphans.record(id, pid, startTicks);
   } catch (err) {
     throw new WorkQueueError(`cannot record the task's process in running/ (${(err as Error).message}); it was killed`, 'ERR_PROCESS_RECORD');
   }
