@@ -5,7 +5,7 @@
  * raw file-call loop (the limit). `--quick` runs fewer requests and repeats;
  * `--only=REGEX` runs only the matching rows (plus the limit), without rewriting the docs.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { fork, spawn, spawnSync } from 'node:child_process';
 import { closeSync, fsyncSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync, mkdirSync, constants } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -209,6 +209,30 @@ async function wqServe(mode: 'handler' | 'command', args: readonly string[], cli
   } finally {
     await server.stop();
   }
+}
+
+/**
+ * The process pool's hop alone, its floor: a message to a forked Node child
+ * (the pool's serialization) and its answer, one at a time, with no spool.
+ */
+async function ipcRoundTrip(): Promise<LatencySummary> {
+  const child = fork(join(HERE, 'ipc-child.js'), [], { serialization: 'advanced', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const once = (n: number) =>
+    new Promise<void>((resolve) => {
+      child.once('message', () => resolve());
+      child.send({ type: 'run', id: '1796672154069641-f329af1c3d34', request: n });
+    });
+  for (let i = 0; i < SEQUENTIAL_WARMUP; i++) await once(i);
+  const latencies: number[] = [];
+  const t0 = performance.now();
+  for (let i = 0; i < N.sequential; i++) {
+    const t = performance.now();
+    await once(i);
+    latencies.push(performance.now() - t);
+  }
+  const summary = summarize(latencies, performance.now() - t0);
+  child.disconnect();
+  return summary;
 }
 
 /** What command mode saves a user from: spawning `true` from Node and waiting for it to exit, one at a time. */
@@ -462,6 +486,7 @@ async function main(): Promise<void> {
     ['wq round trip, sequential, in-process manager', () => sequential('inproc')],
     [`wq round trip, sequential, in-process manager, fresh processes (${COLD_WARMUP} untimed)`, () => sequential('inproc', {}, COLD_WARMUP)],
     ['wq round trip, sequential, process pool', () => sequential('pool')],
+    ['IPC round trip to a forked Node child, sequential (the process pool\'s hop alone)', () => ipcRoundTrip()],
     ['wq round trip, sequential, in-process, Prometheus exporter on', () => sequential('inproc', { metricsPort: 0 })],
     ['50 clients in 1 process, in-process manager', () => concurrent('inproc', 1)],
     ['50 clients in 8 processes, in-process manager', () => concurrent('inproc', 8)],
