@@ -263,6 +263,8 @@ const TRUE_REQUEST = { argv: ['true'] };
 /** The private redis-server of the BullMQ rows (started once, when one of them is selected and redis-server is installed). */
 let redis: RedisServer | undefined;
 let bullQueues = 0;
+/** BullMQ rows were asked for, but redis-server is not installed: the report says so. */
+let bullSkipped = false;
 
 /**
  * BullMQ used directly, as its users do: a Worker in another process with the
@@ -508,6 +510,7 @@ async function main(): Promise<void> {
   const wantBull = scenarios.some(([name]) => name.startsWith('BullMQ') && selected(name));
   if (wantBull) {
     redis = await startRedis();
+    bullSkipped = redis === undefined;
     process.stderr.write(
       redis === undefined
         ? 'bench: redis-server is not installed, so the BullMQ rows are skipped (install it with `apt-get install redis-server`).\n'
@@ -599,7 +602,7 @@ function bullTable(rows: Row[]): string {
   line('sequential, 1 slot: req/s', wqSeq?.rps, iS?.rps, sS?.rps, rate, 0);
   line('50 clients, 4 slots: req/s', wqCon?.rps, iC?.rps, sC?.rps, rate, 0);
   line('50 clients, 4 slots: p50 ms', wqCon?.p50Ms, iC?.p50Ms, sC?.p50Ms, latency, 3);
-  if (lines.length === 0) return '';
+  if (lines.length === 0) return bullSkipped ? '\n\nThe BullMQ rows were skipped: `redis-server` is not installed (`apt-get install redis-server`).' : '';
   return [
     '',
     '',
