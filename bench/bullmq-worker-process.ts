@@ -5,18 +5,16 @@
  * once connected; on SIGTERM closes and prints its CPU time as JSON.
  */
 import { Worker } from 'bullmq';
+import { bullConnection, type BullQueueAt } from './bullmq-queue.js';
 
-export interface BullWorkerConfig {
-  host: string;
-  port: number;
-  queue: string;
+export interface BullWorkerConfig extends BullQueueAt {
   concurrency: number;
   /** 'inline', or the path of a processor file for a sandboxed worker. */
   processor: string;
 }
 
 const config = JSON.parse(process.argv[2]!) as BullWorkerConfig;
-const connection = { host: config.host, port: config.port, maxRetriesPerRequest: null };
+const connection = bullConnection(config);
 const processor = config.processor === 'inline' ? async (job: { data: unknown }) => job.data : config.processor;
 const worker = new Worker(config.queue, processor, { connection, concurrency: config.concurrency, useWorkerThreads: false });
 worker.on('error', (err) => process.stderr.write(`bullmq worker: ${err.message}\n`));

@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { ClientConfig, ClientReport } from './client-process.js';
+import type { ClientConfig } from './client-process.js';
+import type { ClientReport } from './round-trips.js';
 import type { ServerConfig } from './server-process.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));

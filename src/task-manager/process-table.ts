@@ -11,6 +11,8 @@ import * as sfs from '../spool/fs.js';
 /** One process as /proc/<pid>/stat shows it. */
 export interface ProcessEntry {
   pid: number;
+  /** Its parent. */
+  ppid: number;
   /** Its process group. */
   pgid: number;
   /** When it started, in clock ticks since boot (field 22 of /proc/<pid>/stat). */
@@ -25,10 +27,11 @@ export function parseStat(pid: number, text: string): ProcessEntry | undefined {
   const close = text.lastIndexOf(')');
   if (close < 0) return undefined;
   const fields = text.slice(close + 2).split(' ');
+  const ppid = Number(fields[1]);
   const pgid = Number(fields[2]);
   const startTicks = Number(fields[19]);
-  if (fields[0] === undefined || !Number.isInteger(pgid) || !Number.isInteger(startTicks)) return undefined;
-  return { pid, pgid, startTicks, zombie: fields[0] === 'Z' || fields[0] === 'X' };
+  if (fields[0] === undefined || !Number.isInteger(ppid) || !Number.isInteger(pgid) || !Number.isInteger(startTicks)) return undefined;
+  return { pid, ppid, pgid, startTicks, zombie: fields[0] === 'Z' || fields[0] === 'X' };
 }
 
 /** The process with this pid now, or undefined if there is none (or no /proc). */
@@ -44,18 +47,32 @@ export function readProcess(pid: number): ProcessEntry | undefined {
 }
 
 /**
- * The processes whose process group is `pgid`, zombies included (the caller
- * judges). One pass over /proc: a few hundred small reads on a busy machine,
- * done only while a dead server's task may still be alive.
+ * Every process now, zombies included (the caller judges). One pass over
+ * /proc: a few hundred small reads on a busy machine.
  */
-export function groupMembers(pgid: number): ProcessEntry[] {
+export function listProcesses(): ProcessEntry[] {
   const out: ProcessEntry[] = [];
   for (const name of sfs.listEntries('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     const entry = readProcess(Number(name));
-    if (entry !== undefined && entry.pgid === pgid) out.push(entry);
+    if (entry !== undefined) out.push(entry);
   }
   return out;
+}
+
+/** The processes whose process group is `pgid`, zombies included: done only while a dead server's task may still be alive. */
+export function groupMembers(pgid: number): ProcessEntry[] {
+  return listProcesses().filter((entry) => entry.pgid === pgid);
+}
+
+/** A process's argv (/proc/<pid>/cmdline), or undefined if it is gone. */
+export function commandLine(pid: number): string[] | undefined {
+  try {
+    return sfs.readSmallTextFile(`/proc/${pid}/cmdline`)?.split('\0');
+  } catch (err) {
+    if (isVanished(err)) return undefined;
+    throw err;
+  }
 }
 
 /** This boot's id (a record from another boot names processes that are long gone). */

@@ -16,8 +16,8 @@
  * task, and told every group still running; a failure here never fails a task.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { commandLine, listProcesses } from './process-table.js';
 
 /**
  * The watchdog, in POSIX sh (dash, busybox, bash). Each registered group is a
@@ -149,21 +149,12 @@ export class GroupWatchdog {
 }
 
 /**
- * The pids of the watchdogs process `pid` started (its children named
+ * The pids of the live watchdogs process `pid` started (its children named
  * WATCHDOG_NAME), from /proc; for diagnostics and for tests that must kill a
  * server together with its watchdog.
  */
 export function watchdogsOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'latin1');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid && readFileSync(`/proc/${name}/cmdline`, 'latin1').split('\0').includes(WATCHDOG_NAME)) out.push(Number(name));
-    } catch {
-      // exited while we looked
-    }
-  }
-  return out;
+  return listProcesses()
+    .filter((p) => p.ppid === pid && !p.zombie && commandLine(p.pid)?.includes(WATCHDOG_NAME) === true)
+    .map((p) => p.pid);
 }

@@ -5,33 +5,21 @@
  * and looks in /proc at what is left.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createInterface } from 'node:readline';
 import t, { type Test } from 'tap';
 import { ROOT, waitFor } from '../fixtures/helpers.js';
 import { isGone, killQuietly, watchdogsOf } from '../fixtures/processes.js';
-import { WATCHDOG_NAME } from '../../src/task-manager/watchdog.js';
-
-t.equal(WATCHDOG_NAME, 'wq-watchdog', 'the name watchdogsOf() looks for');
+import { groupMembers } from '../../src/task-manager/process-table.js';
 
 const MODULE = pathToFileURL(join(ROOT, 'dist', 'task-manager', 'watchdog.js')).href;
 
 /** The live (not zombie) members of a process group. */
 function liveMembers(pgid: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (fields[0] !== 'Z' && Number(fields[2]) === pgid) out.push(Number(name));
-    } catch {
-      // exited while we looked
-    }
-  }
-  return out;
+  return groupMembers(pgid)
+    .filter((p) => !p.zombie)
+    .map((p) => p.pid);
 }
 
 /** A process group of two: a shell that waits for its background sleep. Killed at teardown. */

@@ -173,13 +173,7 @@ export function replaceEntry(tempPath: string, dest: string): void {
  */
 export function moveAside(path: string, tmpDir: string, tag: string): string | undefined {
   const aside = `${tmpDir}/${tag}.${process.pid}.${++tempCounter}`;
-  try {
-    fs.renameSync(path, aside);
-    return aside;
-  } catch (err) {
-    if (isErrno(err, 'ENOENT') && !entryExists(path)) return undefined;
-    throw err;
-  }
+  return moveEntry(path, aside) ? aside : undefined;
 }
 
 /**

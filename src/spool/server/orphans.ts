@@ -86,8 +86,8 @@ export class Orphans<Step> {
    * Records the process group a request's task leads, before the task counts
    * as started. Throws on a fault (ENOSPC, EMFILE): the caller kills the task.
    * Without /proc (no boot id) nothing can be recorded, and nothing is.
+   * @param knownStartTicks its start time, when the manager knows it (a pool worker, read once); else read from /proc now
    */
-  /** @param knownStartTicks its start time, when the manager knows it (a pool worker read once); else read from /proc now */
   record(id: string, pid: number, knownStartTicks?: number): void {
     const boot = this.#probe.bootId();
     const startTicks = knownStartTicks ?? this.#probe.startTicks(pid);
