@@ -57,10 +57,13 @@ export async function startRedis(): Promise<RedisServer | undefined> {
     host: '127.0.0.1',
     port,
     version,
+    /** Stops it (SIGTERM to its pid) and removes its directory; again, it does nothing. */
     async stop() {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      process.kill(child.pid!, 'SIGTERM');
-      await exited;
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        process.kill(child.pid!, 'SIGTERM');
+        await exited;
+      }
       rmSync(dir, { recursive: true, force: true });
     },
   };
