@@ -56,9 +56,11 @@ const N = {
  * daemon: after its first few thousand requests V8 has compiled its hot path
  * (and the client's) with its optimizing compiler, which until then competes
  * for the two cores. Measured: p99 3.5 ms after 50 untimed round trips, 1.2 ms
- * after 2,000 (docs/benchmarks.md). The "fresh processes" row keeps the cold figure.
+ * after 2,000; and with `node --trace-opt`, the client's wait path is still
+ * being compiled after 2,000, no longer after 4,000 (docs/benchmarks.md). The
+ * "fresh processes" row keeps the cold figure.
  */
-const SEQUENTIAL_WARMUP = N.sequential;
+const SEQUENTIAL_WARMUP = QUICK ? 500 : 4000;
 const COLD_WARMUP = 200;
 /**
  * Untimed round trips per client process before a concurrent row, run as the
