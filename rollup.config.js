@@ -7,8 +7,9 @@
  * (dist/index.js) is not bundled.
  *
  * Bundled: our code, commander, msgpackr (its pure-JS build), chokidar. Left
- * as packages: write-file-atomic (CommonJS, required only to create a spool) and
- * OpenTelemetry (imported only by `wq serve --metrics-port`). bin/wq keeps
+ * as packages: write-file-atomic (CommonJS, required only to create a spool),
+ * OpenTelemetry (imported only by `wq serve --metrics-port`), and BullMQ and
+ * ioredis (only for a `redis://` queue). bin/wq keeps
  * the bundle's compiled code between calls (bin/compile-cache.cjs).
  */
 import { rmSync } from 'node:fs';
@@ -18,7 +19,7 @@ import commonjs from '@rollup/plugin-commonjs';
 import { nodeResolve } from '@rollup/plugin-node-resolve';
 
 const OUTPUT_DIR = 'dist/cli-bundle';
-const EXTERNAL_PACKAGES = ['write-file-atomic', '@opentelemetry/'];
+const EXTERNAL_PACKAGES = ['write-file-atomic', '@opentelemetry/', 'bullmq', 'ioredis'];
 const LAZY_CHILD_PROCESS = '\0lazy-child-process';
 const isCommandersChildProcess = (id, importer) => id === 'node:child_process' && importer?.includes('/node_modules/commander/') === true;
 
@@ -76,6 +77,9 @@ export default {
     chunkFileNames: '[name].cjs',
     generatedCode: 'es2015',
     manualChunks: clientChunk,
+    // import() of a package left out (BullMQ, for a redis:// queue) becomes require(): the compile
+    // cache runs the bundle without an ES module loader to hand a real import() to.
+    dynamicImportInCjs: false,
   },
   external: (id, importer) =>
     (id.startsWith('node:') && !isCommandersChildProcess(id, importer)) || builtins.has(id) || EXTERNAL_PACKAGES.some((p) => id === p || id.startsWith(p.endsWith('/') ? p : `${p}/`)),

@@ -15,6 +15,7 @@ import {
 import { openQueue } from './backends.js';
 import type { QueueBackend, ResultOutcome, ResultWatch } from './queue/backend.js';
 import { isRequestId, type IdSource } from './queue/request-id.js';
+import { isRedisAddress, parseRedisAddress } from './queue/address.js';
 import type { AbortOutcome, AbortReason, RequestResult, RequestState } from './queue/types.js';
 import { silentLogger, type Logger } from './logger.js';
 import { stripUndefined } from './options.js';
@@ -24,8 +25,14 @@ import { MAX_TIMER_DELAY_MS, setLongTimeout, type LongTimeout } from './long-tim
 export type { AbortOutcome, RequestResult } from './queue/types.js';
 
 export interface WorkQueueClientOptions {
-  /** The spool directory. Created (with its state directories) if missing. */
-  spool: string;
+  /** The spool directory. Created (with its state directories) if missing. Give this or `queue`. */
+  spool?: string;
+  /**
+   * A queue on Redis, shared by many hosts: `redis://HOST[:PORT]/NAME`
+   * (docs/scale-out.md). Give this or `spool`. Call close() when done: the
+   * client keeps its connections open until then.
+   */
+  queue?: string;
   /**
    * Wake waiters on file-system events for complete/. With `false`, wait()
    * only polls every `recheckIntervalMs` (for network file systems).
@@ -135,21 +142,27 @@ export interface ConfirmAbortOptions {
   timeoutMs?: number;
 }
 
-type ResolvedClientOptions = Required<Omit<WorkQueueClientOptions, 'idSource'>> & { idSource: IdSource | undefined };
+type ResolvedClientOptions = Required<Omit<WorkQueueClientOptions, 'idSource' | 'spool' | 'queue'>> & { idSource: IdSource | undefined } & ({ spool: string; queue?: undefined } | { spool?: undefined; queue: string });
 
 export function resolveClientOptions(options: WorkQueueClientOptions): ResolvedClientOptions {
-  const resolved: ResolvedClientOptions = {
+  const { spool, queue } = options;
+  if (spool !== undefined && queue !== undefined) throw new InvalidOptionError('Expected `spool` or `queue`, not both');
+  if (queue !== undefined) {
+    if (typeof queue !== 'string' || !isRedisAddress(queue)) {
+      throw new InvalidOptionError(`Expected \`queue\` to be a redis:// address, got \`${String(queue)}\` (${typeof queue})`);
+    }
+    parseRedisAddress(queue); // says what is wrong with it now, not at the first call
+  } else if (typeof spool !== 'string' || spool === '') {
+    throw new InvalidOptionError(`Expected \`spool\` to be a non-empty string, got \`${String(spool)}\` (${typeof spool})`);
+  }
+  const resolved = {
     watch: true,
     recheckIntervalMs: 1000,
     durable: false,
     logger: silentLogger,
     ...stripUndefined(options),
-    spool: options.spool,
     idSource: options.idSource,
-  };
-  if (typeof resolved.spool !== 'string' || resolved.spool === '') {
-    throw new InvalidOptionError(`Expected \`spool\` to be a non-empty string, got \`${String(resolved.spool)}\` (${typeof resolved.spool})`);
-  }
+  } as ResolvedClientOptions;
   // A period setInterval can hold: past 2^31-1 ms Node fires it every millisecond instead.
   if (!(Number.isFinite(resolved.recheckIntervalMs) && resolved.recheckIntervalMs > 0 && resolved.recheckIntervalMs <= MAX_TIMER_DELAY_MS)) {
     throw new InvalidOptionError(`Expected \`recheckIntervalMs\` to be a finite number > 0 and <= ${MAX_TIMER_DELAY_MS}, got \`${String(resolved.recheckIntervalMs)}\` (${typeof resolved.recheckIntervalMs})`);
@@ -166,8 +179,9 @@ export class WorkQueueClient {
     this.#queue = openQueue(this.#o);
   }
 
+  /** Where the queue is: the spool directory, or the `redis://` address (password hidden). */
   get spool(): string {
-    return this.#o.spool;
+    return this.#o.spool ?? this.#queue.location;
   }
 
   /**

@@ -184,7 +184,7 @@ async function clientOnFs(t: Test, fs: Record<string, unknown>): Promise<typeof 
   const waits = await t.mockImport<typeof import('../src/spool/result-waits.js')>('../src/spool/result-waits.js', { '../src/spool/fs.js': fs });
   const { SpoolQueue } = await t.mockImport<typeof import('../src/spool/queue.js')>('../src/spool/queue.js', { '../src/spool/fs.js': fs, '../src/spool/result-waits.js': waits });
   const { WorkQueueClient: MockedClient } = await t.mockImport<typeof import('../src/client.js')>('../src/client.js', {
-    '../src/backends.js': { openQueue: (options: import('../src/backends.js').OpenQueueOptions) => new SpoolQueue(options) },
+    '../src/backends.js': { openQueue: (options: import('../src/spool/queue.js').SpoolQueueOptions) => new SpoolQueue(options) },
   });
   return MockedClient;
 }

@@ -2,6 +2,7 @@
  * What every `wq` command shares: where the spool is, documented exit codes,
  * printing errors. (Numeric options: option-ranges.ts.)
  */
+import { isRedisAddress, parseRedisAddress } from '../queue/address.js';
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { InvalidArgumentError } from './commander.js';
@@ -38,6 +39,30 @@ export function resolveSpool(flag: string | undefined, env: NodeJS.ProcessEnv = 
 }
 
 export const SPOOL_HELP = 'spool directory (default: $WQ_SPOOL, else $XDG_STATE_HOME/wq/spool, i.e. ~/.local/state/wq/spool)';
+export const QUEUE_HELP = 'a queue on Redis shared by many hosts, redis://HOST[:PORT]/NAME, instead of a spool (default: $WQ_QUEUE; see docs/scale-out.md)';
+
+/** Where a command's queue is: a spool directory, or a queue on Redis. */
+export type QueueLocation = { spool: string; queue?: undefined } | { spool?: undefined; queue: string };
+
+/**
+ * The queue a command works on: `--queue`, `--spool`, else `$WQ_QUEUE`, else
+ * the spool resolveSpool() names. Both flags at once are a usage error; a
+ * flag wins over the environment.
+ */
+export function resolveQueue(flags: { spool?: string; queue?: string }, env: NodeJS.ProcessEnv = process.env): QueueLocation {
+  if (flags.queue !== undefined && flags.spool !== undefined) throw new CliError('give --queue or --spool, not both', EXIT.usage);
+  const queue = flags.queue ?? (flags.spool === undefined && env.WQ_QUEUE ? env.WQ_QUEUE : undefined);
+  if (queue === undefined) return { spool: resolveSpool(flags.spool, env) };
+  if (!isRedisAddress(queue)) {
+    throw new CliError(`${flags.queue !== undefined ? '--queue' : '$WQ_QUEUE'} ${JSON.stringify(queue)}: expected redis://HOST[:PORT]/NAME (a spool directory goes to --spool)`, EXIT.usage);
+  }
+  try {
+    parseRedisAddress(queue);
+  } catch (err) {
+    throw new CliError((err as Error).message, EXIT.usage);
+  }
+  return { queue };
+}
 
 /** An error the CLI reports as one line and a given exit code. */
 export class CliError extends Error {

@@ -3,7 +3,7 @@
  * so `wq enqueue` never loads the server, the task managers or metrics.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from './commander.js';
-import { CliError, EXIT, parseExecCommand, printError, SPOOL_HELP } from './common.js';
+import { CliError, EXIT, parseExecCommand, printError, QUEUE_HELP, SPOOL_HELP } from './common.js';
 import { parseNumberIn, parseSecondsIn, parseWholeNumberIn } from './option-ranges.js';
 import { MAX_TIMER_DELAY_MS } from '../long-timer.js';
 import { exitQuietlyOnBrokenPipe } from './stop.js';
@@ -50,6 +50,7 @@ for a later wq wait, and stderr says so).`,
     .command('serve')
     .description('run the server for a spool (one per spool); stops on SIGTERM/SIGINT')
     .option('-s, --spool <dir>', SPOOL_HELP)
+    .option('--queue <url>', QUEUE_HELP)
     .addOption(new Option('-j, --max-tasks <n>', 'most tasks running at once').argParser(parseWholeNumberIn({ min: 1 })).default(1))
     .addOption(new Option('--handler <module>', 'run requests in a pool of Node processes that load this ES module; its default export gets (request, { id, signal, env?, stdin? })').conflicts('exec'))
     .addOption(new Option('--exec <command>', "run COMMAND with each request's arguments appended (no shell; quotes group words)").argParser(parseExecCommand))
@@ -58,6 +59,8 @@ for a later wq wait, and stderr says so).`,
     .option('--allow-foreign-aborts', "in a spool shared by several users, let any of them abort another's queued or running request (by default only its owner, this server's user and root may)")
     .option('--allow-shared-commands', "DANGEROUS: let plain command mode serve a spool that other users can write; every one of them can then run any command as this user (a root server still runs only root's requests)")
     .addOption(new Option('--max-output <size>', "most output a command may write, stdout and stderr together (e.g. 10M, 1G); past it the command is stopped and its request fails, so output is never cut silently; at most 1G, what a client can read back whole (default: 64M)").argParser(parseSizeAtMost(MAX_OUTPUT_LIMIT_BYTES, '1G')))
+    .addOption(new Option('--global-max-tasks <n>', 'with --queue: most tasks running at once on all the servers of the queue together (BullMQ global concurrency; stays set on the queue)').argParser(parseWholeNumberIn({ min: 1 })))
+    .addOption(new Option('--lock-duration <seconds>', 'with --queue: how long a running job stays this server\'s without a renewal; a server that cannot renew within 60 % of it kills the task, and another server runs it again after it (default: 30)').argParser(parseSecondsIn({ min: 1 })))
     .option('--durable', 'fsync results before they count as written, so they survive a power loss (group-committed; see docs/protocol.md)')
     .option('--fail-interrupted', 'complete requests that were running when the previous server stopped with a "server restarted" error, instead of running them again')
     .addOption(new Option('--grace <seconds>', 'on SIGTERM/SIGINT, let running tasks finish for this long before killing them').argParser(parseSecondsIn({ min: 0 })).default(10_000, '10'))
@@ -103,6 +106,7 @@ Examples:
     .description('add a request to the queue; print its id, or with --wait its output')
     .argument('[argv...]', 'the command to run (put it after --)')
     .option('-s, --spool <dir>', SPOOL_HELP)
+    .option('--queue <url>', QUEUE_HELP)
     .option('-w, --wait', "wait for the result: print the command's output and exit with its exit code")
     .addOption(new Option('-t, --timeout <seconds>', 'with --wait: give up after this long in total (queued + running), abort the request and exit 124').argParser(parseSecondsIn({ min: 0 })))
     .addOption(new Option('-r, --run-timeout <seconds>', 'the server kills the task this long after it starts (queue time does not count); exit 124').argParser(parseSecondsIn({ min: 0 })))
@@ -153,6 +157,7 @@ Examples:
     .description("wait for a request's result, print it and remove it from the spool (with --keep, leave it there)")
     .argument('<id...>', 'the request id printed by wq enqueue; several: their results print in the order given')
     .option('-s, --spool <dir>', SPOOL_HELP)
+    .option('--queue <url>', QUEUE_HELP)
     .addOption(new Option('-t, --timeout <seconds>', 'give up after this long, abort the request (unless --keep) and exit 124').argParser(parseSecondsIn({ min: 0 })))
     .option('-f, --follow', "stream the command's output as it runs, like tail -f (one id only)")
     .option('--json', `print one JSON object for the outcome (exit code, output or result, error), one line per id; ${JSON_STREAMS_HELP}`)
@@ -181,6 +186,7 @@ Examples:
     .description('abort requests: they never start, or are killed if running, or their results are dropped')
     .argument('[id...]', 'the request ids')
     .option('-s, --spool <dir>', SPOOL_HELP)
+    .option('--queue <url>', QUEUE_HELP)
     .option('-a, --all', 'abort every request of yours that is queued or running (the ones whose files you own, never another user\'s); print their ids')
     .option('-q, --quiet', 'say nothing when an id is not in the spool or no server runs (a refusal is still said)')
     .addHelpText('after', `
@@ -197,6 +203,7 @@ it) or did not act on it in time. With several ids, the first of these codes in 
     .description('show the queue: the server, waiting requests with their place in line, running ones, unclaimed results')
     .argument('[id]', "show only this request's state")
     .option('-s, --spool <dir>', SPOOL_HELP)
+    .option('--queue <url>', QUEUE_HELP)
     .option('--json', 'print a JSON object: { spool, server, counts, requests: [{ id, state, position?, heldBy?, runningSeconds?, pid?, interrupted?, survivingPids?, waitingSeconds?, aborting? }] }; seconds to the millisecond; counts.aborting counts the listed requests with an abort pending')
     .option('-a, --all', 'list every request (the text view shows the first 20 of each kind)')
     .action(async (id: string | undefined, opts) => (await import('./status.js')).status(id, opts));

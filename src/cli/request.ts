@@ -4,10 +4,11 @@ import { WorkQueueClient, type WaitOptions } from '../client.js';
 import { AbortRefusedError, RequestTooLargeError, UnknownRequestError, WorkQueueCancelledError, WorkQueueTimeoutError } from '../errors.js';
 import type { OutputFollower, OutputSinks, QueueBackend } from '../queue/backend.js';
 import { isRequestId } from '../queue/request-id.js';
+import { isRedisAddress } from '../queue/address.js';
 import { MAX_REQUEST_BYTES, type AbortOutcome, type RequestResult } from '../queue/types.js';
 import type { TaskInput } from '../task-input.js';
 import type { CommandRequest } from '../task-manager/command.js';
-import { CliError, clientLogger, EXIT, printError, resolveSpool } from './common.js';
+import { CliError, clientLogger, EXIT, printError, resolveQueue } from './common.js';
 import { dataFromFlag, describeBytes, envFromFlags, readStandardInput } from './input.js';
 import { render, type Outcome } from './output.js';
 import { exitCodeForCause, StopListener } from './stop.js';
@@ -15,6 +16,8 @@ import { sameFile } from './streams.js';
 
 interface SpoolFlags {
   spool?: string;
+  /** `--queue redis://…`: a queue on Redis instead of a spool. */
+  queue?: string;
 }
 
 export interface WaitFlags extends SpoolFlags {
@@ -52,14 +55,14 @@ export async function enqueue(argv: string[], flags: EnqueueFlags): Promise<void
   const input: TaskInput = envFromFlags(flags.env, flags.envAll === true, process.env);
   const body = flags.data === undefined ? commandBody(argv, flags) : await dataFromFlag(flags.data);
   if (flags.stdin) input.stdin = await readStandardInput('--stdin', MAX_REQUEST_BYTES);
-  const spool = resolveSpool(flags.spool);
-  const client = new WorkQueueClient({ spool, durable: flags.durable === true, logger: clientLogger(flags.quiet) });
+  const client = new WorkQueueClient({ ...resolveQueue(flags), durable: flags.durable === true, logger: clientLogger(flags.quiet) });
   // Listening before the request is published: from then on a signal stops the wait, never kills wq.
   const stops = flags.wait ? new StopListener() : undefined;
   try {
     const id = await enqueueOrSayWhy(client, body, { runTimeoutMs: flags.runTimeout, ...input });
     if (!flags.quiet) await warnIfNoServer(client.queue);
     if (stops === undefined) {
+      client.close();
       process.stdout.write(flags.json ? `${JSON.stringify({ id })}\n` : `${id}\n`);
       return;
     }
@@ -75,10 +78,10 @@ export async function wait(ids: string[], flags: WaitFlags): Promise<void> {
   if (repeated !== undefined) throw new CliError(`request ${repeated} is given twice`, EXIT.usage);
   if (flags.follow && ids.length > 1) throw new CliError('--follow streams the output of one request: give one id', EXIT.usage);
   checkFollowJson(flags);
-  const spool = resolveSpool(flags.spool);
+  const where = resolveQueue(flags);
   const stops = new StopListener();
   try {
-    const client = new WorkQueueClient({ spool, logger: clientLogger(flags.quiet) });
+    const client = new WorkQueueClient({ ...where, logger: clientLogger(flags.quiet) });
     // A result waits for no server; a request without one would wait for ever, unannounced.
     if (!flags.quiet) await warnIfUnserved(client.queue, ids);
     if (ids.length === 1) await waitAndReport(client, ids[0]!, flags, stops);
@@ -91,7 +94,13 @@ export async function wait(ids: string[], flags: WaitFlags): Promise<void> {
 export async function abort(ids: string[], flags: AbortFlags): Promise<void> {
   if (flags.all) {
     if (ids.length > 0) throw new CliError('give request ids or --all, not both', EXIT.usage);
-    const aborted = await new WorkQueueClient({ spool: resolveSpool(flags.spool) }).abortAll('user');
+    const client = new WorkQueueClient(resolveQueue(flags));
+    let aborted: string[];
+    try {
+      aborted = await client.abortAll('user');
+    } finally {
+      client.close();
+    }
     if (aborted.length > 0) process.stdout.write(`${aborted.join('\n')}\n`);
     return;
   }
@@ -99,8 +108,7 @@ export async function abort(ids: string[], flags: AbortFlags): Promise<void> {
   for (const id of ids) checkId(id);
   const repeated = ids.find((id, i) => ids.indexOf(id) !== i);
   if (repeated !== undefined) throw new CliError(`request ${repeated} is given twice`, EXIT.usage);
-  const spool = resolveSpool(flags.spool);
-  const client = new WorkQueueClient({ spool });
+  const client = new WorkQueueClient(resolveQueue(flags));
   let settled: Array<PromiseSettledResult<AbortOutcome>>;
   try {
     // Filed and followed all at once; reported in the order given.
@@ -121,7 +129,7 @@ export async function abort(ids: string[], flags: AbortFlags): Promise<void> {
       if (!flags.quiet) printError(notInSpool(id));
       code = EXIT.unknownId;
     } else if (done.value === 'filed') {
-      if (!flags.quiet && !noServerSaid) printError(`no server is running on spool ${spool}; ${ids.length > 1 ? 'the aborts take' : `the abort of ${id} takes`} effect when \`wq serve\` starts`);
+      if (!flags.quiet && !noServerSaid) printError(`no server is running on ${isRedisAddress(client.queue.location) ? 'queue' : 'spool'} ${client.queue.location}; ${ids.length > 1 ? 'the aborts take' : `the abort of ${id} takes`} effect when \`wq serve\` starts`);
       noServerSaid = true;
     } else if (done.value === 'unconfirmed') {
       printError(`the abort of ${id} is filed, but the server did not act on it within ${ABORT_CONFIRM_MS / 1000} s (see wq status)`);

@@ -1,5 +1,6 @@
 /** `wq serve`: builds a task manager from the flags and runs the server until a signal. */
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { parseRedisAddress } from '../queue/address.js';
 import { commandLogDir, writableByOthers } from '../backends.js';
 import { resolve } from 'node:path';
 import { createLineLogger, type Logger, type LogLevel } from '../logger.js';
@@ -9,11 +10,16 @@ import { LoadAwareTaskManager } from '../task-manager/load-aware.js';
 import { ProcessPoolTaskManager } from '../task-manager/process-pool.js';
 import type { TaskManager } from '../task-manager/types.js';
 import { badVariableName } from '../task-input.js';
-import { CliError, EXIT, resolveSpool } from './common.js';
+import { CliError, EXIT, resolveQueue } from './common.js';
 import type { MetricsEndpoint } from './metrics-exporter.js';
 
 export interface ServeFlags {
   spool?: string;
+  /** `--queue redis://…`: serve a queue on Redis, beside other servers. */
+  queue?: string;
+  globalMaxTasks?: number;
+  /** ms */
+  lockDuration?: number;
   maxTasks: number;
   handler?: string;
   /** `--exec`, already split into words (parseExecCommand). */
@@ -38,11 +44,26 @@ export interface ServeFlags {
 }
 
 export async function serve(flags: ServeFlags): Promise<void> {
-  const spool = resolveSpool(flags.spool);
+  const where = resolveQueue(flags);
+  const redisOnly = [['--global-max-tasks', flags.globalMaxTasks], ['--lock-duration', flags.lockDuration]] as const;
+  if (where.queue === undefined) {
+    for (const [flag, value] of redisOnly) if (value !== undefined) throw new CliError(`${flag} goes with --queue redis://…: a spool has one server`, EXIT.usage);
+  } else {
+    if (flags.durable) throw new CliError('--durable is for a spool; on Redis, durability is the Redis server\'s (appendonly, see docs/scale-out.md)', EXIT.usage);
+    if (flags.handler === undefined && flags.exec === undefined && !flags.allowSharedCommands) {
+      throw new CliError(
+        'refusing to run commands from a queue on Redis: anyone who can reach the Redis server could run any command as this user. ' +
+          'Serve it with --handler or --exec, or pass --allow-shared-commands if everyone who can write to that Redis may act as this user.',
+        EXIT.usage,
+      );
+    }
+  }
+  const spool = where.spool;
+  const logDir = where.queue === undefined ? commandLogDir(spool!) : (await import('../redis/server.js')).makeLogDir();
   const sink = openLogSink(flags.logFile);
   const logger = createLineLogger(sink.write, flags.logLevel);
   const metrics = await startMetrics(flags, logger); // before the manager: a taken port fails before any worker starts
-  const manager = await makeManager(flags, spool);
+  const manager = await makeManager(flags, spool, logDir);
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => {
     if (controller.signal.aborted) {
@@ -61,8 +82,35 @@ export async function serve(flags: ServeFlags): Promise<void> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   process.on('SIGHUP', onHangup);
+  if (where.queue !== undefined) {
+    try {
+      const { serveRedis } = await import('../redis/server.js');
+      await serveRedis(
+        {
+          address: parseRedisAddress(where.queue),
+          interrupted: flags.failInterrupted ? 'fail' : 'rerun',
+          shutdownGraceMs: flags.grace,
+          resultTtlMs: flags.resultTtl,
+          globalMaxTasks: flags.globalMaxTasks,
+          lockDurationMs: flags.lockDuration,
+          logDir,
+          logger,
+        },
+        manager,
+        controller.signal,
+      );
+    } finally {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      process.off('SIGHUP', onHangup);
+      rmSync(logDir, { recursive: true, force: true });
+      await metrics?.close();
+      sink.close();
+    }
+    return;
+  }
   const server = new WorkQueueServer({
-    spool,
+    spool: spool!,
     interrupted: flags.failInterrupted ? 'fail' : 'rerun',
     shutdownGraceMs: flags.grace,
     rescanIntervalMs: flags.rescanInterval,
@@ -170,12 +218,12 @@ async function startMetrics(flags: ServeFlags, logger: Logger): Promise<MetricsE
   return endpoint;
 }
 
-async function makeManager(flags: ServeFlags, spool: string): Promise<TaskManager> {
-  const manager = await makeBaseManager(flags, spool);
+async function makeManager(flags: ServeFlags, spool: string | undefined, logDir: string): Promise<TaskManager> {
+  const manager = await makeBaseManager(flags, spool, logDir);
   return flags.maxLoad === undefined ? manager : new LoadAwareTaskManager(manager, { maxLoad: flags.maxLoad });
 }
 
-async function makeBaseManager(flags: ServeFlags, spool: string): Promise<TaskManager> {
+async function makeBaseManager(flags: ServeFlags, spool: string | undefined, logDir: string): Promise<TaskManager> {
   if (flags.acceptEnv !== undefined) {
     if (flags.exec === undefined) {
       throw new CliError('--accept-env goes with --exec: plain command mode takes every variable a request carries, and a --handler gets them as data', EXIT.usage);
@@ -197,13 +245,13 @@ async function makeBaseManager(flags: ServeFlags, spool: string): Promise<TaskMa
     return pool;
   }
   const command = flags.exec ?? [];
-  if (flags.exec === undefined && !flags.allowSharedCommands) refuseSharedCommandSpool(spool);
+  if (spool !== undefined && flags.exec === undefined && !flags.allowSharedCommands) refuseSharedCommandSpool(spool);
   return new CommandTaskManager({
     maxTasks: flags.maxTasks,
     command,
     acceptEnv: flags.exec === undefined ? 'all' : (flags.acceptEnv ?? []),
     killGraceMs: flags.killGrace,
     maxOutputBytes: flags.maxOutput,
-    logDir: commandLogDir(spool),
+    logDir,
   });
 }

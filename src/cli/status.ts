@@ -3,12 +3,13 @@ import { openQueue } from '../backends.js';
 import { resolveClientOptions } from '../client.js';
 import { isRequestId } from '../queue/request-id.js';
 import type { QueueStatus, RequestStatus } from '../queue/types.js';
-import { CliError, EXIT, resolveSpool } from './common.js';
+import { CliError, EXIT, resolveQueue } from './common.js';
 import { formatSeconds } from './progress.js';
 import { describeHold, describeInterrupted } from './hold-text.js';
 
 export interface StatusFlags {
   spool?: string;
+  queue?: string;
   json?: boolean;
   all?: boolean;
 }
@@ -18,7 +19,13 @@ const TEXT_LIMIT = 20;
 
 export async function status(id: string | undefined, flags: StatusFlags): Promise<void> {
   if (id !== undefined && !isRequestId(id)) throw new CliError(`"${id}" is not a request id (they look like 1763830000000000-0123456789ab)`, EXIT.usage);
-  const snapshot = await openQueue(resolveClientOptions({ spool: resolveSpool(flags.spool) })).status();
+  const queue = openQueue(resolveClientOptions(resolveQueue(flags)));
+  let snapshot: QueueStatus;
+  try {
+    snapshot = await queue.status();
+  } finally {
+    queue.close();
+  }
   if (id !== undefined) {
     const request = snapshot.requests.find((r) => r.id === id);
     if (request === undefined) {
@@ -53,8 +60,14 @@ function count(n: number, noun: string): string {
 }
 
 export function renderText(s: QueueStatus, all: boolean): string {
-  const lines: string[] = [`spool:   ${s.spool}`];
-  if (s.server === null) lines.push('server:  none running (requests wait until `wq serve` starts)');
+  const lines: string[] = [`${s.servers === undefined ? 'spool' : 'queue'}:   ${s.spool}`];
+  if (s.servers !== undefined) {
+    if (s.servers.length === 0) lines.push('servers: none running (requests wait until `wq serve --queue …` starts on a host)');
+    for (const server of s.servers) {
+      const max = server.maxTasks === null ? '' : ` of ${server.maxTasks}`;
+      lines.push(`server:  pid ${server.pid} on ${server.host}, up ${formatSeconds(server.uptimeSeconds)}, running ${server.running}${max}`);
+    }
+  } else if (s.server === null) lines.push('server:  none running (requests wait until `wq serve` starts)');
   else if (!s.server.alive) lines.push(`server:  none running (lock left by pid ${s.server.pid}, which no longer holds it; the next \`wq serve\` takes over)`);
   else {
     const max = s.server.maxTasks === null ? '' : `, max tasks ${s.server.maxTasks}`;

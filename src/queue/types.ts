@@ -118,6 +118,8 @@ export interface QueueStatus {
   /** Where the queue is: the spool directory. */
   spool: string;
   server: ServerStatus | null;
+  /** A queue on Redis: every server alive, oldest first, with the tasks each runs (`server` is the first). */
+  servers?: Array<ServerStatus & { running: number }>;
   /** Requests in each state; `aborting`: those of them with an abort filed and not carried out yet (an abort for an id in no state is not counted). */
   counts: Record<RequestState, number> & { aborting: number };
   /** Every request, in line order: waiting ones first (by position), then running, then complete. */

@@ -1,0 +1,98 @@
+/**
+ * The names a queue on Redis uses (docs/scale-out.md, *Keys*). BullMQ owns
+ * `wq:bullmq:NAME:…` (its wait and active lists, locks, stalled checks); wq
+ * owns `wq:NAME:…`: results, output, abort markers, what runs where, the
+ * servers alive. Pure.
+ */
+import type { RedisQueueAddress } from '../queue/address.js';
+
+/** BullMQ's key prefix: its keys are `wq:bullmq:NAME:…`. */
+export const BULLMQ_PREFIX = 'wq:bullmq';
+/** How long an abort marker stays: an abort for a request not enqueued yet still wins if it comes within this (as on a spool). */
+export const ABORT_MARKER_TTL_MS = 10 * 60 * 1000;
+/** A server writes its heartbeat this often; one silent for HEARTBEAT_DEAD_MS is gone. */
+export const HEARTBEAT_MS = 1000;
+export const HEARTBEAT_DEAD_MS = 5000;
+
+export interface QueueKeys {
+  name: string;
+  /** The encoded result of `id` (the spool's result envelope), until claimed or expired. */
+  result(id: string): string;
+  /** A command's whole stdout or stderr, when it did not fit inline (the result says `logs`). */
+  output(id: string, stream: 'stdout' | 'stderr'): string;
+  /** Sorted set: unclaimed results by finish time (ms). */
+  results: string;
+  /** `id` is aborted: reason, for ABORT_MARKER_TTL_MS. */
+  abort(id: string): string;
+  /** Hash: running id → JSON RunningRecord. */
+  running: string;
+  /** Hash: server id → JSON ServerRecord (heartbeat). */
+  servers: string;
+  /** Pub/sub channel: `done <id>` when a result is stored, `abort <id>` when an abort is filed. */
+  events: string;
+  /** BullMQ's list of waiting job ids (newest at the head). */
+  wait: string;
+  /** BullMQ's list of active job ids. */
+  active: string;
+}
+
+export function queueKeys(address: Pick<RedisQueueAddress, 'name'>): QueueKeys {
+  const base = `wq:${address.name}`;
+  const bull = `${BULLMQ_PREFIX}:${address.name}`;
+  return {
+    name: address.name,
+    result: (id) => `${base}:result:${id}`,
+    output: (id, stream) => `${base}:output:${id}:${stream}`,
+    results: `${base}:results`,
+    abort: (id) => `${base}:abort:${id}`,
+    running: `${base}:running`,
+    servers: `${base}:servers`,
+    events: `${base}:events`,
+    wait: `${bull}:wait`,
+    active: `${bull}:active`,
+  };
+}
+
+/** What a server records of a task it runs, for `wq status` on any host. */
+export interface RunningRecord {
+  server: string;
+  host: string;
+  /** The task's process group leader, for tasks that run in a process of their own. */
+  pid?: number;
+  startedAt: number;
+}
+
+/** A server's heartbeat. */
+export interface ServerRecord {
+  id: string;
+  host: string;
+  pid: number;
+  startedAt: number;
+  maxTasks: number | null;
+  running: number;
+  heartbeatAt: number;
+}
+
+/** An event on the queue's channel, parsed; undefined for anything else. */
+export function parseEvent(message: string): { type: 'done' | 'abort'; id: string } | undefined {
+  const space = message.indexOf(' ');
+  const type = message.slice(0, space);
+  if (space < 0 || (type !== 'done' && type !== 'abort')) return undefined;
+  return { type, id: message.slice(space + 1) };
+}
+
+/** Whether a heartbeat is recent enough for its server to count as alive. */
+export function isAlive(record: Pick<ServerRecord, 'heartbeatAt'>, nowMs: number): boolean {
+  return nowMs - record.heartbeatAt < HEARTBEAT_DEAD_MS;
+}
+
+/** Parses a JSON hash value, or undefined if it is not an object (a hand-edited key). */
+export function parseRecord<T>(text: string | null | undefined): T | undefined {
+  if (text === null || text === undefined) return undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null ? (value as T) : undefined;
+  } catch {
+    return undefined;
+  }
+}
