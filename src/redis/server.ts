@@ -15,8 +15,9 @@
  *   (Redis unreachable, or the lock taken) kills the task before BullMQ's
  *   stalled check can hand the job to another server.
  * - A server that dies: its jobs' locks expire and BullMQ's stalled check (in
- *   every server) puts them back in line, or fails them with
- *   `--fail-interrupted`; a failed one gets a `restarted` result.
+ *   every server) puts them back at the head of the line; the server that
+ *   takes one that was cut short once under `--fail-interrupted` (twice
+ *   otherwise: BullMQ marks it failed) answers it with a `restarted` result.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -118,10 +119,6 @@ class RedisServing {
       drainDelay: 1,
     });
     this.#worker.on('error', (err) => this.#log.warn('redis: worker error', { error: err.message }));
-    // A job whose server died is failed by the stalled check under --fail-interrupted (or after a second stall): answer it.
-    this.#worker.on('failed', (job) => {
-      if (job?.id !== undefined && !this.#running.has(job.id)) void this.#failInterrupted(job.id).catch((err: unknown) => this.#warn('answering an interrupted request', err));
-    });
     const queue = new Queue(this.#keys.name, { connection: this.#redis, prefix: BULLMQ_PREFIX });
     queue.on('error', () => {});
     try {
@@ -139,7 +136,7 @@ class RedisServing {
         setInterval(() => void this.#heartbeat().catch((err: unknown) => this.#warn('heartbeat', err)), HEARTBEAT_MS),
         setInterval(() => void this.#renewLocks(), Math.max(100, Math.floor(lockDuration / 4))),
         setInterval(() => void this.#checkAbortMarkers().catch((err: unknown) => this.#warn('looking for aborts', err)), 1000),
-        setInterval(() => void this.#expireResults().catch((err: unknown) => this.#warn('removing expired results', err)), 60_000),
+        setInterval(() => void this.#expireResults().catch((err: unknown) => this.#warn('removing expired results', err)), Math.min(60_000, Math.max(1000, Math.floor(this.#o.resultTtlMs / 2)))),
       ];
       const stopped = new Promise<void>((resolve) => {
         if (signal?.aborted) resolve();
@@ -206,6 +203,13 @@ class RedisServing {
       // Aborted before it started: it never runs, and no result is stored.
       await job.moveToCompleted(null, token, false);
       this.#log.debug('aborted before it started', { id });
+      return;
+    }
+    if (job.deferredFailure !== undefined) {
+      // BullMQ's stalled check put it back in line marked as failed: its server died while it ran, once
+      // under --fail-interrupted, twice otherwise. It is answered, not run again.
+      await this.#failInterrupted(id, job.deferredFailure);
+      await job.moveToCompleted(null, token, false);
       return;
     }
     const queuedAt = job.timestamp;
@@ -375,9 +379,9 @@ class RedisServing {
     this.#wakeFetch?.();
   }
 
-  /** Answers a request whose server died while it ran, under `interrupted: 'fail'`. */
-  async #failInterrupted(id: string): Promise<void> {
-    const error: SerializedError = { name: 'ServerRestartedError', code: 'ERR_SERVER_RESTARTED', message: 'the server running this request stopped or lost Redis; it was not run again (interrupted: fail)' };
+  /** Answers a request whose server stopped while it ran, instead of running it again (`interrupted: 'fail'`, or cut short twice). */
+  async #failInterrupted(id: string, why = 'interrupted: fail'): Promise<void> {
+    const error: SerializedError = { name: 'ServerRestartedError', code: 'ERR_SERVER_RESTARTED', message: `the server running this request stopped or lost Redis; it was not run again (${why})` };
     const finishedAt = Date.now();
     const multi = this.#redis.multi();
     multi.set(this.#keys.result(id), encodeResult({ id, ok: false, status: 'restarted', error, finishedAt }), 'PX', this.#o.resultTtlMs, 'NX');

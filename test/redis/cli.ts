@@ -6,23 +6,11 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t, { type Test } from 'tap';
-import { BLOCKER, captureStderr, exited, release, wq } from '../fixtures/cli.js';
+import t from 'tap';
+import { BLOCKER, exited, release, wq } from '../fixtures/cli.js';
 import { spawnWq, waitFor } from '../fixtures/helpers.js';
 import { isGone } from '../fixtures/processes.js';
-import { noRedis, queueOn, redisFor } from '../fixtures/redis.js';
-
-/** Starts `wq serve --queue …` and waits until it serves; killed at the end of the test. */
-async function serveQueue(t: Test, queue: string, args: string[] = [], cwd?: string): Promise<{ child: ReturnType<typeof spawnWq>; stderr: () => string }> {
-  const child = spawnWq(['serve', '--queue', queue, ...args], cwd === undefined ? {} : { cwd });
-  const stderr = captureStderr(child);
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  await waitFor(() => stderr.text().includes('server started') || child.exitCode !== null, 'wq serve --queue to start');
-  if (child.exitCode !== null) throw new Error(`wq serve exited early (${child.exitCode}): ${stderr.text()}`);
-  return { child, stderr: stderr.text };
-}
+import { noRedis, queueOn, redisFor, serveQueue } from '../fixtures/redis.js';
 
 t.test('enqueue --wait prints the output and exits with the command\'s code; a wait by id claims the result once', { skip: noRedis }, async (t) => {
   const queue = queueOn(await redisFor(t));
