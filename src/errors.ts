@@ -115,6 +115,13 @@ export class SpoolError extends WorkQueueError {
   }
 }
 
+/** A queue on Redis cannot be reached (refused, timed out, or gone for longer than a client waits for it). The CLI exits 3, as for an unusable spool. */
+export class QueueUnreachableError extends WorkQueueError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, 'ERR_QUEUE_UNREACHABLE', options);
+  }
+}
+
 /**
  * A server refused to run a request because another user owns its file
  * (`requestOwners`: a root command server runs only root's requests).

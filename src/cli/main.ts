@@ -57,7 +57,7 @@ for a later wq wait, and stderr says so).`,
     .addOption(new Option('--accept-env <name>', 'with --exec: a variable that requests may set for the command (repeatable); by default they may set none').argParser(collect))
     .addOption(new Option('--max-load <load>', 'start new tasks only while the 1-minute load average is below this (e.g. the number of cores)').argParser(parseNumberIn({ what: 'a load average', min: 0, minExclusive: true })))
     .option('--allow-foreign-aborts', "in a spool shared by several users, let any of them abort another's queued or running request (by default only its owner, this server's user and root may)")
-    .option('--allow-shared-commands', "DANGEROUS: let plain command mode serve a spool that other users can write; every one of them can then run any command as this user (a root server still runs only root's requests)")
+    .option('--allow-shared-commands', "DANGEROUS: let plain command mode serve a spool that other users can write, or a queue on Redis; every one of them (everyone who can write to that Redis) can then run any command as this user (on a spool, a root server still runs only root's requests; on Redis nothing tells who filed a request, so root runs anyone's)")
     .addOption(new Option('--max-output <size>', "most output a command may write, stdout and stderr together (e.g. 10M, 1G); past it the command is stopped and its request fails, so output is never cut silently; at most 1G, what a client can read back whole (default: 64M)").argParser(parseSizeAtMost(MAX_OUTPUT_LIMIT_BYTES, '1G')))
     .addOption(new Option('--global-max-tasks <n>', 'with --queue: most tasks running at once on all the servers of the queue together (BullMQ global concurrency; stays set on the queue)').argParser(parseWholeNumberIn({ min: 1 })))
     .addOption(new Option('--lock-duration <seconds>', 'with --queue: how long a running job stays this server\'s without a renewal; a server that cannot renew within 60 % of it kills the task, and another server runs it again after it (default: 30)').argParser(parseSecondsIn({ min: 1 })))
@@ -241,7 +241,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     const code = (err as { code?: unknown }).code;
     printError(err instanceof Error ? err.message : String(err));
-    if (code === 'ERR_SPOOL_LOCKED' || code === 'ERR_SPOOL') return EXIT.spool;
+    if (code === 'ERR_SPOOL_LOCKED' || code === 'ERR_SPOOL' || code === 'ERR_QUEUE_UNREACHABLE') return EXIT.spool;
     if (code === 'ERR_INVALID_OPTION') return EXIT.usage;
     if (code === 'ERR_UNKNOWN_REQUEST') return EXIT.unknownId;
     return EXIT.failure;

@@ -69,6 +69,7 @@ export async function enqueue(argv: string[], flags: EnqueueFlags): Promise<void
     await waitAndReport(client, id, flags, stops);
   } finally {
     stops?.close();
+    client.close(); // a queue on Redis lets its connections go (the process can exit); again, it does nothing
   }
 }
 
@@ -84,8 +85,12 @@ export async function wait(ids: string[], flags: WaitFlags): Promise<void> {
     const client = new WorkQueueClient({ ...where, logger: clientLogger(flags.quiet) });
     // A result waits for no server; a request without one would wait for ever, unannounced.
     if (!flags.quiet) await warnIfUnserved(client.queue, ids);
-    if (ids.length === 1) await waitAndReport(client, ids[0]!, flags, stops);
-    else await waitForEach(client, ids, flags, stops);
+    try {
+      if (ids.length === 1) await waitAndReport(client, ids[0]!, flags, stops);
+      else await waitForEach(client, ids, flags, stops);
+    } finally {
+      client.close();
+    }
   } finally {
     stops.close();
   }
@@ -126,10 +131,10 @@ export async function abort(ids: string[], flags: AbortFlags): Promise<void> {
       printError(done.reason.message); // even with --quiet: the request carries on
       code = EXIT.failure;
     } else if (done.value === 'unknown') {
-      if (!flags.quiet) printError(notInSpool(id));
+      if (!flags.quiet) printError(notInQueue(client.queue, id));
       code = EXIT.unknownId;
     } else if (done.value === 'filed') {
-      if (!flags.quiet && !noServerSaid) printError(`no server is running on ${isRedisAddress(client.queue.location) ? 'queue' : 'spool'} ${client.queue.location}; ${ids.length > 1 ? 'the aborts take' : `the abort of ${id} takes`} effect when \`wq serve\` starts`);
+      if (!flags.quiet && !noServerSaid) printError(`no server is running on ${where(client.queue)}; ${ids.length > 1 ? 'the aborts take' : `the abort of ${id} takes`} effect when \`wq serve\` starts`);
       noServerSaid = true;
     } else if (done.value === 'unconfirmed') {
       printError(`the abort of ${id} is filed, but the server did not act on it within ${ABORT_CONFIRM_MS / 1000} s (see wq status)`);
@@ -143,8 +148,13 @@ export async function abort(ids: string[], flags: AbortFlags): Promise<void> {
 /** How long `wq abort` waits for the server to carry out (or refuse) an abort. */
 const ABORT_CONFIRM_MS = 10_000;
 
-function notInSpool(id: string): string {
-  return `no request ${id} in the spool; the abort is kept for 10 minutes in case it is still being enqueued`;
+function notInQueue(queue: QueueBackend, id: string): string {
+  return `no request ${id} in the ${isRedisAddress(queue.location) ? 'queue' : 'spool'}; the abort is kept for 10 minutes in case it is still being enqueued`;
+}
+
+/** "spool DIR", or "queue redis://…": where a message says the queue is. */
+function where(queue: QueueBackend): string {
+  return `${isRedisAddress(queue.location) ? 'queue' : 'spool'} ${queue.location}`;
 }
 
 /** What can be told wrong from the flags alone, before anything is read. */
@@ -197,7 +207,7 @@ async function warnIfUnserved(queue: QueueBackend, ids: string[]): Promise<void>
 /** Says so on stderr when no server runs the spool: the request then waits until one starts. */
 async function warnIfNoServer(queue: QueueBackend, fate = 'the request stays queued until'): Promise<void> {
   if (!(await queue.serving())) {
-    printError(`no server is running on spool ${queue.location}; ${fate} \`wq serve\` starts`);
+    printError(`no server is running on ${where(queue)}; ${fate} \`wq serve\` starts`);
   }
 }
 

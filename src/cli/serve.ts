@@ -50,12 +50,22 @@ export async function serve(flags: ServeFlags): Promise<void> {
     for (const [flag, value] of redisOnly) if (value !== undefined) throw new CliError(`${flag} goes with --queue redis://…: a spool has one server`, EXIT.usage);
   } else {
     if (flags.durable) throw new CliError('--durable is for a spool; on Redis, durability is the Redis server\'s (appendonly, see docs/scale-out.md)', EXIT.usage);
+    if (flags.allowForeignAborts) throw new CliError('--allow-foreign-aborts is for a spool shared by several users; on Redis, whoever can reach the Redis server may abort any request (restrict that with Redis ACLs)', EXIT.usage);
     if (flags.handler === undefined && flags.exec === undefined && !flags.allowSharedCommands) {
       throw new CliError(
-        'refusing to run commands from a queue on Redis: anyone who can reach the Redis server could run any command as this user. ' +
+        'refusing to run commands from a queue on Redis: anyone who can reach the Redis server could run any command as this user ' +
+          '(nothing there tells who filed a request, so even a root server would run anyone\'s). ' +
           'Serve it with --handler or --exec, or pass --allow-shared-commands if everyone who can write to that Redis may act as this user.',
         EXIT.usage,
       );
+    }
+  }
+  if (where.queue !== undefined) {
+    const { checkLockDuration } = await import('../redis/server.js');
+    try {
+      checkLockDuration(flags.lockDuration ?? 30_000, flags.killGrace);
+    } catch (err) {
+      throw new CliError(`--lock-duration: ${(err as Error).message}`, EXIT.usage);
     }
   }
   const spool = where.spool;
@@ -93,6 +103,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
           resultTtlMs: flags.resultTtl,
           globalMaxTasks: flags.globalMaxTasks,
           lockDurationMs: flags.lockDuration,
+          killGraceMs: flags.killGrace,
           logDir,
           logger,
         },

@@ -2,6 +2,12 @@
  * Connections to a queue's Redis server. BullMQ and ioredis are loaded only
  * here, and only when a `redis://` queue is used: a spool user's `wq` never
  * pays for them.
+ *
+ * While a connection is down, its commands wait for it to come back (they are
+ * not failed one by one), for as long as its owner is willing to wait: a
+ * client gives up on a Redis it never reached after CONNECT_GIVE_UP_MS (so
+ * `wq` says so rather than hang) and on one that went away after
+ * RECONNECT_GIVE_UP_MS (a Redis restart is survived); a server never gives up.
  */
 import type { Redis as RedisClient, RedisOptions } from 'ioredis';
 import type { RedisQueueAddress } from '../queue/address.js';
@@ -9,6 +15,10 @@ import type { RedisQueueAddress } from '../queue/address.js';
 export type { Redis as RedisClient } from 'ioredis';
 
 export type BullMQ = typeof import('bullmq');
+
+/** A client's patience with a Redis it has not reached yet, and with one that went away. */
+export const CONNECT_GIVE_UP_MS = 5000;
+export const RECONNECT_GIVE_UP_MS = 60_000;
 
 let bullmq: Promise<BullMQ> | undefined;
 /** BullMQ, loaded once. */
@@ -18,31 +28,53 @@ export function loadBullMQ(): Promise<BullMQ> {
 }
 
 /**
- * ioredis options for the address. `blocking`: for BullMQ's workers and
- * subscribers, whose commands must wait through a reconnection rather than fail
- * (BullMQ requires `maxRetriesPerRequest: null` there).
+ * ioredis options for the address; `patient`: reconnect for ever (a server),
+ * else give up as the module says (a client). The password is the address's,
+ * else $WQ_REDIS_PASSWORD (which keeps it off command lines).
  */
-export function redisOptions(address: RedisQueueAddress, blocking: boolean): RedisOptions {
+export function redisOptions(address: RedisQueueAddress, patient: boolean, env: NodeJS.ProcessEnv = process.env): RedisOptions {
+  let everReady = false;
+  let downSince: number | undefined;
   const options: RedisOptions = {
     host: address.host,
     port: address.port,
     db: address.db,
-    maxRetriesPerRequest: blocking ? null : 3,
-    // Reconnect soon, then every 2 s at most: a Redis restart or a network blip heals by itself.
-    retryStrategy: (attempt) => Math.min(attempt * 100, 2000),
-    lazyConnect: false,
+    // Commands wait through a reconnection; they fail only once the connection is given up (BullMQ requires this for workers).
+    maxRetriesPerRequest: null,
+    connectTimeout: 5000,
+    retryStrategy: (attempt) => {
+      downSince ??= Date.now();
+      const limit = patient ? Infinity : everReady ? RECONNECT_GIVE_UP_MS : CONNECT_GIVE_UP_MS;
+      if (Date.now() - downSince > limit) return null;
+      return Math.min(attempt * 100, 1000);
+    },
   };
+  const password = address.password ?? env.WQ_REDIS_PASSWORD;
   if (address.username !== undefined) options.username = address.username;
-  if (address.password !== undefined) options.password = address.password;
+  if (password !== undefined && password !== '') options.password = password;
   if (address.tls) options.tls = {};
-  return options;
+  const ready = (): void => {
+    everReady = true;
+    downSince = undefined;
+  };
+  return Object.assign(options, { onReady: ready });
 }
 
-/** A new connection (ioredis connects in the background; commands wait for it). */
-export async function connectRedis(address: RedisQueueAddress, blocking: boolean): Promise<RedisClient> {
+/** A new connection (ioredis connects in the background; commands wait for it, as redisOptions() says). */
+export async function connectRedis(address: RedisQueueAddress, patient: boolean): Promise<RedisClient> {
   const { Redis } = await import('ioredis');
-  const client = new Redis(redisOptions(address, blocking));
+  const options = redisOptions(address, patient) as RedisOptions & { onReady: () => void };
+  const { onReady, ...rest } = options;
+  const client = new Redis(rest);
+  client.on('ready', onReady);
   // Without a listener, ioredis prints each failed reconnection; the commands' own errors say enough.
   client.on('error', () => {});
   return client;
+}
+
+/** Whether an error means Redis cannot be reached (as opposed to a command that failed). */
+export function isUnreachable(err: unknown): boolean {
+  const message = err instanceof Error ? err.message : '';
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return /Connection is closed|connect ECONNREFUSED|connect ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH/.test(message) || code === 'ECONNREFUSED';
 }

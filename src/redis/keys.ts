@@ -8,9 +8,14 @@ import type { RedisQueueAddress } from '../queue/address.js';
 
 /** BullMQ's key prefix: its keys are `wq:bullmq:NAME:…`. */
 export const BULLMQ_PREFIX = 'wq:bullmq';
-/** How long an abort marker stays: an abort for a request not enqueued yet still wins if it comes within this (as on a spool). */
+/**
+ * How long an abort marker stays once nothing runs the request (a tombstone:
+ * an abort for a request not enqueued yet still wins if it comes within
+ * this, as on a spool). While the request runs, the marker stays until the
+ * server that runs it, or the next one, has acted on it.
+ */
 export const ABORT_MARKER_TTL_MS = 10 * 60 * 1000;
-/** A server writes its heartbeat this often; one silent for HEARTBEAT_DEAD_MS is gone. */
+/** A server writes its heartbeat this often; its `alive` key expires HEARTBEAT_DEAD_MS after the last one. */
 export const HEARTBEAT_MS = 1000;
 export const HEARTBEAT_DEAD_MS = 5000;
 
@@ -22,12 +27,14 @@ export interface QueueKeys {
   output(id: string, stream: 'stdout' | 'stderr'): string;
   /** Sorted set: unclaimed results by finish time (ms). */
   results: string;
-  /** `id` is aborted: reason, for ABORT_MARKER_TTL_MS. */
+  /** `id` is aborted: the reason (see ABORT_MARKER_TTL_MS). */
   abort(id: string): string;
   /** Hash: running id → JSON RunningRecord. */
   running: string;
-  /** Hash: server id → JSON ServerRecord (heartbeat). */
+  /** Hash: server id → JSON ServerRecord (what it is; its last heartbeat). */
   servers: string;
+  /** Exists while the server is alive: set with an expiry at each heartbeat, so Redis's clock alone decides (no clock skew between hosts). */
+  alive(serverId: string): string;
   /** Pub/sub channel: `done <id>` when a result is stored, `abort <id>` when an abort is filed. */
   events: string;
   /** BullMQ's list of waiting job ids (newest at the head). */
@@ -47,6 +54,7 @@ export function queueKeys(address: Pick<RedisQueueAddress, 'name'>): QueueKeys {
     abort: (id) => `${base}:abort:${id}`,
     running: `${base}:running`,
     servers: `${base}:servers`,
+    alive: (serverId) => `${base}:alive:${serverId}`,
     events: `${base}:events`,
     wait: `${bull}:wait`,
     active: `${bull}:active`,
@@ -81,10 +89,6 @@ export function parseEvent(message: string): { type: 'done' | 'abort'; id: strin
   return { type, id: message.slice(space + 1) };
 }
 
-/** Whether a heartbeat is recent enough for its server to count as alive. */
-export function isAlive(record: Pick<ServerRecord, 'heartbeatAt'>, nowMs: number): boolean {
-  return nowMs - record.heartbeatAt < HEARTBEAT_DEAD_MS;
-}
 
 /** Parses a JSON hash value, or undefined if it is not an object (a hand-edited key). */
 export function parseRecord<T>(text: string | null | undefined): T | undefined {

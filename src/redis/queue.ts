@@ -9,7 +9,7 @@
  */
 import { hostname } from 'node:os';
 import type { Queue } from 'bullmq';
-import { UnknownRequestError } from '../errors.js';
+import { ProtocolError, QueueUnreachableError, UnknownRequestError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { formatRedisAddress, type RedisQueueAddress } from '../queue/address.js';
 import type { ResultOutcome, ResultTake, ResultWatch, QueueBackend } from '../queue/backend.js';
@@ -18,8 +18,8 @@ import type { AbortOutcome, AbortReason, QueueStatus, RequestProgress, RequestRe
 import { decodeRequest, decodeResult, encodeRequest } from '../spool/codec.js';
 import { RequestIdGenerator, type IdSource } from '../spool/request-id.js';
 import type { TaskInput } from '../task-input.js';
-import { connectRedis, loadBullMQ, type RedisClient } from './connect.js';
-import { ABORT_MARKER_TTL_MS, BULLMQ_PREFIX, isAlive, parseEvent, parseRecord, queueKeys, type QueueKeys, type RunningRecord, type ServerRecord } from './keys.js';
+import { connectRedis, isUnreachable, loadBullMQ, type RedisClient } from './connect.js';
+import { ABORT_MARKER_TTL_MS, BULLMQ_PREFIX, parseEvent, parseRecord, queueKeys, type QueueKeys, type RunningRecord, type ServerRecord } from './keys.js';
 import { completeOutput, cutStreams } from './output.js';
 
 /** Found in no state this many looks in a row: unknown (a result being stored moves the request between two keys). */
@@ -80,6 +80,9 @@ export class RedisQueue implements QueueBackend {
     this.#inFlight++;
     try {
       return await fn();
+    } catch (err) {
+      if (isUnreachable(err)) throw new QueueUnreachableError(`cannot reach the Redis server of ${this.location}: ${(err as Error).message}`, { cause: err });
+      throw err;
     } finally {
       if (--this.#inFlight === 0 && this.#closed) this.#release();
     }
@@ -175,14 +178,36 @@ export class RedisQueue implements QueueBackend {
     };
   }
 
-  /** The result of `id` if it is there: claimed (GETDEL) or only read, with its whole output. */
+  /** Said once per wait: something under the result's key that is not this request's result. */
+  readonly #refused = new Set<string>();
+
+  /**
+   * The result of `id` if it is there: claimed or only read, with its whole
+   * output. It is read, checked (a result, for this id), then claimed by
+   * deleting it: of two claimers only one deletes it, and only that one has
+   * it. Anything else under the key was not stored by a server for this
+   * request: it is left alone, said once, and the wait goes on.
+   */
   async #takeResult(id: string, take: ResultTake): Promise<RequestResult | undefined> {
     const redis = await this.#client();
     const claim = take.take === 'claim';
-    const bytes = claim ? await redis.getdelBuffer(this.#keys.result(id)) : await redis.getBuffer(this.#keys.result(id));
+    const bytes = await redis.getBuffer(this.#keys.result(id));
     if (bytes === null) return undefined;
-    const result = decodeResult(bytes);
-    if (claim) await redis.zrem(this.#keys.results, id);
+    let result: RequestResult;
+    try {
+      result = decodeResult(bytes);
+      if (result.id !== id) throw new ProtocolError(`it is the result of ${result.id}`);
+    } catch (err) {
+      if (!this.#refused.has(id)) {
+        this.#refused.add(id);
+        this.#o.logger.warn(`ignoring what is stored as the result of ${id}, which is not this request's result from a server (${(err as Error).message}); still waiting`, { id });
+      }
+      return undefined;
+    }
+    if (claim) {
+      const [[, removed]] = (await redis.multi().del(this.#keys.result(id)).zrem(this.#keys.results, id).exec()) as Array<[Error | null, number]>;
+      if (removed !== 1) return undefined; // another waiter claimed it first
+    }
     if (result.logs === true && !take.keepOutput) {
       await this.#readOutput(redis, id, result.value, claim);
       delete result.logs;
@@ -224,14 +249,12 @@ export class RedisQueue implements QueueBackend {
       const redis = await this.#client();
       const queue = await this.#bull();
       for (const id of ids) {
-        // The marker first: a server about to start the request sees it; then the request leaves the line if it waits there.
-        await redis
-          .multi()
-          .set(this.#keys.abort(id), reason, 'PX', ABORT_MARKER_TTL_MS)
-          .publish(this.#keys.events, `abort ${id}`)
-          .exec();
-        await queue.remove(id); // 0 if it runs (locked): its server kills it
+        // The marker first, kept until acted on: a server about to start the request, or running it, sees it.
+        await redis.multi().set(this.#keys.abort(id), reason).publish(this.#keys.events, `abort ${id}`).exec();
+        await queue.remove(id); // a waiting request leaves the line; 0 if it runs (locked): its server kills it
         await redis.multi().del(this.#keys.result(id)).zrem(this.#keys.results, id).del(this.#keys.output(id, 'stdout'), this.#keys.output(id, 'stderr')).exec();
+        // Nothing runs it (gone, done, or not enqueued yet): the marker stays only as a tombstone.
+        if ((await queue.getJobState(id)) !== 'active') await redis.pexpire(this.#keys.abort(id), ABORT_MARKER_TTL_MS);
       }
     });
   }
@@ -286,38 +309,39 @@ export class RedisQueue implements QueueBackend {
   }
 
   removeOutput(id: string): void {
-    void this.#client()
-      .then((redis) => redis.del(this.#keys.output(id, 'stdout'), this.#keys.output(id, 'stderr')))
-      .catch(() => {});
+    void this.#use(async () => (await this.#client()).del(this.#keys.output(id, 'stdout'), this.#keys.output(id, 'stderr'))).catch(() => {});
   }
 
   async serving(): Promise<boolean> {
     return this.#use(async () => {
-      return (await this.#servers(Date.now())).length > 0;
+      return (await this.#servers()).length > 0;
     });
   }
 
-  /** The servers whose heartbeat is recent, oldest first. */
-  async #servers(nowMs: number): Promise<ServerRecord[]> {
+  /** The servers alive (their `alive` key has not expired: Redis's clock decides), oldest first. */
+  async #servers(): Promise<ServerRecord[]> {
     const redis = await this.#client();
-    const records = Object.values(await redis.hgetall(this.#keys.servers))
-      .map((text) => parseRecord<ServerRecord>(text))
-      .filter((r): r is ServerRecord => r !== undefined && isAlive(r, nowMs));
-    return records.sort((a, b) => a.startedAt - b.startedAt);
+    const all = await redis.hgetall(this.#keys.servers);
+    const ids = Object.keys(all);
+    if (ids.length === 0) return [];
+    const alive = await redis.mget(ids.map((id) => this.#keys.alive(id)));
+    return ids
+      .filter((_, i) => alive[i] !== null)
+      .map((id) => parseRecord<ServerRecord>(all[id]))
+      .filter((r): r is ServerRecord => r !== undefined)
+      .sort((a, b) => a.startedAt - b.startedAt);
   }
 
   async status(nowMs = Date.now()): Promise<QueueStatus> {
     return this.#use(async () => {
       const redis = await this.#client();
-      const [waitIds, activeIds, runningHash, results, aborts] = await Promise.all([
+      const [waitIds, activeIds, runningHash, results] = await Promise.all([
         redis.lrange(this.#keys.wait, 0, -1),
         redis.lrange(this.#keys.active, 0, -1),
         redis.hgetall(this.#keys.running),
         redis.zrange(this.#keys.results, 0, -1, 'WITHSCORES'),
-        Promise.resolve(undefined),
       ]);
-      void aborts;
-      const servers = await this.#servers(nowMs);
+      const servers = await this.#servers();
       const requests: RequestStatus[] = [];
       const waiting = [...waitIds].reverse(); // BullMQ pushes at the head and takes from the tail
       const heldBy = servers.length === 0 ? ({ reason: 'no-server' } as const) : undefined;
@@ -337,6 +361,12 @@ export class RedisQueue implements QueueBackend {
         const id = results[i]!;
         requests.push({ id, state: 'complete', submittedAt: requestIdTimeMs(id), waitingSeconds: Math.max(0, nowMs - Number(results[i + 1])) / 1000 });
       }
+      // An abort filed for a request still waiting or running: not carried out yet.
+      const live = requests.filter((r) => r.state !== 'complete');
+      const markers = live.length === 0 ? [] : await redis.mget(live.map((r) => this.#keys.abort(r.id)));
+      live.forEach((r, i) => {
+        if (markers[i] !== null) r.aborting = true;
+      });
       const first = servers[0];
       const server: ServerStatus | null =
         first === undefined ? null : { pid: first.pid, host: first.host, startedAt: first.startedAt, uptimeSeconds: (nowMs - first.startedAt) / 1000, maxTasks: first.maxTasks, alive: true };
@@ -344,7 +374,7 @@ export class RedisQueue implements QueueBackend {
         spool: this.location,
         server,
         servers: servers.map((s) => ({ pid: s.pid, host: s.host, startedAt: s.startedAt, uptimeSeconds: (nowMs - s.startedAt) / 1000, maxTasks: s.maxTasks, alive: true, running: s.running })),
-        counts: { requested: 0, pending: waiting.length, running: activeIds.length, complete: results.length / 2, aborting: 0 },
+        counts: { requested: 0, pending: waiting.length, running: activeIds.length, complete: results.length / 2, aborting: live.filter((r) => r.aborting).length },
         requests,
       };
     });
@@ -364,7 +394,7 @@ export class RedisQueue implements QueueBackend {
       }
       if (state === 'running') {
         const record = parseRecord<RunningRecord>(await redis.hget(this.#keys.running, id));
-        if (record !== undefined && !(await this.#servers(Date.now())).some((s) => s.id === record.server)) return { state: 'running', interrupted: true };
+        if (record !== undefined && !(await this.#servers()).some((s) => s.id === record.server)) return { state: 'running', interrupted: true };
         return { state: 'running', sinceMs: record?.startedAt };
       }
       return { state: state as 'complete' | undefined }; // 'requested' is a spool state only
@@ -374,7 +404,7 @@ export class RedisQueue implements QueueBackend {
   /** Subscribes to the queue's channel once; a `done <id>` pokes that id's waits. */
   #subscribe(): Promise<RedisClient> {
     this.#subscriber ??= (async () => {
-      const subscriber = await connectRedis(this.#o.address, true);
+      const subscriber = await connectRedis(this.#o.address, false);
       subscriber.on('message', (_channel: string, message: string) => {
         const event = parseEvent(message);
         if (event?.type === 'done') for (const onEvent of [...(this.#waiters.get(event.id) ?? [])]) onEvent();

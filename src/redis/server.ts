@@ -7,13 +7,16 @@
  *
  * What it keeps (docs/scale-out.md):
  * - FIFO: jobs are taken from BullMQ's wait list in the order they were added.
- * - An abort wins: its marker is looked at before a job starts; a running task
- *   is killed by the server that runs it, told on the queue's channel (and by
- *   a look at the markers every second, in case the message was lost).
+ * - An abort wins: its marker is looked at before a job starts, and a result
+ *   is stored only if no marker is there (one Lua script, STORE_RESULT); a
+ *   running task is killed by the server that runs it, told on the queue's
+ *   channel (and by a look at the markers every second, in case the message
+ *   was lost).
  * - Never two copies at once: a job's lock is renewed every quarter of the
- *   lock duration; a server that cannot renew it within 60 % of the duration
- *   (Redis unreachable, or the lock taken) kills the task before BullMQ's
- *   stalled check can hand the job to another server.
+ *   lock duration; a server that cannot renew it in time kills the task early
+ *   enough that it is gone (kill grace included) before the lock expires and
+ *   BullMQ's stalled check may hand the job to another server. A job is let
+ *   go (completed, or put back in line) only once its task is gone.
  * - A server that dies: its jobs' locks expire and BullMQ's stalled check (in
  *   every server) puts them back at the head of the line; the server that
  *   takes one that was cut short once under `--fail-interrupted` (twice
@@ -24,18 +27,19 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ConnectionOptions, Job, Worker } from 'bullmq';
-import { ProtocolError, serializeError, type SerializedError } from '../errors.js';
+import { InvalidOptionError, ProtocolError, serializeError, type SerializedError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import type { InterruptedPolicy } from '../protocol.js';
 import type { RedisQueueAddress } from '../queue/address.js';
+import { isRequestId } from '../queue/request-id.js';
 import type { RequestResult } from '../queue/types.js';
 import { decodeRequest, encodeResult, type RequestEnvelope } from '../spool/codec.js';
 import { hasTaskInput, type TaskInput } from '../task-input.js';
 import type { TaskManager, TaskOutcome } from '../task-manager/types.js';
 import { stripUndefined } from '../options.js';
 import { connectRedis, loadBullMQ, redisOptions, type RedisClient } from './connect.js';
-import { BULLMQ_PREFIX, HEARTBEAT_DEAD_MS, HEARTBEAT_MS, parseEvent, queueKeys, type QueueKeys, type RunningRecord, type ServerRecord } from './keys.js';
-import { cutStreams } from './output.js';
+import { ABORT_MARKER_TTL_MS, BULLMQ_PREFIX, HEARTBEAT_DEAD_MS, HEARTBEAT_MS, parseEvent, queueKeys, type QueueKeys, type RunningRecord, type ServerRecord } from './keys.js';
+import { cutStreams, type StreamName } from './output.js';
 
 export interface RedisServerOptions {
   address: RedisQueueAddress;
@@ -47,30 +51,68 @@ export interface RedisServerOptions {
   resultTtlMs?: number;
   /** The most tasks running at once across every server of the queue (BullMQ's global concurrency); unset: left as it is. */
   globalMaxTasks?: number;
-  /** How long a job stays locked to this server without a renewal. @default 30000 */
+  /** How long a job stays locked to this server without a renewal. At least 2 × killGraceMs + 1 s. @default 30000 */
   lockDurationMs?: number;
-  /** Where commands write their output while they run (CommandTaskManager's logDir); removed when it is stored. */
+  /** How long the task manager waits after SIGTERM before SIGKILL (its `killGraceMs`): a task whose lock is in doubt must be gone before the lock expires. @default 2000 */
+  killGraceMs?: number;
+  /** Where commands write their output while they run (CommandTaskManager's logDir); each file is removed once stored. */
   logDir?: string;
   logger?: Logger;
 }
 
-interface Running {
+/** A job this server holds: its task runs, or has ended and its result is being stored. */
+interface Held {
   job: Job;
   token: string;
   startedAt: number;
   queuedAt: number;
   /** Until when this server knows it holds the job's lock. */
   lockedUntil: number;
+  /** `running`: the task runs; `finishing`: it has ended (or was killed), the job is being let go. */
+  phase: 'running' | 'finishing';
   runTimeoutMs?: number;
   deadline?: NodeJS.Timeout;
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
+/** Largest value Redis stores by default (proto-max-bulk-len): a longer stream stays cut, and its result says so. */
+const MAX_STORED_STREAM_BYTES = 512 * 1024 * 1024;
+/** Tries at letting a job go (a Redis blip), a second apart, while its lock is still renewed. */
+const LET_GO_ATTEMPTS = 30;
+
+/**
+ * Stores a result unless the request is aborted, atomically (an abort filed
+ * at any moment either finds the result, and removes it, or keeps it from
+ * being stored). KEYS: abort marker, result, results set, running hash,
+ * stdout, stderr. ARGV: id, result, ttl ms, finished at, channel, stdout?,
+ * stderr? (an empty ARGV[6]/[7] flag in ARGV[8]/[9] means none). 1 if stored.
+ */
+const STORE_RESULT = `
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HDEL', KEYS[4], ARGV[1])
+  return 0
+end
+if ARGV[8] == '1' then redis.call('SET', KEYS[5], ARGV[6], 'PX', ARGV[3]) end
+if ARGV[9] == '1' then redis.call('SET', KEYS[6], ARGV[7], 'PX', ARGV[3]) end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('PUBLISH', ARGV[5], 'done ' .. ARGV[1])
+return 1
+`;
+
+type StoreResult = (...args: Array<string | Buffer | number>) => Promise<number>;
 
 /** Serves the queue until `signal` aborts. */
 export async function serveRedis(options: RedisServerOptions, manager: TaskManager, signal?: AbortSignal): Promise<void> {
-  const server = new RedisServing(options, manager);
-  await server.run(signal);
+  await new RedisServing(options, manager).run(signal);
+}
+
+/** The lock duration must leave time to kill a task whose lock is in doubt (see RedisServing.#renewLocks). */
+export function checkLockDuration(lockDurationMs: number, killGraceMs: number): void {
+  if (lockDurationMs < 2 * killGraceMs + 1000) {
+    throw new InvalidOptionError(`a lock duration of ${lockDurationMs / 1000} s leaves no time to kill a task (kill grace ${killGraceMs / 1000} s) before another server may take its job: give at least ${(2 * killGraceMs + 1000) / 1000} s`);
+  }
 }
 
 type ResolvedOptions = Required<Omit<RedisServerOptions, 'globalMaxTasks' | 'logDir'>> & Pick<RedisServerOptions, 'globalMaxTasks' | 'logDir'>;
@@ -82,7 +124,9 @@ class RedisServing {
   readonly #log: Logger;
   readonly #id = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   readonly #startedAt = Date.now();
-  readonly #running = new Map<string, Running>();
+  readonly #held = new Map<string, Held>();
+  /** Jobs being let go (results stored, jobs completed): waited for before the server exits. */
+  readonly #lettingGo = new Set<Promise<void>>();
   #redis!: RedisClient;
   #subscriber!: RedisClient;
   #worker!: Worker;
@@ -96,17 +140,27 @@ class RedisServing {
       shutdownGraceMs: 30_000,
       resultTtlMs: 7 * DAY_MS,
       lockDurationMs: 30_000,
+      killGraceMs: 2000,
       logger: silentLogger,
       ...stripUndefined(options),
     } as ResolvedOptions;
+    checkLockDuration(this.#o.lockDurationMs, this.#o.killGraceMs);
     this.#manager = manager;
     this.#keys = queueKeys(options.address);
     this.#log = this.#o.logger;
   }
 
+  /** Tasks running here now (not those whose job is being let go). */
+  get #runningCount(): number {
+    let n = 0;
+    for (const held of this.#held.values()) if (held.phase === 'running') n++;
+    return n;
+  }
+
   async run(signal?: AbortSignal): Promise<void> {
     const { Worker, Queue } = await loadBullMQ();
-    this.#redis = await connectRedis(this.#o.address, false);
+    this.#redis = await connectRedis(this.#o.address, true);
+    this.#redis.defineCommand('wqStoreResult', { numberOfKeys: 6, lua: STORE_RESULT });
     this.#subscriber = await connectRedis(this.#o.address, true);
     const lockDuration = this.#o.lockDurationMs;
     this.#worker = new Worker(this.#keys.name, null, {
@@ -121,36 +175,35 @@ class RedisServing {
     this.#worker.on('error', (err) => this.#log.warn('redis: worker error', { error: err.message }));
     const queue = new Queue(this.#keys.name, { connection: this.#redis, prefix: BULLMQ_PREFIX });
     queue.on('error', () => {});
+    const timers: NodeJS.Timeout[] = [];
     try {
       if (this.#o.globalMaxTasks !== undefined) await queue.setGlobalConcurrency(this.#o.globalMaxTasks);
-      await this.#subscriber.subscribe(this.#keys.events);
       this.#subscriber.on('message', (_channel: string, message: string) => {
         const event = parseEvent(message);
-        if (event?.type === 'abort') this.#abortIfRunning(event.id);
+        if (event?.type === 'abort') this.#abortIfHeld(event.id);
       });
+      await this.#subscriber.subscribe(this.#keys.events);
       await this.#worker.startStalledCheckTimer();
       await this.#heartbeat();
       this.#log.info('server started', { queue: this.#keys.name, server: this.#id, maxTasks: this.#manager.maxTasks, globalMaxTasks: this.#o.globalMaxTasks });
       this.#manager.setWakeHandler(() => this.#onWake());
-      const timers = [
+      timers.push(
         setInterval(() => void this.#heartbeat().catch((err: unknown) => this.#warn('heartbeat', err)), HEARTBEAT_MS),
-        setInterval(() => void this.#renewLocks(), Math.max(100, Math.floor(lockDuration / 4))),
+        setInterval(() => this.#renewLocks(), Math.max(100, Math.floor(lockDuration / 4))),
         setInterval(() => void this.#checkAbortMarkers().catch((err: unknown) => this.#warn('looking for aborts', err)), 1000),
         setInterval(() => void this.#expireResults().catch((err: unknown) => this.#warn('removing expired results', err)), Math.min(60_000, Math.max(1000, Math.floor(this.#o.resultTtlMs / 2)))),
-      ];
-      const stopped = new Promise<void>((resolve) => {
-        if (signal?.aborted) resolve();
-        signal?.addEventListener('abort', () => resolve(), { once: true });
-      });
-      void stopped.then(() => {
+      );
+      const stop = (): void => {
         this.#stopping = true;
         this.#wakeFetch?.();
-      });
+      };
+      if (signal?.aborted) stop();
+      signal?.addEventListener('abort', stop, { once: true });
       await this.#fetchLoop();
       await this.#drain();
-      for (const timer of timers) clearInterval(timer);
     } finally {
-      await this.#redis.hdel(this.#keys.servers, this.#id).catch(() => {});
+      for (const timer of timers) clearInterval(timer);
+      await this.#redis.multi().hdel(this.#keys.servers, this.#id).del(this.#keys.alive(this.#id)).exec().catch(() => {});
       await this.#worker.close(true).catch(() => {});
       await queue.close().catch(() => {});
       await this.#subscriber.quit().catch(() => {});
@@ -199,233 +252,274 @@ class RedisServing {
 
   async #start(job: Job, token: string): Promise<void> {
     const id = job.id!;
+    if (!isRequestId(id)) {
+      // Not added by a wq client (its id names files here: never trust it): dropped unrun.
+      this.#log.warn('dropped a job that is not a wq request (its id is not a request id)', { job: JSON.stringify(id).slice(0, 80) });
+      await job.moveToCompleted(null, token, false);
+      return;
+    }
     if ((await this.#redis.exists(this.#keys.abort(id))) === 1) {
       // Aborted before it started: it never runs, and no result is stored.
       await job.moveToCompleted(null, token, false);
+      await this.#redis.pexpire(this.#keys.abort(id), ABORT_MARKER_TTL_MS);
       this.#log.debug('aborted before it started', { id });
       return;
     }
+    const queuedAt = job.timestamp;
+    const held: Held = { job, token, startedAt: Date.now(), queuedAt, lockedUntil: Date.now() + this.#o.lockDurationMs, phase: 'finishing' };
     if (job.deferredFailure !== undefined) {
       // BullMQ's stalled check put it back in line marked as failed: its server died while it ran, once
       // under --fail-interrupted, twice otherwise. It is answered, not run again.
-      await this.#failInterrupted(id, job.deferredFailure);
-      await job.moveToCompleted(null, token, false);
+      this.#letGo(id, held, this.#interruptedResult(id, job.deferredFailure));
       return;
     }
-    const queuedAt = job.timestamp;
     let envelope: RequestEnvelope;
     try {
       const encoded = (job.data as { e?: unknown } | undefined)?.e;
       if (typeof encoded !== 'string') throw new ProtocolError('the job holds no request envelope');
       envelope = decodeRequest(Buffer.from(encoded, 'base64'));
     } catch (err) {
-      const error = serializeError(err);
-      await this.#finishJob(id, job, token, { id, ok: false, status: 'rejected', error, queuedAt, finishedAt: Date.now() });
+      this.#letGo(id, held, { id, ok: false, status: 'rejected', error: serializeError(err), queuedAt, finishedAt: Date.now() });
       return;
     }
-    const startedAt = Date.now();
-    const entry: Running = { job, token, startedAt, queuedAt, lockedUntil: startedAt + this.#o.lockDurationMs };
-    this.#running.set(id, entry);
+    held.phase = 'running';
+    held.startedAt = Date.now();
+    this.#held.set(id, held);
     let pid: number | undefined;
     try {
       const task = this.#manager.startTask(id, envelope.body, taskInputOf(envelope));
       if (task) pid = task.pid;
     } catch (err) {
-      this.#running.delete(id);
-      await this.#finishJob(id, job, token, { id, ok: false, status: 'error', error: serializeError(err), queuedAt, startedAt, finishedAt: Date.now() });
+      held.phase = 'finishing';
+      this.#letGo(id, held, { id, ok: false, status: 'error', error: serializeError(err), queuedAt, startedAt: held.startedAt, finishedAt: Date.now() });
       return;
     }
-    const record: RunningRecord = stripUndefined({ server: this.#id, host: hostname(), pid, startedAt }) as RunningRecord;
-    await this.#redis.hset(this.#keys.running, id, JSON.stringify(record));
-    if (envelope.runTimeoutMs !== undefined) {
-      entry.runTimeoutMs = envelope.runTimeoutMs;
-      entry.deadline = setTimeout(() => void this.#runTimedOut(id), envelope.runTimeoutMs);
-    }
     this.#log.debug('started', { id, pid });
+    const record: RunningRecord = stripUndefined({ server: this.#id, host: hostname(), pid, startedAt: held.startedAt }) as RunningRecord;
+    await this.#redis.hset(this.#keys.running, id, JSON.stringify(record));
+    if (this.#held.get(id) !== held || held.phase !== 'running') return; // aborted or ended meanwhile
+    if (envelope.runTimeoutMs !== undefined) {
+      held.runTimeoutMs = envelope.runTimeoutMs;
+      held.deadline = setTimeout(() => this.#runTimedOut(id), envelope.runTimeoutMs);
+    }
     // An abort filed while it was being started was not seen above: look once more.
-    if ((await this.#redis.exists(this.#keys.abort(id))) === 1) this.#abortIfRunning(id);
+    if ((await this.#redis.exists(this.#keys.abort(id))) === 1) this.#abortIfHeld(id);
   }
 
   /** Publishes the outcomes of tasks that finished. */
   #onWake(): void {
-    for (const [id, outcome] of this.#manager.reap()) void this.#finished(id, outcome).catch((err: unknown) => this.#warn('storing a result', err, id));
+    for (const [id, outcome] of this.#manager.reap()) this.#finished(id, outcome);
     this.#wakeFetch?.();
   }
 
-  async #finished(id: string, outcome: TaskOutcome): Promise<void> {
-    const entry = this.#endRun(id);
-    if (entry === undefined) return; // terminated: its outcome is discarded
-    const result: Omit<RequestResult, 'v' | 'type'> = { id, ok: outcome.ok, status: outcome.ok ? 'normal' : 'error', queuedAt: entry.queuedAt, startedAt: entry.startedAt, finishedAt: Date.now() };
+  #finished(id: string, outcome: TaskOutcome): void {
+    const held = this.#endRun(id);
+    if (held === undefined) return; // terminated: its outcome is discarded
+    const result: Omit<RequestResult, 'v' | 'type'> = { id, ok: outcome.ok, status: outcome.ok ? 'normal' : 'error', queuedAt: held.queuedAt, startedAt: held.startedAt, finishedAt: Date.now() };
     if (outcome.ok) result.value = outcome.value;
     else result.error = outcome.error;
-    await this.#finishJob(id, entry.job, entry.token, result, outcome.logs === true);
+    if (outcome.logs === true) result.logs = true;
+    this.#letGo(id, held, result);
     this.#log.debug('completed', { id, ok: outcome.ok });
   }
 
-  async #runTimedOut(id: string): Promise<void> {
-    const entry = this.#running.get(id);
-    if (entry === undefined || entry.runTimeoutMs === undefined) return;
+  #runTimedOut(id: string): void {
+    const held = this.#held.get(id);
+    if (held?.phase !== 'running' || held.runTimeoutMs === undefined) return;
     if (this.#manager.hasEnded?.(id) === true) return; // its own outcome follows
     this.#manager.terminateTask(id);
     this.#endRun(id);
-    const error: SerializedError = { name: 'RunTimeoutError', code: 'ERR_RUN_TIMEOUT', message: `the task ran longer than its run timeout of ${entry.runTimeoutMs / 1000} s and was terminated` };
-    const result: Omit<RequestResult, 'v' | 'type'> = { id, ok: false, status: 'timed_out', runTimeoutMs: entry.runTimeoutMs, error, queuedAt: entry.queuedAt, startedAt: entry.startedAt, finishedAt: Date.now() };
-    await this.#finishJob(id, entry.job, entry.token, result, true).catch((err: unknown) => this.#warn('storing a result', err, id));
-    this.#log.info('run timeout: terminated', { id, runTimeoutSeconds: entry.runTimeoutMs / 1000 });
+    const error: SerializedError = { name: 'RunTimeoutError', code: 'ERR_RUN_TIMEOUT', message: `the task ran longer than its run timeout of ${held.runTimeoutMs / 1000} s and was terminated` };
+    this.#letGo(id, held, { id, ok: false, status: 'timed_out', runTimeoutMs: held.runTimeoutMs, error, queuedAt: held.queuedAt, startedAt: held.startedAt, finishedAt: Date.now() });
+    this.#log.info('run timeout: terminated', { id, runTimeoutSeconds: held.runTimeoutMs / 1000 });
   }
 
-  /** The task is over: forgets it here. Undefined if it was not running (terminated, or never started). */
-  #endRun(id: string): Running | undefined {
-    const entry = this.#running.get(id);
-    if (entry === undefined) return undefined;
-    this.#running.delete(id);
-    if (entry.deadline !== undefined) clearTimeout(entry.deadline);
-    return entry;
+  /** The task is over, or being killed: the job is now being let go. Undefined if no task of it runs here. */
+  #endRun(id: string): Held | undefined {
+    const held = this.#held.get(id);
+    if (held?.phase !== 'running') return undefined;
+    held.phase = 'finishing';
+    if (held.deadline !== undefined) clearTimeout(held.deadline);
+    return held;
   }
 
   /**
-   * Stores a result (unless an abort for it is filed: the abort wins), with a
-   * command's whole output beside it when it did not fit inline, tells the
-   * waiters, and lets BullMQ's job go. `logs`: the task may have left output
-   * in the log directory.
+   * Lets a job go: stores its result (unless an abort for it is filed: the
+   * abort wins) and completes it in BullMQ; or, with no result, completes it
+   * (`undefined`: aborted) or puts it back in line (`'again'`). Until then
+   * the job stays held (its lock renewed), retried through Redis blips: a
+   * result stored but a job never let go would run again. A job put back in
+   * line must have no task left (see #drain).
    */
-  async #finishJob(id: string, job: Job, token: string, fields: Omit<RequestResult, 'v' | 'type'>, logs = false): Promise<void> {
-    const ttl = this.#o.resultTtlMs;
-    const aborted = (await this.#redis.exists(this.#keys.abort(id))) === 1;
-    const outputs = logs ? this.#takeLogs(id, fields.value) : [];
-    if (!aborted) {
-      if (outputs.length > 0) fields.logs = true;
-      else delete fields.logs;
-      const multi = this.#redis.multi();
-      for (const { stream, bytes } of outputs) multi.set(this.#keys.output(id, stream), bytes, 'PX', ttl);
-      multi.set(this.#keys.result(id), encodeResult(fields), 'PX', ttl).zadd(this.#keys.results, fields.finishedAt, id).hdel(this.#keys.running, id).publish(this.#keys.events, `done ${id}`);
-      await multi.exec();
-    } else {
-      await this.#redis.hdel(this.#keys.running, id);
+  #letGo(id: string, held: Held, result: Omit<RequestResult, 'v' | 'type'> | undefined | 'again'): void {
+    held.phase = 'finishing';
+    this.#held.set(id, held);
+    const done = (async () => {
+      const outputs = typeof result === 'object' && result.logs === true ? this.#takeLogs(id, result.value) : undefined;
+      for (let attempt = 1; this.#held.get(id) === held; attempt++) {
+        try {
+          if (typeof result === 'object') await this.#store(id, result, outputs);
+          else await this.#redis.hdel(this.#keys.running, id);
+          if (result === 'again') await held.job.moveToWait(held.token);
+          else await held.job.moveToCompleted(null, held.token, false);
+          break;
+        } catch (err) {
+          if (attempt >= LET_GO_ATTEMPTS) {
+            this.#warn('letting a job go (gave up: it runs again once its lock expires)', err, id);
+            break;
+          }
+          this.#warn('letting a job go', err, id);
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+        }
+      }
+      if (this.#held.get(id) === held) this.#held.delete(id);
+      this.#wakeFetch?.();
+    })();
+    this.#lettingGo.add(done);
+    void done.finally(() => this.#lettingGo.delete(done));
+  }
+
+  /** Stores a result with STORE_RESULT; a result too large to store is replaced by an error saying so (as on a spool). */
+  async #store(id: string, fields: Omit<RequestResult, 'v' | 'type'>, outputs: Partial<Record<StreamName, Buffer>> | undefined): Promise<void> {
+    let bytes: Buffer;
+    const stored = { ...fields };
+    if (outputs === undefined || Object.keys(outputs).length === 0) delete stored.logs;
+    try {
+      bytes = encodeResult(stored);
+    } catch (err) {
+      const { value: _value, logs: _logs, ...rest } = stored;
+      bytes = encodeResult({ ...rest, ok: false, status: 'error', error: serializeError(new ProtocolError(`the task's result cannot be stored: ${(err as Error).message}`)) });
+      outputs = undefined;
     }
-    await job.moveToCompleted(null, token, false).catch((err: unknown) => this.#warn('completing the job', err, id));
+    const k = this.#keys;
+    const store = (this.#redis as unknown as { wqStoreResult: StoreResult }).wqStoreResult;
+    const n = await store.call(
+      this.#redis,
+      k.abort(id), k.result(id), k.results, k.running, k.output(id, 'stdout'), k.output(id, 'stderr'),
+      id, bytes, this.#o.resultTtlMs, fields.finishedAt, k.events,
+      outputs?.stdout ?? '', outputs?.stderr ?? '', outputs?.stdout === undefined ? '0' : '1', outputs?.stderr === undefined ? '0' : '1',
+    );
+    if (n === 0) this.#log.debug('result not stored: the request was aborted', { id });
   }
 
   /** A command's whole streams from its logs, when its value says they were cut; the logs are removed. */
-  #takeLogs(id: string, value: unknown): Array<{ stream: 'stdout' | 'stderr'; bytes: Buffer }> {
+  #takeLogs(id: string, value: unknown): Partial<Record<StreamName, Buffer>> {
     const dir = this.#o.logDir;
-    if (dir === undefined) return [];
-    const out: Array<{ stream: 'stdout' | 'stderr'; bytes: Buffer }> = [];
-    for (const { stream } of cutStreams(value)) {
+    const out: Partial<Record<StreamName, Buffer>> = {};
+    if (dir === undefined) return out;
+    for (const { stream, bytes } of cutStreams(value)) {
+      if (bytes > MAX_STORED_STREAM_BYTES) continue; // stays cut: the client says how much was lost
       try {
-        out.push({ stream, bytes: readFileSync(join(dir, `${id}.${stream}`)) });
+        out[stream] = readFileSync(join(dir, `${id}.${stream}`));
       } catch {
         // gone or unreadable: the result keeps its count of dropped bytes, and the client says the output was cut
       }
     }
-    for (const stream of ['stdout', 'stderr']) rmSync(join(dir, `${id}.${stream}`), { force: true });
+    for (const name of ['stdout', 'stderr', 'pid']) rmSync(join(dir, `${id}.${name}`), { force: true });
     return out;
   }
 
-  /** Kills a task this server runs, for an abort: no result is stored. */
-  #abortIfRunning(id: string): void {
-    const entry = this.#running.get(id);
-    if (entry === undefined) return;
+  /** For an abort: kills a task this server runs (no result is stored), and lets its job go once the task is gone. */
+  #abortIfHeld(id: string): void {
+    const held = this.#held.get(id);
+    if (held?.phase !== 'running') return;
     this.#manager.terminateTask(id);
     this.#endRun(id);
     this.#log.info('aborted while running: terminated', { id });
-    void this.#redis
-      .hdel(this.#keys.running, id)
-      .then(() => entry.job.moveToCompleted(null, entry.token, false))
-      .catch((err: unknown) => this.#warn('letting an aborted job go', err, id));
-    this.#wakeFetch?.();
+    this.#letGo(id, held, undefined); // completed: it never runs again, so its task need not be gone first
+    void this.#redis.pexpire(this.#keys.abort(id), ABORT_MARKER_TTL_MS).catch(() => {}); // acted on: a tombstone now
   }
 
   /** The safety net for a lost abort message: are any of the running ids aborted? */
   async #checkAbortMarkers(): Promise<void> {
-    const ids = [...this.#running.keys()];
+    const ids = [...this.#held].filter(([, held]) => held.phase === 'running').map(([id]) => id);
     if (ids.length === 0) return;
     const found = await this.#redis.mget(ids.map((id) => this.#keys.abort(id)));
     ids.forEach((id, i) => {
-      if (found[i] !== null) this.#abortIfRunning(id);
+      if (found[i] !== null) this.#abortIfHeld(id);
     });
   }
 
   /**
-   * Renews each running job's lock. One that cannot be renewed (the lock is
-   * someone else's now) or not confirmed within 60 % of the lock duration
-   * (Redis out of reach) is killed here: BullMQ may hand the job to another
-   * server once the lock expires, and two copies must never run at once.
+   * Renews the lock of each job held. A task whose lock cannot be renewed
+   * (someone else's now) or not confirmed in time (Redis out of reach) is
+   * killed while there is still time for its kill grace before the lock
+   * expires; its job is then not let go by this server (another one takes it).
    */
-  async #renewLocks(): Promise<void> {
+  #renewLocks(): void {
     const now = Date.now();
-    const margin = Math.floor(this.#o.lockDurationMs * 0.4);
-    for (const [id, entry] of this.#running) {
-      if (now > entry.lockedUntil - margin) {
-        this.#lostLock(id, 'its lock could not be renewed in time (Redis out of reach?)');
+    const killBy = this.#o.killGraceMs + Math.floor(this.#o.lockDurationMs * 0.2);
+    for (const [id, held] of this.#held) {
+      if (now > held.lockedUntil - killBy) {
+        this.#lostLock(id, held, 'its lock could not be renewed in time (Redis out of reach?)');
         continue;
       }
       const asked = Date.now();
-      entry.job.extendLock(entry.token, this.#o.lockDurationMs).then(
+      held.job.extendLock(held.token, this.#o.lockDurationMs).then(
         (renewed) => {
-          if (renewed) entry.lockedUntil = asked + this.#o.lockDurationMs;
-          else if (this.#running.get(id) === entry) this.#lostLock(id, 'its lock is gone (another server may run it)');
+          if (renewed) held.lockedUntil = asked + this.#o.lockDurationMs;
+          else this.#lostLock(id, held, 'its lock is gone (another server may run it)');
         },
         () => {}, // out of reach: the deadline above decides
       );
     }
   }
 
-  #lostLock(id: string, why: string): void {
-    if (!this.#running.has(id)) return;
-    this.#manager.terminateTask(id);
-    this.#endRun(id);
-    this.#log.error(`killed a task: ${why}; it runs again elsewhere, or fails with --fail-interrupted`, { id });
+  #lostLock(id: string, held: Held, why: string): void {
+    if (this.#held.get(id) !== held) return;
+    if (held.phase === 'running') {
+      this.#manager.terminateTask(id);
+      this.#endRun(id);
+      this.#log.error(`killed a task: ${why}; it runs again elsewhere, or fails with --fail-interrupted`, { id });
+    } else {
+      this.#log.error(`gave up a finished job: ${why}; it runs again elsewhere, or fails with --fail-interrupted`, { id });
+    }
+    this.#held.delete(id); // not let go by this server
     this.#wakeFetch?.();
   }
 
-  /** Answers a request whose server stopped while it ran, instead of running it again (`interrupted: 'fail'`, or cut short twice). */
-  async #failInterrupted(id: string, why = 'interrupted: fail'): Promise<void> {
+  /** The result of a request cut short by a server that stopped, instead of running it again. */
+  #interruptedResult(id: string, why: string): Omit<RequestResult, 'v' | 'type'> {
     const error: SerializedError = { name: 'ServerRestartedError', code: 'ERR_SERVER_RESTARTED', message: `the server running this request stopped or lost Redis; it was not run again (${why})` };
-    const finishedAt = Date.now();
-    const multi = this.#redis.multi();
-    multi.set(this.#keys.result(id), encodeResult({ id, ok: false, status: 'restarted', error, finishedAt }), 'PX', this.#o.resultTtlMs, 'NX');
-    multi.zadd(this.#keys.results, finishedAt, id).hdel(this.#keys.running, id).publish(this.#keys.events, `done ${id}`);
-    await multi.exec();
-    this.#log.warn('a request was cut short by a server that stopped; failed (interrupted: fail)', { id });
+    return { id, ok: false, status: 'restarted', error, finishedAt: Date.now() };
   }
 
   async #heartbeat(): Promise<void> {
     const now = Date.now();
-    const record: ServerRecord = { id: this.#id, host: hostname(), pid: process.pid, startedAt: this.#startedAt, maxTasks: Number.isFinite(this.#manager.maxTasks) ? this.#manager.maxTasks : null, running: this.#running.size, heartbeatAt: now };
-    await this.#redis.hset(this.#keys.servers, this.#id, JSON.stringify(record));
-    // Forget servers long gone, so the hash does not grow with every restart.
-    const all = await this.#redis.hgetall(this.#keys.servers);
-    const dead = Object.entries(all).filter(([, text]) => {
-      try {
-        return now - (JSON.parse(text) as ServerRecord).heartbeatAt > 60 * HEARTBEAT_DEAD_MS;
-      } catch {
-        return true;
-      }
-    });
-    if (dead.length > 0) await this.#redis.hdel(this.#keys.servers, ...dead.map(([key]) => key));
+    const running = this.#runningCount;
+    const record: ServerRecord = { id: this.#id, host: hostname(), pid: process.pid, startedAt: this.#startedAt, maxTasks: Number.isFinite(this.#manager.maxTasks) ? this.#manager.maxTasks : null, running, heartbeatAt: now };
+    await this.#redis.multi().hset(this.#keys.servers, this.#id, JSON.stringify(record)).set(this.#keys.alive(this.#id), '1', 'PX', HEARTBEAT_DEAD_MS).exec();
+    // Forget servers long gone (their `alive` key expired), so the hash does not grow with every restart.
+    const ids = await this.#redis.hkeys(this.#keys.servers);
+    const alive = ids.length === 0 ? [] : await this.#redis.mget(ids.map((id) => this.#keys.alive(id)));
+    const dead = ids.filter((_, i) => alive[i] === null);
+    if (dead.length > 0) await this.#redis.hdel(this.#keys.servers, ...dead);
   }
 
   async #expireResults(): Promise<void> {
     await this.#redis.zremrangebyscore(this.#keys.results, '-inf', Date.now() - this.#o.resultTtlMs);
   }
 
-  /** On stop: running tasks get the grace period; then what is left is killed and put back in line (or failed). */
+  /**
+   * On stop: running tasks get the grace period; then what is left is killed,
+   * and once the manager has seen every task gone (close() waits for them),
+   * put back in line, or failed under `interrupted: 'fail'`.
+   */
   async #drain(): Promise<void> {
     const deadline = Date.now() + this.#o.shutdownGraceMs;
-    while (this.#running.size > 0 && Date.now() < deadline) await this.#sleep(Math.min(100, deadline - Date.now()));
-    for (const [id, entry] of [...this.#running]) {
+    while (this.#runningCount > 0 && Date.now() < deadline) await this.#sleep(Math.min(100, deadline - Date.now()));
+    const left = [...this.#held].filter(([, held]) => held.phase === 'running');
+    for (const [id] of left) {
       this.#manager.terminateTask(id);
       this.#endRun(id);
-      if (this.#o.interrupted === 'fail') {
-        await this.#failInterrupted(id).catch((err: unknown) => this.#warn('answering an interrupted request', err, id));
-        await entry.job.moveToCompleted(null, entry.token, false).catch(() => {});
-      } else {
-        await this.#redis.hdel(this.#keys.running, id).catch(() => {});
-        await entry.job.moveToWait(entry.token).catch((err: unknown) => this.#warn('putting a job back in line', err, id));
-      }
-      this.#log.warn('stopped with the server; it runs again on a server of the queue', { id });
     }
+    if (left.length > 0) await this.#manager.close();
+    const fail = this.#o.interrupted === 'fail';
+    for (const [id, held] of left) {
+      this.#letGo(id, held, fail ? this.#interruptedResult(id, 'interrupted: fail') : 'again');
+      this.#log.warn(fail ? 'stopped with the server; failed (interrupted: fail)' : 'stopped with the server; back in line for a server of the queue', { id });
+    }
+    while (this.#lettingGo.size > 0) await Promise.all([...this.#lettingGo]);
   }
 
   #warn(what: string, err: unknown, id?: string): void {

@@ -74,10 +74,10 @@ t.test('abort of a task running on the other server kills its process group with
 t.test('kill -9 of the server running a task: another server runs it again after the lock expires, never both at once', { skip: noRedis }, async (t) => {
   const queue = queueOn(await redisFor(t));
   const dir = t.testdir();
-  const a = await serveQueue(t, queue, ['--allow-shared-commands', '--lock-duration', '2'], { WQ_HOST: 'A', WQ_SLEEP: '60' });
+  const a = await serveQueue(t, queue, ['--allow-shared-commands', '--lock-duration', '2', '--kill-grace', '0.5'], { WQ_HOST: 'A', WQ_SLEEP: '60' });
   const id = await enqueue(queue, dir, 'flock -n lock -c \'echo "$WQ_HOST" >> starts; exec sleep $WQ_SLEEP\' || echo "overlap $WQ_HOST" >> starts');
   await waitFor(() => lines(join(dir, 'starts')).length === 1, 'the task to start on A');
-  await serveQueue(t, queue, ['--allow-shared-commands', '--lock-duration', '2'], { WQ_HOST: 'B', WQ_SLEEP: '0.2' });
+  await serveQueue(t, queue, ['--allow-shared-commands', '--lock-duration', '2', '--kill-grace', '0.5'], { WQ_HOST: 'B', WQ_SLEEP: '0.2' });
   const waiter = wq(['wait', '--queue', queue, id]);
   a.child.kill('SIGKILL'); // its task watchdog kills the task's process group at once
   const r = await waiter;
@@ -88,10 +88,10 @@ t.test('kill -9 of the server running a task: another server runs it again after
 t.test('--fail-interrupted: the request of a killed server gets a "restarted" result instead', { skip: noRedis }, async (t) => {
   const queue = queueOn(await redisFor(t));
   const dir = t.testdir();
-  const a = await serveQueue(t, queue, ['--allow-shared-commands', '--lock-duration', '2', '--fail-interrupted']);
+  const a = await serveQueue(t, queue, ['--allow-shared-commands', '--lock-duration', '2', '--kill-grace', '0.5', '--fail-interrupted']);
   const id = await enqueue(queue, dir, 'echo started >> starts; exec sleep 60');
   await waitFor(() => lines(join(dir, 'starts')).length === 1, 'the task to start');
-  await serveQueue(t, queue, ['--allow-shared-commands', '--lock-duration', '2', '--fail-interrupted']);
+  await serveQueue(t, queue, ['--allow-shared-commands', '--lock-duration', '2', '--kill-grace', '0.5', '--fail-interrupted']);
   const waiter = wq(['wait', '--queue', queue, '--json', id]);
   a.child.kill('SIGKILL'); // its task watchdog kills the task's process group at once
   const r = await waiter;
@@ -133,10 +133,10 @@ t.test('a server cut off from Redis mid-task kills its task before another serve
   t.teardown(() => proxy.cut());
   const dir = t.testdir();
   const viaProxy = `redis://127.0.0.1:${proxy.port}/q`;
-  const a = await serveQueue(t, viaProxy, ['--allow-shared-commands', '--lock-duration', '3'], { WQ_HOST: 'A', WQ_SLEEP: '60' });
+  const a = await serveQueue(t, viaProxy, ['--allow-shared-commands', '--lock-duration', '3', '--kill-grace', '0.5'], { WQ_HOST: 'A', WQ_SLEEP: '60' });
   const id = await enqueue(queue, dir, 'flock -n lock -c \'echo "$WQ_HOST" >> starts; exec sleep $WQ_SLEEP\' || echo "overlap $WQ_HOST" >> starts');
   await waitFor(() => lines(join(dir, 'starts')).length === 1, 'the task to start on A');
-  await serveQueue(t, queue, ['--allow-shared-commands', '--lock-duration', '3'], { WQ_HOST: 'B', WQ_SLEEP: '0.2' });
+  await serveQueue(t, queue, ['--allow-shared-commands', '--lock-duration', '3', '--kill-grace', '0.5'], { WQ_HOST: 'B', WQ_SLEEP: '0.2' });
   const waiter = wq(['wait', '--queue', queue, id]);
   proxy.cut();
   const r = await waiter;
@@ -161,6 +161,6 @@ t.test('a client killed mid-wait: its result is removed after --result-ttl, noth
   const { Redis } = await import('ioredis');
   const conn = new Redis({ host: redis.host, port: redis.port });
   t.teardown(() => conn.quit());
-  const left = (await conn.keys('wq:q:*')).filter((k) => !k.startsWith('wq:q:servers'));
+  const left = (await conn.keys('wq:q:*')).filter((k) => !k.startsWith('wq:q:servers') && !k.startsWith('wq:q:alive:'));
   t.same(left, [], 'no result, output or record of it is left');
 });
