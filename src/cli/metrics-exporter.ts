@@ -3,6 +3,7 @@
  * reader answers `GET /metrics` on HOST:PORT. Only this module imports the SDK,
  * and only when called, so `wq serve` without the flag never loads it.
  */
+import { hostname } from 'node:os';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Meter } from '@opentelemetry/api';
 import { METER_NAME } from '../metrics.js';
@@ -53,7 +54,7 @@ export async function startMetricsEndpoint(options: MetricsEndpointOptions): Pro
   // We run the HTTP listener ourselves: the exporter's own treats port 0 as "default 9464",
   // reads OTEL_EXPORTER_PROMETHEUS_* from the environment, and reports bind errors only to its diag logger.
   const exporter = new PrometheusExporter({ preventServerStart: true });
-  const resource = defaultResource().merge(resourceFromAttributes({ 'service.name': 'wq', 'service.version': VERSION }));
+  const resource = defaultResource().merge(resourceFromAttributes({ 'service.name': 'wq', 'service.version': VERSION, 'host.name': hostname() }));
   const provider = new MeterProvider({ resource, readers: [exporter] });
   const http = createServer((request, response) => answer(request, response, (req, res) => exporter.getMetricsRequestHandler(req, res)));
   try {

@@ -106,6 +106,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
           killGraceMs: flags.killGrace,
           logDir,
           logger,
+          meter: metrics?.meter,
         },
         manager,
         controller.signal,

@@ -26,9 +26,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Meter } from '@opentelemetry/api';
 import type { ConnectionOptions, Job, Worker } from 'bullmq';
 import { InvalidOptionError, ProtocolError, serializeError, type SerializedError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
+import { ServerMetrics, type MetricsStamps } from '../metrics.js';
 import type { InterruptedPolicy } from '../protocol.js';
 import type { RedisQueueAddress } from '../queue/address.js';
 import { isRequestId } from '../queue/request-id.js';
@@ -58,6 +60,8 @@ export interface RedisServerOptions {
   /** Where commands write their output while they run (CommandTaskManager's logDir); each file is removed once stored. */
   logDir?: string;
   logger?: Logger;
+  /** Where the server's instruments live (docs/metrics.md): the same as a spool server's, for what this server does. @default the global Meter */
+  meter?: Meter;
 }
 
 /** A job this server holds: its task runs, or has ended and its result is being stored. */
@@ -72,6 +76,8 @@ interface Held {
   phase: 'running' | 'finishing';
   runTimeoutMs?: number;
   deadline?: NodeJS.Timeout;
+  /** For wait and run durations (ServerMetrics). */
+  stamps: MetricsStamps;
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -115,7 +121,7 @@ export function checkLockDuration(lockDurationMs: number, killGraceMs: number): 
   }
 }
 
-type ResolvedOptions = Required<Omit<RedisServerOptions, 'globalMaxTasks' | 'logDir'>> & Pick<RedisServerOptions, 'globalMaxTasks' | 'logDir'>;
+type ResolvedOptions = Required<Omit<RedisServerOptions, 'globalMaxTasks' | 'logDir' | 'meter'>> & Pick<RedisServerOptions, 'globalMaxTasks' | 'logDir' | 'meter'>;
 
 class RedisServing {
   readonly #o: ResolvedOptions;
@@ -133,6 +139,9 @@ class RedisServing {
   #stopping = false;
   #tokens = 0;
   #wakeFetch: (() => void) | undefined;
+  readonly #metrics: ServerMetrics;
+  /** The queue's length and unclaimed results, as last read (each heartbeat), for the metrics. */
+  #seen = { pending: 0, unclaimed: 0 };
 
   constructor(options: RedisServerOptions, manager: TaskManager) {
     this.#o = {
@@ -148,6 +157,13 @@ class RedisServing {
     this.#manager = manager;
     this.#keys = queueKeys(options.address);
     this.#log = this.#o.logger;
+    this.#metrics = new ServerMetrics(this.#o.meter, () => ({
+      pending: this.#seen.pending,
+      running: this.#runningCount,
+      capacityUsage: this.#manager.size,
+      capacityLimit: this.#manager.maxTasks,
+      unclaimedResults: this.#seen.unclaimed,
+    }));
   }
 
   /** Tasks running here now (not those whose job is being let go). */
@@ -209,6 +225,7 @@ class RedisServing {
       await this.#subscriber.quit().catch(() => {});
       await this.#redis.quit().catch(() => {});
       await this.#manager.close();
+      this.#metrics.close();
     }
   }
 
@@ -266,10 +283,14 @@ class RedisServing {
       return;
     }
     const queuedAt = job.timestamp;
-    const held: Held = { job, token, startedAt: Date.now(), queuedAt, lockedUntil: Date.now() + this.#o.lockDurationMs, phase: 'finishing' };
+    // It waited since it reached Redis (the wall clock there and here): the metrics' own clock goes back that far.
+    const received = this.#metrics.received();
+    const stamps: MetricsStamps = { waitingSince: received === undefined ? undefined : received - Math.max(0, Date.now() - queuedAt) };
+    const held: Held = { job, token, startedAt: Date.now(), queuedAt, lockedUntil: Date.now() + this.#o.lockDurationMs, phase: 'finishing', stamps };
     if (job.deferredFailure !== undefined) {
       // BullMQ's stalled check put it back in line marked as failed: its server died while it ran, once
       // under --fail-interrupted, twice otherwise. It is answered, not run again.
+      this.#metrics.finished('restarted');
       this.#letGo(id, held, this.#interruptedResult(id, job.deferredFailure));
       return;
     }
@@ -279,11 +300,13 @@ class RedisServing {
       if (typeof encoded !== 'string') throw new ProtocolError('the job holds no request envelope');
       envelope = decodeRequest(Buffer.from(encoded, 'base64'));
     } catch (err) {
+      this.#metrics.finished('rejected');
       this.#letGo(id, held, { id, ok: false, status: 'rejected', error: serializeError(err), queuedAt, finishedAt: Date.now() });
       return;
     }
     held.phase = 'running';
     held.startedAt = Date.now();
+    held.stamps.runningSince = this.#metrics.started(held.stamps);
     this.#held.set(id, held);
     let pid: number | undefined;
     try {
@@ -291,6 +314,7 @@ class RedisServing {
       if (task) pid = task.pid;
     } catch (err) {
       held.phase = 'finishing';
+      this.#metrics.finished('error', held.stamps);
       this.#letGo(id, held, { id, ok: false, status: 'error', error: serializeError(err), queuedAt, startedAt: held.startedAt, finishedAt: Date.now() });
       return;
     }
@@ -319,6 +343,7 @@ class RedisServing {
     if (outcome.ok) result.value = outcome.value;
     else result.error = outcome.error;
     if (outcome.logs === true) result.logs = true;
+    this.#metrics.finished(outcome.ok ? 'normal' : 'error', held.stamps);
     this.#letGo(id, held, result);
     this.#log.debug('completed', { id, ok: outcome.ok });
   }
@@ -329,6 +354,8 @@ class RedisServing {
     if (this.#manager.hasEnded?.(id) === true) return; // its own outcome follows
     this.#manager.terminateTask(id);
     this.#endRun(id);
+    this.#metrics.killed('run_timeout');
+    this.#metrics.finished('timed_out', held.stamps);
     const error: SerializedError = { name: 'RunTimeoutError', code: 'ERR_RUN_TIMEOUT', message: `the task ran longer than its run timeout of ${held.runTimeoutMs / 1000} s and was terminated` };
     this.#letGo(id, held, { id, ok: false, status: 'timed_out', runTimeoutMs: held.runTimeoutMs, error, queuedAt: held.queuedAt, startedAt: held.startedAt, finishedAt: Date.now() });
     this.#log.info('run timeout: terminated', { id, runTimeoutSeconds: held.runTimeoutMs / 1000 });
@@ -426,6 +453,8 @@ class RedisServing {
     this.#manager.terminateTask(id);
     this.#endRun(id);
     this.#log.info('aborted while running: terminated', { id });
+    this.#metrics.killed('abort');
+    this.#metrics.aborted('aborted', held.stamps);
     this.#letGo(id, held, undefined); // completed: it never runs again, so its task need not be gone first
     void this.#redis.pexpire(this.#keys.abort(id), ABORT_MARKER_TTL_MS).catch(() => {}); // acted on: a tombstone now
   }
@@ -494,6 +523,8 @@ class RedisServing {
     const alive = ids.length === 0 ? [] : await this.#redis.mget(ids.map((id) => this.#keys.alive(id)));
     const dead = ids.filter((_, i) => alive[i] === null);
     if (dead.length > 0) await this.#redis.hdel(this.#keys.servers, ...dead);
+    const [pending, unclaimed] = await Promise.all([this.#redis.llen(this.#keys.wait), this.#redis.zcard(this.#keys.results)]);
+    this.#seen = { pending, unclaimed };
   }
 
   async #expireResults(): Promise<void> {
@@ -512,10 +543,12 @@ class RedisServing {
     for (const [id] of left) {
       this.#manager.terminateTask(id);
       this.#endRun(id);
+      this.#metrics.killed('shutdown');
     }
     if (left.length > 0) await this.#manager.close();
     const fail = this.#o.interrupted === 'fail';
     for (const [id, held] of left) {
+      if (fail) this.#metrics.finished('restarted', held.stamps);
       this.#letGo(id, held, fail ? this.#interruptedResult(id, 'interrupted: fail') : 'again');
       this.#log.warn(fail ? 'stopped with the server; failed (interrupted: fail)' : 'stopped with the server; back in line for a server of the queue', { id });
     }

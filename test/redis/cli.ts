@@ -5,6 +5,7 @@
  */
 import t from 'tap';
 import { wq } from '../fixtures/cli.js';
+import { waitFor } from '../fixtures/helpers.js';
 import { noRedis, queueOn, redisFor, serveQueue } from '../fixtures/redis.js';
 
 t.test('WQ_QUEUE names the queue; --spool beside --queue, a wrong address, plain commands without --allow-shared-commands: usage errors', { skip: noRedis }, async (t) => {
@@ -79,4 +80,21 @@ t.test('what is not a wq request or result is never trusted: a planted result is
   t.match(r.stderr, /ignoring what is stored as the result of .*; still waiting/);
   t.match(server.stderr(), /dropped a job that is not a wq request/);
   t.equal(await bull.getJobState('..-..-x'), 'completed', 'the foreign job was let go, never run');
+});
+
+t.test('--metrics-port: a server on Redis records the same instruments, and its host', { skip: noRedis }, async (t) => {
+  const queue = queueOn(await redisFor(t));
+  const server = await serveQueue(t, queue, ['--allow-shared-commands', '--metrics-port', '0']);
+  const url = (await waitFor(() => /serving metrics url=(\S+)/.exec(server.stderr()), 'the metrics URL in the log'))[1]!;
+  t.equal((await wq(['enqueue', '--queue', queue, '--wait', '--', 'true'])).code, 0);
+  t.equal((await wq(['enqueue', '--queue', queue, '--wait', '--', 'false'])).code, 1);
+  t.equal((await wq(['enqueue', '--queue', queue, '--wait', '--run-timeout', '0.2', '--', 'sleep', '5'])).code, 124);
+  const body = await (await fetch(url)).text();
+  t.match(body, /^wq_request_finished_total\{[^}]*wq_request_status="normal"[^}]*\} 2$/m, 'a command that exits 1 still ran normally');
+  t.match(body, /^wq_request_finished_total\{[^}]*wq_request_status="timed_out"[^}]*\} 1$/m);
+  t.match(body, /^wq_task_killed_total\{[^}]*wq_task_kill_reason="run_timeout"[^}]*\} 1$/m);
+  t.match(body, /^wq_request_wait_duration_count(\{[^}]*\})? 3$/m, 'each wait timed');
+  t.match(body, /^wq_request_received_total(\{[^}]*\})? 3$/m, 'each request this server took');
+  t.match(body, /^wq_capacity_limit(_\w+)?(\{[^}]*\})? 1$/m);
+  t.match(body, /^target_info\{[^}]*host_name="[^"]+"/m, 'which host it is');
 });
