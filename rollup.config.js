@@ -77,9 +77,6 @@ export default {
     chunkFileNames: '[name].cjs',
     generatedCode: 'es2015',
     manualChunks: clientChunk,
-    // import() of a package left out (BullMQ, for a redis:// queue) becomes require(): the compile
-    // cache runs the bundle without an ES module loader to hand a real import() to.
-    dynamicImportInCjs: false,
   },
   external: (id, importer) =>
     (id.startsWith('node:') && !isCommandersChildProcess(id, importer)) || builtins.has(id) || EXTERNAL_PACKAGES.some((p) => id === p || id.startsWith(p.endsWith('/') ? p : `${p}/`)),

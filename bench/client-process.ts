@@ -10,6 +10,8 @@ export type { ClientReport } from './round-trips.js';
 
 export interface ClientConfig extends RoundTripLoops {
   spool: string;
+  /** A queue on Redis (`redis://…`) instead of the spool. */
+  queue?: string;
   watch: boolean;
   recheckIntervalMs: number;
   durable: boolean;
@@ -18,7 +20,11 @@ export interface ClientConfig extends RoundTripLoops {
 }
 
 const config = JSON.parse(process.argv[2]!) as ClientConfig;
-const client = new WorkQueueClient({ spool: config.spool, watch: config.watch, recheckIntervalMs: config.recheckIntervalMs, durable: config.durable });
+const client = new WorkQueueClient(
+  config.queue !== undefined
+    ? { queue: config.queue, recheckIntervalMs: config.recheckIntervalMs }
+    : { spool: config.spool, watch: config.watch, recheckIntervalMs: config.recheckIntervalMs, durable: config.durable },
+);
 const report = await timeRoundTrips(config, async (n) => void (await client.run(config.request ?? n)));
 process.stdout.write(`${JSON.stringify(report)}\n`);
 client.close();

@@ -259,6 +259,14 @@ const BULL = {
   sandboxedConcurrent: 'BullMQ, sandboxed processor, concurrency 4, 50 clients in 1 process',
 };
 const WQ_HANDLER = { sequential: 'wq serve --handler, sequential', concurrent: 'wq serve --handler --max-tasks 4, 50 clients in 1 process' };
+/** wq on a queue on Redis: the same rows as BullMQ's, on the same redis-server. */
+const WQ_REDIS = {
+  inprocSequential: 'wq on Redis, embedded server, in-process manager, 1 slot, sequential',
+  inprocConcurrent: 'wq on Redis, embedded server, in-process manager, 4 slots, 50 clients in 1 process',
+  handlerSequential: 'wq on Redis, wq serve --queue --handler, sequential',
+  handlerConcurrent: 'wq on Redis, wq serve --queue --handler --max-tasks 4, 50 clients in 1 process',
+};
+const needsRedis = (name: string): boolean => name.startsWith('BullMQ') || name.startsWith('wq on Redis');
 
 const TRUE_REQUEST = { argv: ['true'] };
 
@@ -290,6 +298,30 @@ async function bullmq(processor: 'inline' | 'sandboxed', concurrency: number, lo
     const reports = await runBenchClients([client], { nodeArgs: NODE_ARGS }, 'bullmq-client-process.js');
     const summary = summarize(reports.flatMap((r) => r.latenciesMs), Math.max(...reports.map((r) => r.wallMs)));
     return { ...summary, clientCpuUsPerRequest: (reports.reduce((sum, r) => sum + r.cpuMs, 0) * 1000) / summary.count };
+  } finally {
+    await server.stop();
+  }
+}
+
+/**
+ * wq on a queue on Redis (its own queue name on the bench's redis-server):
+ * the embedded server with the in-process manager (what BullMQ's inline
+ * processor is), or the real `wq serve --queue --handler` (a process pool, as
+ * BullMQ's sandboxed processor is); clients are WorkQueueClients in their own process.
+ */
+async function wqOnRedis(kind: 'inproc' | 'handler', maxTasks: number, clients: (queue: string) => ClientConfig[]): Promise<LatencySummary> {
+  if (redis === undefined) throw new Error('no redis-server');
+  const queue = `redis://${redis.host}:${redis.port}/bench-wq-${++bullQueues}`;
+  const spool = freshSpool(); // names the handler file only
+  let server: BenchServer;
+  if (kind === 'inproc') server = await startBenchServer({ spool, queue, manager: 'inproc', maxTasks, watch: true, rescanIntervalMs: 2000, durable: false }, { nodeArgs: NODE_ARGS });
+  else {
+    const handler = `${spool}.noop-handler.mjs`;
+    writeFileSync(handler, 'export default (request) => request;\n');
+    server = await startWqServe(WQ, ['--queue', queue, '--handler', handler, '--max-tasks', String(maxTasks)], { nodeArgs: NODE_ARGS });
+  }
+  try {
+    return await runClients(clients(queue));
   } finally {
     await server.stop();
   }
@@ -508,23 +540,31 @@ async function main(): Promise<void> {
     [BULL.sandboxedSequential, () => bullmq('sandboxed', 1, 1, N.sequential, SEQUENTIAL_WARMUP)],
     [BULL.inlineConcurrent, () => bullmq('inline', 4, 50, N.concurrent, CONCURRENT_WARMUP)],
     [BULL.sandboxedConcurrent, () => bullmq('sandboxed', 4, 50, N.concurrent, CONCURRENT_WARMUP)],
+    // wq on a queue on Redis, on the same redis-server, against those rows.
+    [WQ_REDIS.inprocSequential, () => wqOnRedis('inproc', 1, (queue) => [clientConfig('', { queue, warmup: SEQUENTIAL_WARMUP })])],
+    [WQ_REDIS.inprocConcurrent, () => wqOnRedis('inproc', 4, (queue) => split('', N.concurrent, 50, 1, { queue }))],
+    [WQ_REDIS.handlerSequential, () => wqOnRedis('handler', 1, (queue) => [clientConfig('', { queue, warmup: SEQUENTIAL_WARMUP })])],
+    [WQ_REDIS.handlerConcurrent, () => wqOnRedis('handler', 4, (queue) => split('', N.concurrent, 50, 1, { queue }))],
   ];
-  const wantBull = scenarios.some(([name]) => name.startsWith('BullMQ') && selected(name));
+  const wantBull = scenarios.some(([name]) => needsRedis(name) && selected(name));
   if (wantBull) {
     redis = await startRedis();
     bullSkipped = redis === undefined;
     process.stderr.write(
       redis === undefined
-        ? 'bench: redis-server is not installed, so the BullMQ rows are skipped (install it with `apt-get install redis-server`).\n'
-        : `bench: BullMQ rows against redis-server ${redis.version} on ${redis.host}:${redis.port} (no persistence)\n`,
+        ? 'bench: redis-server is not installed, so the BullMQ and wq-on-Redis rows are skipped (install it with `apt-get install redis-server`).\n'
+        : `bench: BullMQ and wq-on-Redis rows against redis-server ${redis.version} on ${redis.host}:${redis.port} (no persistence)\n`,
     );
   }
-  const skipped = (name: string): boolean => name.startsWith('BullMQ') && redis === undefined;
-  for (let rep = 0; rep < REPEATS; rep++) {
-    process.stderr.write(`repeat ${rep + 1}/${REPEATS}\n`);
-    for (const [name, run] of scenarios) if ((selected(name) && !skipped(name)) || (rep === 0 && name.includes('the limit'))) add(name, await run());
+  const skipped = (name: string): boolean => needsRedis(name) && redis === undefined;
+  try {
+    for (let rep = 0; rep < REPEATS; rep++) {
+      process.stderr.write(`repeat ${rep + 1}/${REPEATS}\n`);
+      for (const [name, run] of scenarios) if ((selected(name) && !skipped(name)) || (rep === 0 && name.includes('the limit'))) add(name, await run());
+    }
+  } finally {
+    await redis?.stop(); // also when a row fails: a redis-server left behind would hold the bench's output open
   }
-  await redis?.stop();
   const ancestorName = 'ancestor-like: no watching, 2 s / 1 s polling';
   if (selected(ancestorName)) {
     process.stderr.write('ancestor-like polling\n');
@@ -572,7 +612,7 @@ async function main(): Promise<void> {
     command === undefined || spawned === undefined
       ? ''
       : `\n\nCommand mode: a round trip of \`true\` through \`wq serve\` ${fmt(command.p50Ms, 3)} ms ÷ spawning it from Node ${fmt(spawned.p50Ms, 3)} ms = **${fmt(command.p50Ms / spawned.p50Ms, 2)}** (p50).`;
-  const tableWithRatios = table + commandLine + bullTable(rows);
+  const tableWithRatios = table + commandLine + bullTable(rows) + redisTable(rows);
   process.stdout.write(`\n${tableWithRatios}\n\n${depthTable}\n\n${cliLine}\n`);
   if (!QUICK && ONLY === undefined && DEPTHS === undefined) writeReport(started, tableWithRatios, depthTable, cliLine);
   rmSync(work, { recursive: true, force: true });
@@ -612,6 +652,39 @@ function bullTable(rows: Row[]): string {
     '',
     '| figure | wq serve --handler | BullMQ inline | BullMQ sandboxed | wq ÷ inline | wq ÷ sandboxed |',
     '|---|---:|---:|---:|---:|---:|',
+    ...lines,
+  ].join('\n');
+}
+
+/**
+ * wq on Redis against BullMQ used directly on the same redis-server, at the
+ * same concurrency: the in-process rows against BullMQ inline, wq serve
+ * --handler against BullMQ sandboxed. wq ÷ BullMQ: p50 (lower is better) and
+ * throughput (higher is better). Empty when those rows did not run.
+ */
+function redisTable(rows: Row[]): string {
+  const get = (name: string) => rows.find((r) => r.name === name)?.summary;
+  const pairs: Array<[string, string, string]> = [
+    ['in-process, 1 slot, sequential', WQ_REDIS.inprocSequential, BULL.inlineSequential],
+    ['in-process, 4 slots, 50 clients', WQ_REDIS.inprocConcurrent, BULL.inlineConcurrent],
+    ['--handler, 1 slot, sequential', WQ_REDIS.handlerSequential, BULL.sandboxedSequential],
+    ['--handler, 4 slots, 50 clients', WQ_REDIS.handlerConcurrent, BULL.sandboxedConcurrent],
+  ];
+  const lines: string[] = [];
+  for (const [what, wqName, bullName] of pairs) {
+    const wq = get(wqName);
+    const bull = get(bullName);
+    if (wq === undefined || bull === undefined) continue;
+    lines.push(`| ${what} | ${fmt(wq.p50Ms, 3)} | ${fmt(bull.p50Ms, 3)} | ${fmt(wq.p50Ms / bull.p50Ms, 2)} | ${fmt(wq.rps, 0)} | ${fmt(bull.rps, 0)} | ${fmt(bull.rps / wq.rps, 2)} |`);
+  }
+  if (lines.length === 0) return '';
+  return [
+    '',
+    '',
+    'wq on Redis against BullMQ used directly, on the same redis-server (target: each ratio ≤ 1.2):',
+    '',
+    '| rows | wq p50 ms | BullMQ p50 ms | wq ÷ BullMQ (p50) | wq req/s | BullMQ req/s | BullMQ ÷ wq (req/s) |',
+    '|---|---:|---:|---:|---:|---:|---:|',
     ...lines,
   ].join('\n');
 }

@@ -11,6 +11,8 @@ import type { TaskManager } from '../src/task-manager/types.js';
 
 export interface ServerConfig {
   spool: string;
+  /** Serve this queue on Redis (serveRedis) instead of the spool. */
+  queue?: string;
   manager: 'inproc' | 'pool';
   maxTasks: number;
   watch: boolean;
@@ -42,6 +44,21 @@ if (config.metricsPort !== undefined) {
 }
 
 const controller = new AbortController();
+if (config.queue !== undefined) {
+  // A queue on Redis: "ready" once the server has said it serves.
+  const { serveRedis } = await import('../src/redis/server.js');
+  const { parseRedisAddress } = await import('../src/queue/address.js');
+  const cpuAtStart = process.cpuUsage();
+  const say = (message: string): void => void (message === 'server started' && process.stdout.write('ready\n'));
+  const logger = { debug: () => {}, info: say, warn: (m: string) => void process.stderr.write(`bench server: ${m}\n`), error: (m: string) => void process.stderr.write(`bench server: ${m}\n`) };
+  process.on('SIGTERM', () => {
+    const cpu = process.cpuUsage(cpuAtStart);
+    process.stdout.write(`${JSON.stringify({ cpuMs: (cpu.user + cpu.system) / 1000 })}\n`);
+    controller.abort();
+  });
+  await serveRedis({ address: parseRedisAddress(config.queue), logger, shutdownGraceMs: 1000 }, manager, controller.signal);
+  process.exit(0);
+}
 const server = new WorkQueueServer({
   spool: config.spool,
   watch: config.watch,

@@ -9,6 +9,7 @@
  * `wq` says so rather than hang) and on one that went away after
  * RECONNECT_GIVE_UP_MS (a Redis restart is survived); a server never gives up.
  */
+import { createRequire } from 'node:module';
 import type { Redis as RedisClient, RedisOptions } from 'ioredis';
 import type { RedisQueueAddress } from '../queue/address.js';
 
@@ -20,11 +21,18 @@ export type BullMQ = typeof import('bullmq');
 export const CONNECT_GIVE_UP_MS = 5000;
 export const RECONNECT_GIVE_UP_MS = 60_000;
 
-let bullmq: Promise<BullMQ> | undefined;
+/**
+ * BullMQ and ioredis are loaded with require(), not import(): both ship
+ * CommonJS, and `wq`'s bundle runs under its compile cache, which has no ES
+ * module loader to hand an import() of a package to.
+ */
+const requirePackage = createRequire(import.meta.url);
+
+let bullmq: BullMQ | undefined;
 /** BullMQ, loaded once. */
 export function loadBullMQ(): Promise<BullMQ> {
-  bullmq ??= import('bullmq');
-  return bullmq;
+  bullmq ??= requirePackage('bullmq') as BullMQ;
+  return Promise.resolve(bullmq);
 }
 
 /**
@@ -62,7 +70,7 @@ export function redisOptions(address: RedisQueueAddress, patient: boolean, env: 
 
 /** A new connection (ioredis connects in the background; commands wait for it, as redisOptions() says). */
 export async function connectRedis(address: RedisQueueAddress, patient: boolean): Promise<RedisClient> {
-  const { Redis } = await import('ioredis');
+  const { Redis } = requirePackage('ioredis') as typeof import('ioredis');
   const options = redisOptions(address, patient) as RedisOptions & { onReady: () => void };
   const { onReady, ...rest } = options;
   const client = new Redis(rest);

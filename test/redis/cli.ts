@@ -85,7 +85,7 @@ t.test('what is not a wq request or result is never trusted: a planted result is
 t.test('--metrics-port: a server on Redis records the same instruments, and its host', { skip: noRedis }, async (t) => {
   const queue = queueOn(await redisFor(t));
   const server = await serveQueue(t, queue, ['--allow-shared-commands', '--metrics-port', '0']);
-  const url = (await waitFor(() => /serving metrics url=(\S+)/.exec(server.stderr()), 'the metrics URL in the log'))[1]!;
+  const url = (await waitFor(() => /serving metrics url=(\S+)/.exec(server.stderr())?.[1], 'the metrics URL in the log'))!;
   t.equal((await wq(['enqueue', '--queue', queue, '--wait', '--', 'true'])).code, 0);
   t.equal((await wq(['enqueue', '--queue', queue, '--wait', '--', 'false'])).code, 1);
   t.equal((await wq(['enqueue', '--queue', queue, '--wait', '--run-timeout', '0.2', '--', 'sleep', '5'])).code, 124);
