@@ -24,6 +24,8 @@ import { completeOutput, cutStreams } from './output.js';
 
 /** Found in no state this many looks in a row: unknown (a result being stored moves the request between two keys). */
 const MISSING_CHECKS_BEFORE_UNKNOWN = 2;
+/** Ids this client enqueued while listening and has not waited for yet, remembered (newest). */
+const MAX_REMEMBERED_IDS = 4096;
 /** How often abortAndConfirm() looks whether the request is gone. */
 const ABORT_POLL_MS = 50;
 
@@ -48,6 +50,10 @@ export class RedisQueue implements QueueBackend {
   /** id → pokes of the waits for it. */
   readonly #waiters = new Map<string, Set<() => void>>();
   #recheckTimer: NodeJS.Timeout | undefined;
+  /** Who files this client's requests (read once: hostname() and getuid() are system calls). */
+  readonly #who = { pid: process.pid, host: hostname(), uid: process.getuid?.() };
+  /** See MAX_REMEMBERED_IDS. */
+  readonly #heardFromStart = new Set<string>();
   /** close() was called: connections are let go when idle. */
   #closed = false;
 
@@ -102,10 +108,16 @@ export class RedisQueue implements QueueBackend {
   async enqueue(body: unknown, input: TaskInput, runTimeoutMs: number | undefined): Promise<string> {
     return this.#use(async () => {
       const id = this.#ids.next();
-      const envelope = encodeRequest({ body, submittedAt: Date.now(), client: { pid: process.pid, host: hostname(), uid: process.getuid?.() }, runTimeoutMs, ...input });
+      const envelope = encodeRequest({ body, submittedAt: Date.now(), client: this.#who, runTimeoutMs, ...input });
       const queue = await this.#bull();
-      // removeOnComplete: the result is wq's own key (claimed by GETDEL); the job itself is done with.
+      // Listening already (a client that waits): the `done` of this request cannot be missed, so its wait need not look first.
+      const listening = this.#subscriber !== undefined && (await this.#subscriber.then(() => true, () => false));
+      // removeOnComplete: the result is wq's own key; the job itself is done with.
       await queue.add('request', { e: envelope.toString('base64') }, { jobId: id, removeOnComplete: true, removeOnFail: true, attempts: 1 });
+      if (listening) {
+        this.#heardFromStart.add(id);
+        if (this.#heardFromStart.size > MAX_REMEMBERED_IDS) this.#heardFromStart.delete(this.#heardFromStart.values().next().value!);
+      }
       return id;
     });
   }
@@ -158,10 +170,14 @@ export class RedisQueue implements QueueBackend {
       this.#removeWaiter(id, onEvent, recheck);
     };
     this.#addWaiter(id, onEvent, recheck);
-    this.#subscribe().then(
-      () => poke(true),
-      (err: unknown) => done({ error: err }),
-    );
+    // A request this client enqueued while listening: its result's `done` is still to come (or the re-check finds it).
+    const heard = this.#heardFromStart.delete(id) && this.#subscriber !== undefined;
+    if (!heard) {
+      this.#subscribe().then(
+        () => poke(true),
+        (err: unknown) => done({ error: err }),
+      );
+    }
     return {
       stop,
       lastLook: async () => {
@@ -182,31 +198,30 @@ export class RedisQueue implements QueueBackend {
   readonly #refused = new Set<string>();
 
   /**
-   * The result of `id` if it is there: claimed or only read, with its whole
-   * output. It is read, checked (a result, for this id), then claimed by
-   * deleting it: of two claimers only one deletes it, and only that one has
-   * it. Anything else under the key was not stored by a server for this
-   * request: it is left alone, said once, and the wait goes on.
+   * The result of `id` if it is there: claimed (GETDEL: one claimer gets
+   * it) or only read, with its whole output. Anything else under the key was
+   * not stored by a server for this request: it is put back, said once, and
+   * the wait goes on.
    */
   async #takeResult(id: string, take: ResultTake): Promise<RequestResult | undefined> {
     const redis = await this.#client();
     const claim = take.take === 'claim';
-    const bytes = await redis.getBuffer(this.#keys.result(id));
+    const key = this.#keys.result(id);
+    // Claimed by GETDEL: of two claimers only one gets the bytes.
+    const bytes = claim ? ((await redis.multi().getdelBuffer(key).zrem(this.#keys.results, id).exec()) as Array<[Error | null, Buffer | null]>)[0]![1] : await redis.getBuffer(key);
     if (bytes === null) return undefined;
     let result: RequestResult;
     try {
       result = decodeResult(bytes);
       if (result.id !== id) throw new ProtocolError(`it is the result of ${result.id}`);
     } catch (err) {
+      // Not stored by a server for this request: put back as it was (unless the server has stored the real one meanwhile), and wait on.
+      if (claim) await redis.set(key, bytes, 'NX');
       if (!this.#refused.has(id)) {
         this.#refused.add(id);
         this.#o.logger.warn(`ignoring what is stored as the result of ${id}, which is not this request's result from a server (${(err as Error).message}); still waiting`, { id });
       }
       return undefined;
-    }
-    if (claim) {
-      const [[, removed]] = (await redis.multi().del(this.#keys.result(id)).zrem(this.#keys.results, id).exec()) as Array<[Error | null, number]>;
-      if (removed !== 1) return undefined; // another waiter claimed it first
     }
     if (result.logs === true && !take.keepOutput) {
       await this.#readOutput(redis, id, result.value, claim);

@@ -72,8 +72,10 @@ interface Held {
   queuedAt: number;
   /** Until when this server knows it holds the job's lock. */
   lockedUntil: number;
-  /** `running`: the task runs; `finishing`: it has ended (or was killed), the job is being let go. */
-  phase: 'running' | 'finishing';
+  /** `starting`: taken, its task not started yet; `running`: the task runs; `finishing`: it has ended (or was killed), the job is being let go. */
+  phase: 'starting' | 'running' | 'finishing';
+  /** An abort came while it was starting: it is not started (or killed at once). */
+  abortPending?: boolean;
   runTimeoutMs?: number;
   deadline?: NodeJS.Timeout;
   /** For wait and run durations (ServerMetrics). */
@@ -107,6 +109,17 @@ redis.call('PUBLISH', ARGV[5], 'done ' .. ARGV[1])
 return 1
 `;
 
+/**
+ * Marks a request as running here unless it is aborted, atomically: a task
+ * never starts after its abort marker was set. KEYS: abort marker, running
+ * hash. ARGV: id, running record (JSON). 1 if it may start.
+ */
+const START = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+`;
+
 type StoreResult = (...args: Array<string | Buffer | number>) => Promise<number>;
 
 /** Serves the queue until `signal` aborts. */
@@ -128,7 +141,8 @@ class RedisServing {
   readonly #manager: TaskManager;
   readonly #keys: QueueKeys;
   readonly #log: Logger;
-  readonly #id = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  readonly #host = hostname();
+  readonly #id = `${this.#host}:${process.pid}:${randomBytes(3).toString('hex')}`;
   readonly #startedAt = Date.now();
   readonly #held = new Map<string, Held>();
   /** Jobs being let go (results stored, jobs completed): waited for before the server exits. */
@@ -138,6 +152,8 @@ class RedisServing {
   #worker!: Worker;
   #stopping = false;
   #tokens = 0;
+  /** Jobs taken and being started (#start in progress): they count against the manager's room. */
+  #starting = 0;
   #wakeFetch: (() => void) | undefined;
   readonly #metrics: ServerMetrics;
   /** The queue's length and unclaimed results, as last read (each heartbeat), for the metrics. */
@@ -177,6 +193,7 @@ class RedisServing {
     const { Worker, Queue } = await loadBullMQ();
     this.#redis = await connectRedis(this.#o.address, true);
     this.#redis.defineCommand('wqStoreResult', { numberOfKeys: 6, lua: STORE_RESULT });
+    this.#redis.defineCommand('wqStart', { numberOfKeys: 2, lua: START });
     this.#subscriber = await connectRedis(this.#o.address, true);
     const lockDuration = this.#o.lockDurationMs;
     this.#worker = new Worker(this.#keys.name, null, {
@@ -233,8 +250,8 @@ class RedisServing {
   async #fetchLoop(): Promise<void> {
     while (!this.#stopping) {
       this.#manager.startTick();
-      if (!this.#manager.hasCapacity()) {
-        await this.#sleep(1000); // woken when a task ends (the manager's wake) or the server stops; the load limit is sampled again after a second
+      if (!this.#manager.hasCapacity() || this.#manager.size + this.#starting >= this.#manager.maxTasks) {
+        await this.#sleep(1000); // woken when a task starts or ends (the manager's wake) or the server stops; the load limit is sampled again after a second
         continue;
       }
       const token = `${this.#id}:${++this.#tokens}`;
@@ -252,7 +269,14 @@ class RedisServing {
         await job.moveToWait(token).catch(() => {}); // taken as the server stopped: back in line for another
         break;
       }
-      await this.#start(job, token).catch((err: unknown) => this.#warn('starting a job', err, job.id));
+      // Started without waiting for it: the next job is taken meanwhile, while there is room.
+      this.#starting++;
+      void this.#start(job, token)
+        .catch((err: unknown) => this.#warn('starting a job', err, job.id))
+        .finally(() => {
+          this.#starting--;
+          this.#wakeFetch?.();
+        });
     }
   }
 
@@ -273,13 +297,6 @@ class RedisServing {
       // Not added by a wq client (its id names files here: never trust it): dropped unrun.
       this.#log.warn('dropped a job that is not a wq request (its id is not a request id)', { job: JSON.stringify(id).slice(0, 80) });
       await job.moveToCompleted(null, token, false);
-      return;
-    }
-    if ((await this.#redis.exists(this.#keys.abort(id))) === 1) {
-      // Aborted before it started: it never runs, and no result is stored.
-      await job.moveToCompleted(null, token, false);
-      await this.#redis.pexpire(this.#keys.abort(id), ABORT_MARKER_TTL_MS);
-      this.#log.debug('aborted before it started', { id });
       return;
     }
     const queuedAt = job.timestamp;
@@ -304,10 +321,23 @@ class RedisServing {
       this.#letGo(id, held, { id, ok: false, status: 'rejected', error: serializeError(err), queuedAt, finishedAt: Date.now() });
       return;
     }
-    held.phase = 'running';
-    held.startedAt = Date.now();
-    held.stamps.runningSince = this.#metrics.started(held.stamps);
+    // Held from now on (its lock renewed; an abort message marks it), then recorded as running unless aborted: one script.
+    held.phase = 'starting';
     this.#held.set(id, held);
+    const record: RunningRecord = { server: this.#id, host: this.#host, startedAt: Date.now() };
+    const start = (this.#redis as unknown as { wqStart: StoreResult }).wqStart;
+    const mayStart = await start.call(this.#redis, this.#keys.abort(id), this.#keys.running, id, JSON.stringify(record));
+    if (this.#held.get(id) !== held) return; // its lock was lost meanwhile: not ours to start
+    if (mayStart === 0 || held.abortPending === true) {
+      // Aborted before it started: it never runs, and no result is stored.
+      this.#log.debug('aborted before it started', { id });
+      this.#letGo(id, held, undefined);
+      void this.#redis.pexpire(this.#keys.abort(id), ABORT_MARKER_TTL_MS).catch(() => {});
+      return;
+    }
+    held.phase = 'running';
+    held.startedAt = record.startedAt;
+    held.stamps.runningSince = this.#metrics.started(held.stamps);
     let pid: number | undefined;
     try {
       const task = this.#manager.startTask(id, envelope.body, taskInputOf(envelope));
@@ -319,15 +349,12 @@ class RedisServing {
       return;
     }
     this.#log.debug('started', { id, pid });
-    const record: RunningRecord = stripUndefined({ server: this.#id, host: hostname(), pid, startedAt: held.startedAt }) as RunningRecord;
-    await this.#redis.hset(this.#keys.running, id, JSON.stringify(record));
-    if (this.#held.get(id) !== held || held.phase !== 'running') return; // aborted or ended meanwhile
+    // The pid, for `wq status` elsewhere: not waited for (a failure only leaves it out).
+    if (pid !== undefined) void this.#redis.hset(this.#keys.running, id, JSON.stringify({ ...record, pid })).catch(() => {});
     if (envelope.runTimeoutMs !== undefined) {
       held.runTimeoutMs = envelope.runTimeoutMs;
       held.deadline = setTimeout(() => this.#runTimedOut(id), envelope.runTimeoutMs);
     }
-    // An abort filed while it was being started was not seen above: look once more.
-    if ((await this.#redis.exists(this.#keys.abort(id))) === 1) this.#abortIfHeld(id);
   }
 
   /** Publishes the outcomes of tasks that finished. */
@@ -449,6 +476,7 @@ class RedisServing {
   /** For an abort: kills a task this server runs (no result is stored), and lets its job go once the task is gone. */
   #abortIfHeld(id: string): void {
     const held = this.#held.get(id);
+    if (held?.phase === 'starting') held.abortPending = true; // #start sees it before it starts the task
     if (held?.phase !== 'running') return;
     this.#manager.terminateTask(id);
     this.#endRun(id);
@@ -501,7 +529,7 @@ class RedisServing {
       this.#endRun(id);
       this.#log.error(`killed a task: ${why}; it runs again elsewhere, or fails with --fail-interrupted`, { id });
     } else {
-      this.#log.error(`gave up a finished job: ${why}; it runs again elsewhere, or fails with --fail-interrupted`, { id });
+      this.#log.error(`gave up a job ${held.phase === 'starting' ? 'before its task started' : 'whose task had ended'}: ${why}; it runs again elsewhere, or fails with --fail-interrupted`, { id });
     }
     this.#held.delete(id); // not let go by this server
     this.#wakeFetch?.();
@@ -516,7 +544,7 @@ class RedisServing {
   async #heartbeat(): Promise<void> {
     const now = Date.now();
     const running = this.#runningCount;
-    const record: ServerRecord = { id: this.#id, host: hostname(), pid: process.pid, startedAt: this.#startedAt, maxTasks: Number.isFinite(this.#manager.maxTasks) ? this.#manager.maxTasks : null, running, heartbeatAt: now };
+    const record: ServerRecord = { id: this.#id, host: this.#host, pid: process.pid, startedAt: this.#startedAt, maxTasks: Number.isFinite(this.#manager.maxTasks) ? this.#manager.maxTasks : null, running, heartbeatAt: now };
     await this.#redis.multi().hset(this.#keys.servers, this.#id, JSON.stringify(record)).set(this.#keys.alive(this.#id), '1', 'PX', HEARTBEAT_DEAD_MS).exec();
     // Forget servers long gone (their `alive` key expired), so the hash does not grow with every restart.
     const ids = await this.#redis.hkeys(this.#keys.servers);
@@ -538,6 +566,7 @@ class RedisServing {
    */
   async #drain(): Promise<void> {
     const deadline = Date.now() + this.#o.shutdownGraceMs;
+    while (this.#starting > 0) await this.#sleep(10); // each becomes running, or is let go
     while (this.#runningCount > 0 && Date.now() < deadline) await this.#sleep(Math.min(100, deadline - Date.now()));
     const left = [...this.#held].filter(([, held]) => held.phase === 'running');
     for (const [id] of left) {
