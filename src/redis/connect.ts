@@ -8,6 +8,9 @@
  * client gives up on a Redis it never reached after CONNECT_GIVE_UP_MS (so
  * `wq` says so rather than hang) and on one that went away after
  * RECONNECT_GIVE_UP_MS (a Redis restart is survived); a server never gives up.
+ * A client's command that gets no answer within COMMAND_TIMEOUT_MS (a Redis
+ * that accepts connections but does not answer: stopped, or its host hung)
+ * fails: `wq` says so rather than hang.
  */
 import { createRequire } from 'node:module';
 import type { Redis as RedisClient, RedisOptions } from 'ioredis';
@@ -20,6 +23,7 @@ export type BullMQ = typeof import('bullmq');
 /** A client's patience with a Redis it has not reached yet, and with one that went away. */
 export const CONNECT_GIVE_UP_MS = 5000;
 export const RECONNECT_GIVE_UP_MS = 60_000;
+export const COMMAND_TIMEOUT_MS = 5000;
 
 /**
  * BullMQ and ioredis are loaded with require(), not import(): both ship
@@ -50,6 +54,8 @@ export function redisOptions(address: RedisQueueAddress, patient: boolean, env: 
     // Commands wait through a reconnection; they fail only once the connection is given up (BullMQ requires this for workers).
     maxRetriesPerRequest: null,
     connectTimeout: 5000,
+    // A server's commands (BullMQ's blocking takes among them) wait as long as they must.
+    ...(patient ? {} : { commandTimeout: COMMAND_TIMEOUT_MS }),
     retryStrategy: (attempt) => {
       downSince ??= Date.now();
       const limit = patient ? Infinity : everReady ? RECONNECT_GIVE_UP_MS : CONNECT_GIVE_UP_MS;
@@ -84,5 +90,5 @@ export async function connectRedis(address: RedisQueueAddress, patient: boolean)
 export function isUnreachable(err: unknown): boolean {
   const message = err instanceof Error ? err.message : '';
   const code = (err as { code?: unknown } | undefined)?.code;
-  return /Connection is closed|connect ECONNREFUSED|connect ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH/.test(message) || code === 'ECONNREFUSED';
+  return /Connection is closed|Command timed out|connect ECONNREFUSED|connect ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH/.test(message) || code === 'ECONNREFUSED';
 }

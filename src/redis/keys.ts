@@ -5,6 +5,7 @@
  * servers alive. Pure.
  */
 import type { RedisQueueAddress } from '../queue/address.js';
+import type { ManagerHold, RequestHold } from '../queue/types.js';
 
 /** BullMQ's key prefix: its keys are `wq:bullmq:NAME:…`. */
 export const BULLMQ_PREFIX = 'wq:bullmq';
@@ -41,6 +42,8 @@ export interface QueueKeys {
   wait: string;
   /** BullMQ's list of active job ids. */
   active: string;
+  /** BullMQ's queue settings (its global concurrency: field `concurrency`). */
+  meta: string;
 }
 
 export function queueKeys(address: Pick<RedisQueueAddress, 'name'>): QueueKeys {
@@ -58,6 +61,7 @@ export function queueKeys(address: Pick<RedisQueueAddress, 'name'>): QueueKeys {
     events: `${base}:events`,
     wait: `${bull}:wait`,
     active: `${bull}:active`,
+    meta: `${bull}:meta`,
   };
 }
 
@@ -79,6 +83,8 @@ export interface ServerRecord {
   maxTasks: number | null;
   running: number;
   heartbeatAt: number;
+  /** Why it takes nothing now although it has room (its load limit), or that it is stopping. */
+  hold?: ManagerHold | { reason: 'stopping' };
 }
 
 /** An event on the queue's channel, parsed; undefined for anything else. */
@@ -99,4 +105,19 @@ export function parseRecord<T>(text: string | null | undefined): T | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * What keeps the first waiting request from starting, from the servers alive
+ * (pure): none at all; every one with all its slots taken, or the queue's
+ * global limit reached (capacity); else the first one that has room but holds
+ * (its load limit, or stopping). Undefined when a server has room and takes work.
+ */
+export function queueHold(servers: readonly Pick<ServerRecord, 'maxTasks' | 'running' | 'hold'>[], running: number, globalMaxTasks: number | undefined): RequestHold | undefined {
+  if (servers.length === 0) return { reason: 'no-server' };
+  if (globalMaxTasks !== undefined && running >= globalMaxTasks) return { reason: 'capacity', maxTasks: globalMaxTasks };
+  const withRoom = servers.filter((s) => s.maxTasks === null || s.running < s.maxTasks);
+  if (withRoom.length === 0) return { reason: 'capacity', maxTasks: servers.reduce((sum, s) => sum + (s.maxTasks ?? 0), 0) };
+  if (withRoom.some((s) => s.hold === undefined)) return undefined;
+  return withRoom[0]!.hold;
 }

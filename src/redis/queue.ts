@@ -18,8 +18,8 @@ import type { AbortOutcome, AbortReason, QueueStatus, RequestProgress, RequestRe
 import { decodeRequest, decodeResult, encodeRequest } from '../spool/codec.js';
 import { RequestIdGenerator, type IdSource } from '../spool/request-id.js';
 import type { TaskInput } from '../task-input.js';
-import { connectRedis, isUnreachable, loadBullMQ, type RedisClient } from './connect.js';
-import { ABORT_MARKER_TTL_MS, BULLMQ_PREFIX, parseEvent, parseRecord, queueKeys, type QueueKeys, type RunningRecord, type ServerRecord } from './keys.js';
+import { connectRedis, isUnreachable, loadBullMQ, RECONNECT_GIVE_UP_MS, type RedisClient } from './connect.js';
+import { ABORT_MARKER_TTL_MS, BULLMQ_PREFIX, parseEvent, parseRecord, queueHold, queueKeys, type QueueKeys, type RunningRecord, type ServerRecord } from './keys.js';
 import { completeOutput, cutStreams } from './output.js';
 
 /** Found in no state this many looks in a row: unknown (a result being stored moves the request between two keys). */
@@ -87,7 +87,7 @@ export class RedisQueue implements QueueBackend {
     try {
       return await fn();
     } catch (err) {
-      if (isUnreachable(err)) throw new QueueUnreachableError(`cannot reach the Redis server of ${this.location}: ${(err as Error).message}`, { cause: err });
+      if (isUnreachable(err) && !(err instanceof QueueUnreachableError)) throw new QueueUnreachableError(`cannot reach the Redis server of ${this.location}: ${(err as Error).message}`, { cause: err });
       throw err;
     } finally {
       if (--this.#inFlight === 0 && this.#closed) this.#release();
@@ -99,10 +99,9 @@ export class RedisQueue implements QueueBackend {
     const [queue, redis] = [this.#queue, this.#redis];
     this.#queue = undefined;
     this.#redis = undefined;
-    void (async () => {
-      await (await queue)?.close();
-      await (await redis)?.quit();
-    })().catch(() => {});
+    // No call is in progress: nothing to wait for (quit() would wait for an answer from a Redis that may not give one).
+    void queue?.then((q) => q.close()).catch(() => {});
+    void redis?.then((r) => r.disconnect()).catch(() => {});
   }
 
   async enqueue(body: unknown, input: TaskInput, runTimeoutMs: number | undefined): Promise<string> {
@@ -125,6 +124,8 @@ export class RedisQueue implements QueueBackend {
   watchResult(id: string, take: ResultTake, settle: (outcome: ResultOutcome) => void): ResultWatch {
     let missing = 0;
     let stopped = false;
+    /** Since when the looks of this wait have failed for want of Redis. */
+    let unreachableSince: number | undefined;
     let busy = false;
     let again: boolean | 'everywhere' = false;
     const done = (outcome: ResultOutcome): void => {
@@ -150,6 +151,7 @@ export class RedisQueue implements QueueBackend {
       look(everywhere).then(
         (outcome) => {
           busy = false;
+          unreachableSince = undefined;
           if (outcome !== undefined) return done(outcome);
           if (again !== false) {
             const next = again === 'everywhere';
@@ -159,6 +161,8 @@ export class RedisQueue implements QueueBackend {
         },
         (err: unknown) => {
           busy = false;
+          // Redis out of reach (restarting, or not answering): the wait goes on, and fails only once it has been for RECONNECT_GIVE_UP_MS.
+          if (err instanceof QueueUnreachableError && /Command timed out/.test(err.message) && (unreachableSince ??= Date.now()) > Date.now() - RECONNECT_GIVE_UP_MS) return;
           done({ error: err });
         },
       );
@@ -263,9 +267,12 @@ export class RedisQueue implements QueueBackend {
     return this.#use(async () => {
       const redis = await this.#client();
       const queue = await this.#bull();
+      // Every marker first, kept until acted on, and each server told: from then on none of these starts
+      // (a server checks the marker as it starts a request), whatever the aborts below free up.
+      const markers = redis.multi();
+      for (const id of ids) markers.set(this.#keys.abort(id), reason).publish(this.#keys.events, `abort ${id}`);
+      await markers.exec();
       for (const id of ids) {
-        // The marker first, kept until acted on: a server about to start the request, or running it, sees it.
-        await redis.multi().set(this.#keys.abort(id), reason).publish(this.#keys.events, `abort ${id}`).exec();
         await queue.remove(id); // a waiting request leaves the line; 0 if it runs (locked): its server kills it
         await redis.multi().del(this.#keys.result(id)).zrem(this.#keys.results, id).del(this.#keys.output(id, 'stdout'), this.#keys.output(id, 'stderr')).exec();
         // Nothing runs it (gone, done, or not enqueued yet): the marker stays only as a tombstone.
@@ -350,16 +357,17 @@ export class RedisQueue implements QueueBackend {
   async status(nowMs = Date.now()): Promise<QueueStatus> {
     return this.#use(async () => {
       const redis = await this.#client();
-      const [waitIds, activeIds, runningHash, results] = await Promise.all([
+      const [waitIds, activeIds, runningHash, results, globalMax] = await Promise.all([
         redis.lrange(this.#keys.wait, 0, -1),
         redis.lrange(this.#keys.active, 0, -1),
         redis.hgetall(this.#keys.running),
         redis.zrange(this.#keys.results, 0, -1, 'WITHSCORES'),
+        redis.hget(this.#keys.meta, 'concurrency'),
       ]);
       const servers = await this.#servers();
       const requests: RequestStatus[] = [];
       const waiting = [...waitIds].reverse(); // BullMQ pushes at the head and takes from the tail
-      const heldBy = servers.length === 0 ? ({ reason: 'no-server' } as const) : undefined;
+      const heldBy = queueHold(servers, activeIds.length, globalMax === null ? undefined : Number(globalMax));
       waiting.forEach((id, i) => requests.push({ id, state: 'pending', submittedAt: requestIdTimeMs(id), position: i + 1, ...(heldBy ? { heldBy } : {}) }));
       const alive = new Set(servers.map((s) => s.id));
       for (const id of [...activeIds].reverse()) {
@@ -404,7 +412,9 @@ export class RedisQueue implements QueueBackend {
         const [index, length] = await Promise.all([redis.lpos(this.#keys.wait, id), redis.llen(this.#keys.wait)]);
         if (index === null) return { state: undefined };
         const progress: RequestProgress = { state: 'pending', position: length - index, waiting: length };
-        if (!(await this.serving())) progress.heldBy = { reason: 'no-server' };
+        const [servers, running, globalMax] = await Promise.all([this.#servers(), redis.llen(this.#keys.active), redis.hget(this.#keys.meta, 'concurrency')]);
+        const heldBy = queueHold(servers, running, globalMax === null ? undefined : Number(globalMax));
+        if (heldBy !== undefined) progress.heldBy = heldBy;
         return progress;
       }
       if (state === 'running') {
@@ -462,7 +472,7 @@ export class RedisQueue implements QueueBackend {
     this.#waiters.clear();
     const subscriber = this.#subscriber;
     this.#subscriber = undefined;
-    void subscriber?.then((c) => c.quit()).catch(() => {});
+    void subscriber?.then((c) => c.disconnect()).catch(() => {});
     if (this.#inFlight === 0) this.#release();
   }
 }

@@ -30,6 +30,7 @@ import type { Meter } from '@opentelemetry/api';
 import type { ConnectionOptions, Job, Worker } from 'bullmq';
 import { InvalidOptionError, ProtocolError, serializeError, type SerializedError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
+import { setLongTimeout, type LongTimeout } from '../long-timer.js';
 import { ServerMetrics, type MetricsStamps } from '../metrics.js';
 import type { InterruptedPolicy } from '../protocol.js';
 import type { RedisQueueAddress } from '../queue/address.js';
@@ -77,7 +78,7 @@ interface Held {
   /** An abort came while it was starting: it is not started (or killed at once). */
   abortPending?: boolean;
   runTimeoutMs?: number;
-  deadline?: NodeJS.Timeout;
+  deadline?: LongTimeout;
   /** For wait and run durations (ServerMetrics). */
   stamps: MetricsStamps;
 }
@@ -203,7 +204,9 @@ class RedisServing {
       lockDuration,
       stalledInterval: Math.max(1000, Math.floor(lockDuration / 2)),
       maxStalledCount: this.#o.interrupted === 'fail' ? 0 : 1,
-      drainDelay: 1,
+      // Seconds a take waits for a job before it looks again: short, because a slot freed under the queue's
+      // global limit wakes no waiting server (BullMQ adds no marker then); idle, it is a few commands a second.
+      drainDelay: 0.25,
     });
     this.#worker.on('error', (err) => this.#log.warn('redis: worker error', { error: err.message }));
     const queue = new Queue(this.#keys.name, { connection: this.#redis, prefix: BULLMQ_PREFIX });
@@ -353,7 +356,7 @@ class RedisServing {
     if (pid !== undefined) void this.#redis.hset(this.#keys.running, id, JSON.stringify({ ...record, pid })).catch(() => {});
     if (envelope.runTimeoutMs !== undefined) {
       held.runTimeoutMs = envelope.runTimeoutMs;
-      held.deadline = setTimeout(() => this.#runTimedOut(id), envelope.runTimeoutMs);
+      held.deadline = setLongTimeout(() => this.#runTimedOut(id), envelope.runTimeoutMs); // past 2^31 ms a plain timer fires at once
     }
   }
 
@@ -384,7 +387,7 @@ class RedisServing {
     this.#metrics.killed('run_timeout');
     this.#metrics.finished('timed_out', held.stamps);
     const error: SerializedError = { name: 'RunTimeoutError', code: 'ERR_RUN_TIMEOUT', message: `the task ran longer than its run timeout of ${held.runTimeoutMs / 1000} s and was terminated` };
-    this.#letGo(id, held, { id, ok: false, status: 'timed_out', runTimeoutMs: held.runTimeoutMs, error, queuedAt: held.queuedAt, startedAt: held.startedAt, finishedAt: Date.now() });
+    this.#letGo(id, held, { id, ok: false, status: 'timed_out', runTimeoutMs: held.runTimeoutMs, error, queuedAt: held.queuedAt, startedAt: held.startedAt, finishedAt: Date.now() }, true);
     this.#log.info('run timeout: terminated', { id, runTimeoutSeconds: held.runTimeoutMs / 1000 });
   }
 
@@ -393,7 +396,7 @@ class RedisServing {
     const held = this.#held.get(id);
     if (held?.phase !== 'running') return undefined;
     held.phase = 'finishing';
-    if (held.deadline !== undefined) clearTimeout(held.deadline);
+    held.deadline?.clear();
     return held;
   }
 
@@ -402,13 +405,16 @@ class RedisServing {
    * abort wins) and completes it in BullMQ; or, with no result, completes it
    * (`undefined`: aborted) or puts it back in line (`'again'`). Until then
    * the job stays held (its lock renewed), retried through Redis blips: a
-   * result stored but a job never let go would run again. A job put back in
-   * line must have no task left (see #drain).
+   * result stored but a job never let go would run again. `killed`: its task
+   * was terminated, and the job stays active (counted by the queue's global
+   * limit) until the task is gone. A job put back in line must have no task
+   * left (see #drain).
    */
-  #letGo(id: string, held: Held, result: Omit<RequestResult, 'v' | 'type'> | undefined | 'again'): void {
+  #letGo(id: string, held: Held, result: Omit<RequestResult, 'v' | 'type'> | undefined | 'again', killed = false): void {
     held.phase = 'finishing';
     this.#held.set(id, held);
     const done = (async () => {
+      if (killed) await this.#gone(id);
       const outputs = typeof result === 'object' && result.logs === true ? this.#takeLogs(id, result.value) : undefined;
       for (let attempt = 1; this.#held.get(id) === held; attempt++) {
         try {
@@ -433,6 +439,12 @@ class RedisServing {
     void done.finally(() => this.#lettingGo.delete(done));
   }
 
+  /** Resolves once a terminated task is gone (TaskManager.isGone), or after its kill grace and a second more. */
+  async #gone(id: string): Promise<void> {
+    const deadline = Date.now() + this.#o.killGraceMs + 1000;
+    while (this.#manager.isGone?.(id) === false && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+
   /** Stores a result with STORE_RESULT; a result too large to store is replaced by an error saying so (as on a spool). */
   async #store(id: string, fields: Omit<RequestResult, 'v' | 'type'>, outputs: Partial<Record<StreamName, Buffer>> | undefined): Promise<void> {
     let bytes: Buffer;
@@ -453,7 +465,10 @@ class RedisServing {
       id, bytes, this.#o.resultTtlMs, fields.finishedAt, k.events,
       outputs?.stdout ?? '', outputs?.stderr ?? '', outputs?.stdout === undefined ? '0' : '1', outputs?.stderr === undefined ? '0' : '1',
     );
-    if (n === 0) this.#log.debug('result not stored: the request was aborted', { id });
+    if (n === 0) {
+      this.#log.debug('result not stored: the request was aborted', { id });
+      await this.#redis.pexpire(k.abort(id), ABORT_MARKER_TTL_MS); // acted on: a tombstone now
+    }
   }
 
   /** A command's whole streams from its logs, when its value says they were cut; the logs are removed. */
@@ -483,7 +498,7 @@ class RedisServing {
     this.#log.info('aborted while running: terminated', { id });
     this.#metrics.killed('abort');
     this.#metrics.aborted('aborted', held.stamps);
-    this.#letGo(id, held, undefined); // completed: it never runs again, so its task need not be gone first
+    this.#letGo(id, held, undefined, true);
     void this.#redis.pexpire(this.#keys.abort(id), ABORT_MARKER_TTL_MS).catch(() => {}); // acted on: a tombstone now
   }
 
@@ -543,8 +558,12 @@ class RedisServing {
 
   async #heartbeat(): Promise<void> {
     const now = Date.now();
+    // The global limit lives in Redis: set again, in case Redis lost it (a restart without persistence).
+    if (this.#o.globalMaxTasks !== undefined) await this.#redis.hset(this.#keys.meta, 'concurrency', this.#o.globalMaxTasks);
     const running = this.#runningCount;
     const record: ServerRecord = { id: this.#id, host: this.#host, pid: process.pid, startedAt: this.#startedAt, maxTasks: Number.isFinite(this.#manager.maxTasks) ? this.#manager.maxTasks : null, running, heartbeatAt: now };
+    const hold = this.#stopping ? ({ reason: 'stopping' } as const) : this.#manager.holdReason?.();
+    if (hold !== undefined) record.hold = hold;
     await this.#redis.multi().hset(this.#keys.servers, this.#id, JSON.stringify(record)).set(this.#keys.alive(this.#id), '1', 'PX', HEARTBEAT_DEAD_MS).exec();
     // Forget servers long gone (their `alive` key expired), so the hash does not grow with every restart.
     const ids = await this.#redis.hkeys(this.#keys.servers);

@@ -55,6 +55,8 @@ export class CommandTaskManager implements TaskManager {
   readonly #running = new Map<string, Running>();
   /** Terminated commands whose group has not exited yet: they still hold capacity. */
   readonly #dying = new Set<Running>();
+  /** The terminated tasks of #dying, by request id (isGone()). */
+  readonly #dyingIds = new Map<string, Running>();
   /** Slots held by a dead server's tasks that are still alive (see reserve()). */
   #reserved = 0;
   /** Kills the commands' process groups if this process dies (dieWithServer). */
@@ -185,7 +187,12 @@ export class CommandTaskManager implements TaskManager {
     task.terminated = true;
     if (task.child.pid === undefined || task.child.exitCode !== null || task.child.signalCode !== null) return;
     this.#dying.add(task);
+    this.#dyingIds.set(id, task);
     task.killing = killGroup(task.child.pid, this.#o.killGraceMs);
+  }
+
+  isGone(id: string): boolean {
+    return !this.#dyingIds.has(id);
   }
 
   /**
@@ -241,7 +248,10 @@ export class CommandTaskManager implements TaskManager {
     else if (task.child.pid !== undefined) signalGroup(task.child.pid, 'SIGKILL');
     // (Both SIGKILL the whole group: nothing of it is left for the watchdog.)
     if (task.child.pid !== undefined) this.#watchdog?.release(task.child.pid);
-    if (this.#dying.delete(task)) this.#wake();
+    if (this.#dying.delete(task)) {
+      for (const [id, dying] of this.#dyingIds) if (dying === task) this.#dyingIds.delete(id);
+      this.#wake();
+    }
   }
 
   #commandLine(request: unknown, input: TaskInput): { argv: string[]; cwd: string | undefined; env: Record<string, string>; joined: boolean } {

@@ -94,6 +94,10 @@ export class LoadAwareTaskManager implements TaskManager {
     this.#inner.terminateTask(id);
   }
 
+  isGone(id: string): boolean {
+    return this.#inner.isGone?.(id) ?? true;
+  }
+
   reap(): Iterable<[string, TaskOutcome]> {
     return this.#inner.reap();
   }

@@ -68,6 +68,8 @@ interface Slot {
   lastTaskId: string | undefined;
   /** Being killed: not usable until its exit, then replaced. */
   killing: GroupKill | undefined;
+  /** The task terminateTask() killed this worker for (isGone()). */
+  killedTaskId?: string;
   spawnedAt: number;
   /** The child's start time in clock ticks (/proc), read at its first task: the same for every task it runs. */
   startTicks: number | undefined;
@@ -171,8 +173,14 @@ export class ProcessPoolTaskManager implements TaskManager {
     for (const slot of this.#slots) {
       if (slot.taskId !== id) continue;
       slot.taskId = undefined;
+      slot.killedTaskId = id;
       slot.killing = killGroup(slot.child.pid!, this.#o.killGraceMs);
     }
+  }
+
+  isGone(id: string): boolean {
+    for (const slot of this.#slots) if (slot.killedTaskId === id) return false; // its worker is deleted from #slots once it exited
+    return true;
   }
 
   reap(): Iterable<[string, TaskOutcome]> {

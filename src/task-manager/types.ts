@@ -95,6 +95,14 @@ export interface TaskManager {
    * without it, no capacity reads as full capacity.
    */
   holdReason?(): ManagerHold | undefined;
+  /**
+   * Optional: after terminateTask(id), whether every process of that task is
+   * gone (its capacity is then free). A manager without processes need not
+   * implement it: its tasks are gone at once. A server that lets others run
+   * work as soon as one task is gone (a queue on Redis, under a global limit)
+   * waits for it.
+   */
+  isGone?(id: string): boolean;
   /** Optional: registers the callback the manager calls with TaskManagerEvents. */
   setEventHandler?(onEvent: (event: TaskManagerEvent) => void): void;
   /**

@@ -155,6 +155,8 @@ forEachBackend('abort --all: every waiting or running request of mine, oldest fi
   await waitFor(async () => [...(await requests(t, q)).keys()].join() === finished, 'all three to be gone, only the result left');
   t.same(await wq(['wait', ...q.flags, finished!]), { code: 0, signal: null, stdout: 'kept\n', stderr: '' }, 'the result is left to claim');
   t.same(await wq(['enqueue', ...q.flags, '--wait', '--', 'echo', 'next']), { code: 0, signal: null, stdout: 'next\n', stderr: '' }, 'the line moves on');
+  // Redis aborts one id after the other, several round trips each (src/redis/queue.ts abort()): the slot the running
+  // one frees can start a queued one before its own abort is filed.
   for (const name of ['queued-ran-1', 'queued-ran-2']) t.notOk(existsSync(join(dir, name)), `${name}: never ran`);
   t.notOk(existsSync(join(dir, 'running-finished')), 'the running one was killed');
   t.same(await wq(['abort', ...q.flags, '--all']), { code: 0, signal: null, stdout: '', stderr: '' }, 'nothing left: exit 0, nothing printed');

@@ -29,9 +29,10 @@ t.test('two servers, --max-tasks 2 each, --global-max-tasks 3: at most 3 at once
   const queue = queueOn(await redisFor(t));
   const dir = t.testdir();
   const log = join(dir, 'log');
-  for (const host of ['A', 'B']) await serveQueue(t, queue, ['--allow-shared-commands', '--max-tasks', '2', '--global-max-tasks', '3'], { WQ_HOST: host });
+  // Queued before the servers start: a line long enough that both have work, whoever wakes first.
   const ids: string[] = [];
   for (let n = 1; n <= 12; n++) ids.push(await enqueue(queue, dir, `echo "start ${n} $WQ_HOST" >> log; sleep 0.3; echo "end ${n} $WQ_HOST" >> log`));
+  for (const host of ['A', 'B']) await serveQueue(t, queue, ['--allow-shared-commands', '--max-tasks', '2', '--global-max-tasks', '3'], { WQ_HOST: host });
   for (const id of ids) t.equal((await wq(['wait', '--queue', queue, id])).code, 0);
   const all = lines(log);
   const { maxRunning, starts } = concurrencyOf(all.map((l) => l.split(' ').slice(0, 2).join(' ')));
@@ -163,4 +164,19 @@ t.test('a client killed mid-wait: its result is removed after --result-ttl, noth
   t.teardown(() => conn.quit());
   const left = (await conn.keys('wq:q:*')).filter((k) => !k.startsWith('wq:q:servers') && !k.startsWith('wq:q:alive:'));
   t.same(left, [], 'no result, output or record of it is left');
+});
+
+t.test('--global-max-tasks holds while a killed task takes its time to die: its job is let go only once it is gone', { skip: noRedis }, async (t) => {
+  const queue = queueOn(await redisFor(t));
+  const dir = t.testdir();
+  for (const host of ['A', 'B']) await serveQueue(t, queue, ['--allow-shared-commands', '--max-tasks', '1', '--global-max-tasks', '1', '--kill-grace', '2'], { WQ_HOST: host });
+  // The task's own shell holds the slot's lock to its very end; on SIGTERM it takes 0.8 s more to exit.
+  const slow = 'exec 9>slot; flock -n 9 || { echo overlap >> starts; exit 1; }; echo "slow $WQ_HOST" >> starts; trap "sleep 0.8; exit 143" TERM; sleep 30 & wait';
+  const next = 'exec 9>slot; if flock -n 9; then echo "next $WQ_HOST" >> starts; else echo overlap >> starts; fi';
+  const timedOut = wq(['enqueue', '--queue', queue, '--wait', '--run-timeout', '0.5', '--', 'sh', '-c', slow], { cwd: dir });
+  await waitFor(() => lines(join(dir, 'starts')).length === 1, 'the slow task to start');
+  const after = await wq(['enqueue', '--queue', queue, '--wait', '--', 'sh', '-c', next], { cwd: dir });
+  t.equal(after.code, 0);
+  t.equal((await timedOut).code, 124);
+  t.same(lines(join(dir, 'starts')).map((l) => l.split(' ')[0]), ['slow', 'next'], 'the next one started only once the slow one was gone');
 });
