@@ -251,35 +251,48 @@ class RedisServing {
 
   /** Takes jobs while the manager has room, one at a time, until the server stops. */
   async #fetchLoop(): Promise<void> {
+    let emptyTakes = 0;
     while (!this.#stopping) {
       this.#manager.startTick();
-      if (!this.#manager.hasCapacity() || this.#manager.size + this.#starting >= this.#manager.maxTasks) {
+      const room = Number.isFinite(this.#manager.maxTasks) ? this.#manager.maxTasks - this.#manager.size - this.#starting : 1;
+      if (!this.#manager.hasCapacity() || room <= 0) {
         await this.#sleep(1000); // woken when a task starts or ends (the manager's wake) or the server stops; the load limit is sampled again after a second
         continue;
       }
-      const token = `${this.#id}:${++this.#tokens}`;
-      let job: Job | undefined;
+      // As many takes at once as there is room (each a script of BullMQ's), none of them blocking; when
+      // the last ones found nothing, one take that waits for a job (up to drainDelay).
+      const block = emptyTakes > 0;
+      const takes = block ? 1 : room;
+      let jobs: Array<{ job: Job | undefined; token: string }>;
       try {
-        job = await this.#worker.getNextJob(token, { block: true });
+        jobs = await Promise.all(
+          Array.from({ length: takes }, async () => {
+            const token = `${this.#id}:${++this.#tokens}`;
+            return { job: await this.#worker.getNextJob(token, { block }), token };
+          }),
+        );
       } catch (err) {
         if (this.#stopping) break;
         this.#warn('taking a job', err);
         await this.#sleep(1000);
         continue;
       }
-      if (job === undefined || job.id === undefined) continue;
-      if (this.#stopping) {
-        await job.moveToWait(token).catch(() => {}); // taken as the server stopped: back in line for another
-        break;
+      const taken = jobs.filter((j): j is { job: Job; token: string } => j.job?.id !== undefined);
+      emptyTakes = taken.length === 0 ? emptyTakes + 1 : 0;
+      for (const { job, token } of taken) {
+        if (this.#stopping) {
+          await job.moveToWait(token).catch(() => {}); // taken as the server stopped: back in line for another
+          continue;
+        }
+        // Started without waiting for it: the next jobs are taken meanwhile, while there is room.
+        this.#starting++;
+        void this.#start(job, token)
+          .catch((err: unknown) => this.#warn('starting a job', err, job.id))
+          .finally(() => {
+            this.#starting--;
+            this.#wakeFetch?.();
+          });
       }
-      // Started without waiting for it: the next job is taken meanwhile, while there is room.
-      this.#starting++;
-      void this.#start(job, token)
-        .catch((err: unknown) => this.#warn('starting a job', err, job.id))
-        .finally(() => {
-          this.#starting--;
-          this.#wakeFetch?.();
-        });
     }
   }
 
