@@ -66,7 +66,7 @@ t.test('the BullMQ rows, inline and sandboxed, at concurrency 1 and 4: every job
     timeout: 240_000,
   });
   t.equal(run.status, 0, 'the bench ran to its end', { stderr: run.stderr });
-  t.match(run.stderr, /BullMQ rows against redis-server \d/, 'it says which redis-server it used');
+  t.match(run.stderr, /BullMQ and wq-on-Redis rows against redis-server \d/, 'it says which redis-server it used');
   for (const row of ['inline processor, concurrency 1, sequential', 'sandboxed processor, concurrency 1, sequential', 'inline processor, concurrency 4, 50 clients in 1 process', 'sandboxed processor, concurrency 4, 50 clients in 1 process']) {
     const line = run.stdout.split('\n').find((l) => l.startsWith(`| BullMQ, ${row} |`));
     t.ok(line, `the table has "BullMQ, ${row}"`);
@@ -93,7 +93,7 @@ t.test('without redis-server the bench leaves the BullMQ rows out and says so, i
   }
   const run = spawnSync(process.execPath, [join(build, 'bench', 'run.js'), '--quick', '--only=^BullMQ'], { encoding: 'utf8', env: { ...process.env, PATH: bin }, timeout: 120_000 });
   t.equal(run.status, 0, 'the bench runs the rest', { stderr: run.stderr });
-  t.match(run.stderr, 'redis-server is not installed, so the BullMQ rows are skipped (install it with `apt-get install redis-server`)');
+  t.match(run.stderr, 'redis-server is not installed, so the BullMQ and wq-on-Redis rows are skipped (install it with `apt-get install redis-server`)');
   t.match(run.stdout, 'The BullMQ rows were skipped: `redis-server` is not installed');
   t.notMatch(run.stdout, /\| BullMQ, /, 'no BullMQ row');
 });

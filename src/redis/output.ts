@@ -4,9 +4,15 @@
  * in logs/<id>.*), and the claiming client puts it back into the value with
  * the spool's rules: only a stream of exactly the counted length that begins
  * with the inline bytes replaces them; otherwise the result keeps its
- * `…Dropped` count and the output reads as cut (never silently). Pure.
+ * `…Dropped` count and the output reads as cut (never silently). Pure, but
+ * for takeResult(), which reads a result and its output from Redis.
  */
-import { isPlainObject } from '../spool/codec.js';
+import { ProtocolError } from '../errors.js';
+import type { ResultTake } from '../queue/backend.js';
+import type { RequestResult } from '../queue/types.js';
+import { decodeResult, isPlainObject } from '../spool/codec.js';
+import type { RedisClient } from './connect.js';
+import type { QueueKeys } from './keys.js';
 import { MAX_OUTPUT_LIMIT_BYTES } from '../task-manager/output-budget.js';
 
 export const STREAMS = ['stdout', 'stderr'] as const;
@@ -37,4 +43,34 @@ export function completeOutput(value: unknown, whole: Partial<Record<StreamName,
     value[stream] = bytesOf;
     delete value[`${stream}Dropped`];
   }
+}
+
+/**
+ * The result of `id` if it is there: claimed (GETDEL: of two claimers only
+ * one gets it) or only read, with its whole output unless `keepOutput`.
+ * Anything else under the key was not stored by a server for this request:
+ * it is put back as it was (unless a server stored the real one meanwhile)
+ * and refused, and the wait goes on.
+ */
+export async function takeResult(redis: RedisClient, keys: QueueKeys, id: string, take: ResultTake): Promise<{ result: RequestResult } | { refused: string } | undefined> {
+  const claim = take.take === 'claim';
+  const key = keys.result(id);
+  const bytes = claim ? ((await redis.multi().getdelBuffer(key).zrem(keys.results, id).exec()) as Array<[Error | null, Buffer | null]>)[0]![1] : await redis.getBuffer(key);
+  if (bytes === null) return undefined;
+  let result: RequestResult;
+  try {
+    result = decodeResult(bytes);
+    if (result.id !== id) throw new ProtocolError(`it is the result of ${result.id}`);
+  } catch (err) {
+    if (claim) await redis.set(key, bytes, 'NX');
+    return { refused: (err as Error).message };
+  }
+  if (result.logs === true && !take.keepOutput) {
+    const whole: Record<string, Buffer | null> = {};
+    for (const { stream } of cutStreams(result.value)) whole[stream] = claim ? await redis.getdelBuffer(keys.output(id, stream)) : await redis.getBuffer(keys.output(id, stream));
+    if (claim) await redis.del(keys.output(id, 'stdout'), keys.output(id, 'stderr'));
+    completeOutput(result.value, whole);
+    delete result.logs;
+  }
+  return { result };
 }

@@ -9,18 +9,19 @@
  */
 import { hostname } from 'node:os';
 import type { Queue } from 'bullmq';
-import { ProtocolError, QueueUnreachableError, UnknownRequestError } from '../errors.js';
+import { QueueUnreachableError, UnknownRequestError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { formatRedisAddress, type RedisQueueAddress } from '../queue/address.js';
 import type { ResultOutcome, ResultTake, ResultWatch, QueueBackend } from '../queue/backend.js';
-import { requestIdTimeMs } from '../queue/request-id.js';
-import type { AbortOutcome, AbortReason, QueueStatus, RequestProgress, RequestResult, RequestState, RequestStatus, ServerStatus } from '../queue/types.js';
-import { decodeRequest, decodeResult, encodeRequest } from '../spool/codec.js';
+import type { AbortOutcome, AbortReason, QueueStatus, RequestProgress, RequestResult, RequestState } from '../queue/types.js';
+import { decodeRequest, encodeRequest } from '../spool/codec.js';
 import { RequestIdGenerator, type IdSource } from '../spool/request-id.js';
 import type { TaskInput } from '../task-input.js';
 import { connectRedis, isUnreachable, loadBullMQ, RECONNECT_GIVE_UP_MS, type RedisClient } from './connect.js';
-import { ABORT_MARKER_TTL_MS, BULLMQ_PREFIX, parseEvent, parseRecord, queueHold, queueKeys, type QueueKeys, type RunningRecord, type ServerRecord } from './keys.js';
-import { completeOutput, cutStreams } from './output.js';
+import { ABORT_MARKER_TTL_MS, BULLMQ_PREFIX, parseEvent, queueKeys, type QueueKeys } from './keys.js';
+import { takeResult } from './output.js';
+import { liveServers, queueStatus, requestProgress } from './views.js';
+import { Waiters } from './waiters.js';
 
 /** Found in no state this many looks in a row: unknown (a result being stored moves the request between two keys). */
 const MISSING_CHECKS_BEFORE_UNKNOWN = 2;
@@ -47,9 +48,7 @@ export class RedisQueue implements QueueBackend {
   #redis: Promise<RedisClient> | undefined;
   #queue: Promise<Queue> | undefined;
   #subscriber: Promise<RedisClient> | undefined;
-  /** id → pokes of the waits for it. */
-  readonly #waiters = new Map<string, Set<() => void>>();
-  #recheckTimer: NodeJS.Timeout | undefined;
+  readonly #waiters: Waiters;
   /** Who files this client's requests (read once: hostname() and getuid() are system calls). */
   readonly #who = { pid: process.pid, host: hostname(), uid: process.getuid?.() };
   /** See MAX_REMEMBERED_IDS. */
@@ -62,6 +61,7 @@ export class RedisQueue implements QueueBackend {
     this.#keys = queueKeys(options.address);
     this.#ids = new RequestIdGenerator(options.idSource);
     this.location = formatRedisAddress(options.address);
+    this.#waiters = new Waiters(options.recheckIntervalMs);
   }
 
   #client(): Promise<RedisClient> {
@@ -171,9 +171,9 @@ export class RedisQueue implements QueueBackend {
     const recheck = (): void => poke(true);
     const stop = (): void => {
       stopped = true;
-      this.#removeWaiter(id, onEvent, recheck);
+      this.#waiters.remove(id, onEvent);
     };
-    this.#addWaiter(id, onEvent, recheck);
+    this.#waiters.add(id, onEvent, recheck);
     // A request this client enqueued while listening: its result's `done` is still to come (or the re-check finds it).
     const heard = this.#heardFromStart.delete(id) && this.#subscriber !== undefined;
     if (!heard) {
@@ -198,50 +198,18 @@ export class RedisQueue implements QueueBackend {
     };
   }
 
-  /** Said once per wait: something under the result's key that is not this request's result. */
+  /** Said once per id: something under the result's key that is not this request's result. */
   readonly #refused = new Set<string>();
 
-  /**
-   * The result of `id` if it is there: claimed (GETDEL: one claimer gets
-   * it) or only read, with its whole output. Anything else under the key was
-   * not stored by a server for this request: it is put back, said once, and
-   * the wait goes on.
-   */
+  /** The result of `id` if it is there (takeResult()), a refusal said once. */
   async #takeResult(id: string, take: ResultTake): Promise<RequestResult | undefined> {
-    const redis = await this.#client();
-    const claim = take.take === 'claim';
-    const key = this.#keys.result(id);
-    // Claimed by GETDEL: of two claimers only one gets the bytes.
-    const bytes = claim ? ((await redis.multi().getdelBuffer(key).zrem(this.#keys.results, id).exec()) as Array<[Error | null, Buffer | null]>)[0]![1] : await redis.getBuffer(key);
-    if (bytes === null) return undefined;
-    let result: RequestResult;
-    try {
-      result = decodeResult(bytes);
-      if (result.id !== id) throw new ProtocolError(`it is the result of ${result.id}`);
-    } catch (err) {
-      // Not stored by a server for this request: put back as it was (unless the server has stored the real one meanwhile), and wait on.
-      if (claim) await redis.set(key, bytes, 'NX');
-      if (!this.#refused.has(id)) {
-        this.#refused.add(id);
-        this.#o.logger.warn(`ignoring what is stored as the result of ${id}, which is not this request's result from a server (${(err as Error).message}); still waiting`, { id });
-      }
-      return undefined;
+    const taken = await takeResult(await this.#client(), this.#keys, id, take);
+    if (taken === undefined || 'result' in taken) return taken?.result;
+    if (!this.#refused.has(id)) {
+      this.#refused.add(id);
+      this.#o.logger.warn(`ignoring what is stored as the result of ${id}, which is not this request's result from a server (${taken.refused}); still waiting`, { id });
     }
-    if (result.logs === true && !take.keepOutput) {
-      await this.#readOutput(redis, id, result.value, claim);
-      delete result.logs;
-    }
-    return result;
-  }
-
-  async #readOutput(redis: RedisClient, id: string, value: unknown, remove: boolean): Promise<void> {
-    const whole: Record<string, Buffer | null> = {};
-    for (const { stream } of cutStreams(value)) {
-      const key = this.#keys.output(id, stream);
-      whole[stream] = remove ? await redis.getdelBuffer(key) : await redis.getBuffer(key);
-    }
-    if (remove) await redis.del(this.#keys.output(id, 'stdout'), this.#keys.output(id, 'stderr'));
-    completeOutput(value, whole);
+    return undefined;
   }
 
   async peek(id: string): Promise<RequestResult | undefined> {
@@ -336,94 +304,16 @@ export class RedisQueue implements QueueBackend {
 
   async serving(): Promise<boolean> {
     return this.#use(async () => {
-      return (await this.#servers()).length > 0;
+      return (await liveServers(await this.#client(), this.#keys)).length > 0;
     });
-  }
-
-  /** The servers alive (their `alive` key has not expired: Redis's clock decides), oldest first. */
-  async #servers(): Promise<ServerRecord[]> {
-    const redis = await this.#client();
-    const all = await redis.hgetall(this.#keys.servers);
-    const ids = Object.keys(all);
-    if (ids.length === 0) return [];
-    const alive = await redis.mget(ids.map((id) => this.#keys.alive(id)));
-    return ids
-      .filter((_, i) => alive[i] !== null)
-      .map((id) => parseRecord<ServerRecord>(all[id]))
-      .filter((r): r is ServerRecord => r !== undefined)
-      .sort((a, b) => a.startedAt - b.startedAt);
   }
 
   async status(nowMs = Date.now()): Promise<QueueStatus> {
-    return this.#use(async () => {
-      const redis = await this.#client();
-      const [waitIds, activeIds, runningHash, results, globalMax] = await Promise.all([
-        redis.lrange(this.#keys.wait, 0, -1),
-        redis.lrange(this.#keys.active, 0, -1),
-        redis.hgetall(this.#keys.running),
-        redis.zrange(this.#keys.results, 0, -1, 'WITHSCORES'),
-        redis.hget(this.#keys.meta, 'concurrency'),
-      ]);
-      const servers = await this.#servers();
-      const requests: RequestStatus[] = [];
-      const waiting = [...waitIds].reverse(); // BullMQ pushes at the head and takes from the tail
-      const heldBy = queueHold(servers, activeIds.length, globalMax === null ? undefined : Number(globalMax));
-      waiting.forEach((id, i) => requests.push({ id, state: 'pending', submittedAt: requestIdTimeMs(id), position: i + 1, ...(heldBy ? { heldBy } : {}) }));
-      const alive = new Set(servers.map((s) => s.id));
-      for (const id of [...activeIds].reverse()) {
-        const record = parseRecord<RunningRecord>(runningHash[id]);
-        const entry: RequestStatus = { id, state: 'running', submittedAt: requestIdTimeMs(id) };
-        if (record !== undefined) {
-          entry.runningSeconds = Math.max(0, nowMs - record.startedAt) / 1000;
-          if (record.pid !== undefined) entry.pid = record.pid;
-          if (!alive.has(record.server)) entry.interrupted = true;
-        }
-        requests.push(entry);
-      }
-      for (let i = 0; i < results.length; i += 2) {
-        const id = results[i]!;
-        requests.push({ id, state: 'complete', submittedAt: requestIdTimeMs(id), waitingSeconds: Math.max(0, nowMs - Number(results[i + 1])) / 1000 });
-      }
-      // An abort filed for a request still waiting or running: not carried out yet.
-      const live = requests.filter((r) => r.state !== 'complete');
-      const markers = live.length === 0 ? [] : await redis.mget(live.map((r) => this.#keys.abort(r.id)));
-      live.forEach((r, i) => {
-        if (markers[i] !== null) r.aborting = true;
-      });
-      const first = servers[0];
-      const server: ServerStatus | null =
-        first === undefined ? null : { pid: first.pid, host: first.host, startedAt: first.startedAt, uptimeSeconds: (nowMs - first.startedAt) / 1000, maxTasks: first.maxTasks, alive: true };
-      return {
-        spool: this.location,
-        server,
-        servers: servers.map((s) => ({ pid: s.pid, host: s.host, startedAt: s.startedAt, uptimeSeconds: (nowMs - s.startedAt) / 1000, maxTasks: s.maxTasks, alive: true, running: s.running })),
-        counts: { requested: 0, pending: waiting.length, running: activeIds.length, complete: results.length / 2, aborting: live.filter((r) => r.aborting).length },
-        requests,
-      };
-    });
+    return this.#use(async () => queueStatus(await this.#client(), this.#keys, this.location, nowMs));
   }
 
   async progress(id: string): Promise<RequestProgress> {
-    return this.#use(async () => {
-      const redis = await this.#client();
-      const state = await this.locate(id);
-      if (state === 'pending') {
-        // LPOS runs in Redis, without sending the list: the place in line is the distance from the tail.
-        const [index, length] = await Promise.all([redis.lpos(this.#keys.wait, id), redis.llen(this.#keys.wait)]);
-        if (index === null) return { state: undefined };
-        const progress: RequestProgress = { state: 'pending', position: length - index, waiting: length };
-        const [servers, running, globalMax] = await Promise.all([this.#servers(), redis.llen(this.#keys.active), redis.hget(this.#keys.meta, 'concurrency')]);
-        const heldBy = queueHold(servers, running, globalMax === null ? undefined : Number(globalMax));
-        if (heldBy !== undefined) progress.heldBy = heldBy;
-        return progress;
-      }
-      if (state === 'running') {
-        const record = parseRecord<RunningRecord>(await redis.hget(this.#keys.running, id));
-        if (record !== undefined && !(await this.#servers()).some((s) => s.id === record.server)) return { state: 'running', interrupted: true };
-        return { state: 'running', sinceMs: record?.startedAt };
-      }
-      return { state: state as 'complete' | undefined }; // 'requested' is a spool state only
-    });
+    return this.#use(async () => requestProgress(await this.#client(), this.#keys, id, await this.locate(id)));
   }
 
   /** Subscribes to the queue's channel once; a `done <id>` pokes that id's waits. */
@@ -432,7 +322,7 @@ export class RedisQueue implements QueueBackend {
       const subscriber = await connectRedis(this.#o.address, false);
       subscriber.on('message', (_channel: string, message: string) => {
         const event = parseEvent(message);
-        if (event?.type === 'done') for (const onEvent of [...(this.#waiters.get(event.id) ?? [])]) onEvent();
+        if (event?.type === 'done') this.#waiters.arrived(event.id);
       });
       await subscriber.subscribe(this.#keys.events);
       return subscriber;
@@ -440,35 +330,9 @@ export class RedisQueue implements QueueBackend {
     return this.#subscriber;
   }
 
-  readonly #rechecks = new Map<() => void, () => void>();
-
-  #addWaiter(id: string, onEvent: () => void, recheck: () => void): void {
-    let set = this.#waiters.get(id);
-    if (set === undefined) this.#waiters.set(id, (set = new Set()));
-    set.add(onEvent);
-    this.#rechecks.set(onEvent, recheck);
-    this.#recheckTimer ??= setInterval(() => {
-      for (const recheckOne of this.#rechecks.values()) recheckOne();
-    }, this.#o.recheckIntervalMs);
-  }
-
-  #removeWaiter(id: string, onEvent: () => void, _recheck: () => void): void {
-    const set = this.#waiters.get(id);
-    set?.delete(onEvent);
-    if (set?.size === 0) this.#waiters.delete(id);
-    this.#rechecks.delete(onEvent);
-    if (this.#rechecks.size === 0 && this.#recheckTimer !== undefined) {
-      clearInterval(this.#recheckTimer);
-      this.#recheckTimer = undefined;
-    }
-  }
-
   /** Stops watching (waits in progress are left unsettled) and lets the connections go once no call is in progress; later calls still work. */
   close(): void {
     this.#closed = true;
-    if (this.#recheckTimer !== undefined) clearInterval(this.#recheckTimer);
-    this.#recheckTimer = undefined;
-    this.#rechecks.clear();
     this.#waiters.clear();
     const subscriber = this.#subscriber;
     this.#subscriber = undefined;
