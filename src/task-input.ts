@@ -85,3 +85,13 @@ export function commandEnvironment(serverEnv: Readonly<Record<string, string | u
 export function hasTaskInput(input: { env?: unknown; replaceEnv?: unknown; stdin?: unknown }): boolean {
   return input.env !== undefined || input.replaceEnv === true || input.stdin !== undefined;
 }
+
+/** What a request carries for its task besides its body (a request envelope's env, replaceEnv, stdin); undefined when it carries nothing. */
+export function taskInputOf(envelope: TaskInput): TaskInput | undefined {
+  if (!hasTaskInput(envelope)) return undefined;
+  const input: TaskInput = {};
+  if (envelope.env !== undefined) input.env = envelope.env;
+  if (envelope.replaceEnv !== undefined) input.replaceEnv = envelope.replaceEnv;
+  if (envelope.stdin !== undefined) input.stdin = envelope.stdin;
+  return input;
+}

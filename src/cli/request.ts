@@ -55,7 +55,9 @@ export async function enqueue(argv: string[], flags: EnqueueFlags): Promise<void
   const input: TaskInput = envFromFlags(flags.env, flags.envAll === true, process.env);
   const body = flags.data === undefined ? commandBody(argv, flags) : await dataFromFlag(flags.data);
   if (flags.stdin) input.stdin = await readStandardInput('--stdin', MAX_REQUEST_BYTES);
-  const client = new WorkQueueClient({ ...resolveQueue(flags), durable: flags.durable === true, logger: clientLogger(flags.quiet) });
+  const where = resolveQueue(flags);
+  if (flags.durable && where.queue !== undefined) throw new CliError('--durable is for a spool; on Redis, durability is the Redis server\'s (appendonly, see docs/scale-out.md)', EXIT.usage);
+  const client = new WorkQueueClient({ ...where, durable: flags.durable === true, logger: clientLogger(flags.quiet) });
   // Listening before the request is published: from then on a signal stops the wait, never kills wq.
   const stops = flags.wait ? new StopListener() : undefined;
   try {

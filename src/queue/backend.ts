@@ -9,6 +9,13 @@
 import type { TaskInput } from '../task-input.js';
 import type { AbortOutcome, AbortReason, QueueStatus, RequestProgress, RequestResult, RequestState } from './types.js';
 
+/**
+ * Consecutive looks that must find a request in no state before a wait calls
+ * it unknown, on every backend: between two states a request may be seen in
+ * neither (a restarting server moves it back; a result is being stored).
+ */
+export const MISSING_CHECKS_BEFORE_UNKNOWN = 2;
+
 /** A value now, or later: a local backend answers at once, a remote one does not. */
 export type Awaitable<T> = T | Promise<T>;
 

@@ -44,7 +44,7 @@ export function loadBullMQ(): Promise<BullMQ> {
  * else give up as the module says (a client). The password is the address's,
  * else $WQ_REDIS_PASSWORD (which keeps it off command lines).
  */
-export function redisOptions(address: RedisQueueAddress, patient: boolean, env: NodeJS.ProcessEnv = process.env): RedisOptions {
+export function redisOptions(address: RedisQueueAddress, patient: boolean, env: NodeJS.ProcessEnv = process.env): RedisOptions & { onReady: () => void } {
   let everReady = false;
   let downSince: number | undefined;
   const options: RedisOptions = {
@@ -67,18 +67,18 @@ export function redisOptions(address: RedisQueueAddress, patient: boolean, env: 
   if (address.username !== undefined) options.username = address.username;
   if (password !== undefined && password !== '') options.password = password;
   if (address.tls) options.tls = {};
-  const ready = (): void => {
+  /** The connection is ready: a later loss is a reconnection (RECONNECT_GIVE_UP_MS), counted from when it happens. */
+  const onReady = (): void => {
     everReady = true;
     downSince = undefined;
   };
-  return Object.assign(options, { onReady: ready });
+  return { ...options, onReady };
 }
 
 /** A new connection (ioredis connects in the background; commands wait for it, as redisOptions() says). */
 export async function connectRedis(address: RedisQueueAddress, patient: boolean): Promise<RedisClient> {
   const { Redis } = requirePackage('ioredis') as typeof import('ioredis');
-  const options = redisOptions(address, patient) as RedisOptions & { onReady: () => void };
-  const { onReady, ...rest } = options;
+  const { onReady, ...rest } = redisOptions(address, patient);
   const client = new Redis(rest);
   client.on('ready', onReady);
   // Without a listener, ioredis prints each failed reconnection; the commands' own errors say enough.

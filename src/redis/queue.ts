@@ -12,7 +12,7 @@ import type { Queue } from 'bullmq';
 import { QueueUnreachableError, UnknownRequestError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { formatRedisAddress, type RedisQueueAddress } from '../queue/address.js';
-import type { ResultOutcome, ResultTake, ResultWatch, QueueBackend } from '../queue/backend.js';
+import { MISSING_CHECKS_BEFORE_UNKNOWN, type ResultOutcome, type ResultTake, type ResultWatch, type QueueBackend } from '../queue/backend.js';
 import type { AbortOutcome, AbortReason, QueueStatus, RequestProgress, RequestResult, RequestState } from '../queue/types.js';
 import { decodeRequest, encodeRequest } from '../spool/codec.js';
 import { RequestIdGenerator, type IdSource } from '../spool/request-id.js';
@@ -23,8 +23,6 @@ import { takeResult } from './output.js';
 import { liveServers, queueStatus, requestProgress } from './views.js';
 import { Waiters } from './waiters.js';
 
-/** Found in no state this many looks in a row: unknown (a result being stored moves the request between two keys). */
-const MISSING_CHECKS_BEFORE_UNKNOWN = 2;
 /** Ids this client enqueued while listening and has not waited for yet, remembered (newest). */
 const MAX_REMEMBERED_IDS = 4096;
 /** How often abortAndConfirm() looks whether the request is gone. */

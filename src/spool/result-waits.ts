@@ -9,7 +9,7 @@
 import type { FSWatcher } from 'node:fs';
 import { UnknownRequestError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { ResultOutcome, ResultTake, ResultWatch } from '../queue/backend.js';
+import { MISSING_CHECKS_BEFORE_UNKNOWN, type ResultOutcome, type ResultTake, type ResultWatch } from '../queue/backend.js';
 import type { SpoolPaths } from './layout.js';
 import { locateRequest } from './locate.js';
 import { claimResult, peekResult } from './result-claim.js';
@@ -18,8 +18,6 @@ import * as sfs from './fs.js';
 
 /** Waits whose request is looked for in every state at each re-check (in turn, when there are more). */
 const UNKNOWN_CHECKS_PER_RECHECK = 256;
-/** Consecutive re-checks that must find a request nowhere before a wait calls it unknown. */
-export const MISSING_CHECKS_BEFORE_UNKNOWN = 2;
 /** Ids this client enqueued and has not waited for yet, remembered (newest) so a wait need not look everywhere for them. */
 const MAX_REMEMBERED_IDS = 4096;
 

@@ -8,20 +8,14 @@
  */
 import { existsSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Test } from 'tap';
 import { wq } from '../fixtures/cli.js';
-import { forEachBackend, type QueueUnderTest } from '../fixtures/backends.js';
+import { forEachBackend, requests } from '../fixtures/backends.js';
 import { sq } from '../fixtures/gates.js';
 import { waitFor } from '../fixtures/helpers.js';
 import { isGone, readPid } from '../fixtures/processes.js';
 
 const THIRTY_DAYS_S = 30 * 24 * 3600;
 
-async function requests(t: Test, q: QueueUnderTest): Promise<Array<{ id: string; state: string }>> {
-  const r = await wq(['status', ...q.flags, '--json']);
-  t.equal(r.code, 0, r.stderr);
-  return (JSON.parse(r.stdout) as { requests: Array<{ id: string; state: string }> }).requests;
-}
 
 forEachBackend('a --run-timeout of 30 days (over 2^31 ms) does not fire at once', async (t, q) => {
   await q.serve();

@@ -6,7 +6,7 @@
  */
 import type { Test } from 'tap';
 import { spawnWqUntracked, wq } from '../fixtures/cli.js';
-import { forEachBackend, type QueueUnderTest } from '../fixtures/backends.js';
+import { forEachBackend, requests, type QueueUnderTest, type RequestJson } from '../fixtures/backends.js';
 import { closed, collect } from '../fixtures/gates.js';
 import { waitFor } from '../fixtures/helpers.js';
 import { listensForStopSignals } from '../fixtures/processes.js';
@@ -15,17 +15,6 @@ import { listensForStopSignals } from '../fixtures/processes.js';
 const LONG_BYTES = 1_500_000;
 const LONG_COMMAND = ['sh', '-c', `head -c ${LONG_BYTES} /dev/zero | tr '\\0' x; echo err >&2; exit 3`];
 
-interface RequestJson {
-  id: string;
-  state: string;
-  aborting?: boolean;
-}
-
-async function requests(t: Test, q: QueueUnderTest): Promise<RequestJson[]> {
-  const r = await wq(['status', ...q.flags, '--json']);
-  t.equal(r.code, 0, r.stderr);
-  return (JSON.parse(r.stdout) as { requests: RequestJson[] }).requests;
-}
 
 async function stateOf(t: Test, q: QueueUnderTest, id: string): Promise<RequestJson | undefined> {
   return (await requests(t, q)).find((r) => r.id === id);

@@ -12,7 +12,7 @@ import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import { captureStderr, exited, wq } from '../fixtures/cli.js';
-import { forEachBackend, type QueueUnderTest } from '../fixtures/backends.js';
+import { forEachBackend, requests } from '../fixtures/backends.js';
 import { sq } from '../fixtures/gates.js';
 import { spawnWq, waitFor } from '../fixtures/helpers.js';
 import { isGone, readPid } from '../fixtures/processes.js';
@@ -30,17 +30,6 @@ function onlyJson(t: Test, stdout: string): Record<string, any> {
   return JSON.parse(lines[0]!) as Record<string, any>;
 }
 
-interface RequestJson {
-  id: string;
-  state: string;
-  aborting?: boolean;
-}
-
-async function requests(t: Test, q: QueueUnderTest): Promise<RequestJson[]> {
-  const r = await wq(['status', ...q.flags, '--json']);
-  t.equal(r.code, 0, r.stderr);
-  return (JSON.parse(r.stdout) as { requests: RequestJson[] }).requests;
-}
 
 /** Runs `wq args > file` and returns its exit code, stderr and the bytes it wrote. */
 async function runToFile(args: string[], file: string): Promise<{ code: number | null; stderr: string; bytes: Buffer }> {

@@ -8,9 +8,8 @@
  */
 import { existsSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Test } from 'tap';
 import { spawnWqUntracked, wq } from '../fixtures/cli.js';
-import { forEachBackend, type QueueUnderTest } from '../fixtures/backends.js';
+import { forEachBackend, requests } from '../fixtures/backends.js';
 import { closed, collect, openGate, sq, waitGate } from '../fixtures/gates.js';
 import { spawnWq, waitFor } from '../fixtures/helpers.js';
 import { isGone, listensForStopSignals, readPid } from '../fixtures/processes.js';
@@ -19,17 +18,6 @@ const EXIT_BY_SIGNAL = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 } as const;
 const SIGNALS = Object.keys(EXIT_BY_SIGNAL) as Array<keyof typeof EXIT_BY_SIGNAL>;
 const WAITING = ['requested', 'pending'];
 
-interface RequestJson {
-  id: string;
-  state: string;
-  aborting?: boolean;
-}
-
-async function requests(t: Test, q: QueueUnderTest): Promise<RequestJson[]> {
-  const r = await wq(['status', ...q.flags, '--json']);
-  t.equal(r.code, 0, r.stderr);
-  return (JSON.parse(r.stdout) as { requests: RequestJson[] }).requests;
-}
 
 for (const signal of SIGNALS) {
   forEachBackend(`${signal} while waiting: the running request is aborted, wq says so and exits ${EXIT_BY_SIGNAL[signal]}`, async (t, q) => {

@@ -98,3 +98,11 @@ t.test('--metrics-port: a server on Redis records the same instruments, and its 
   t.match(body, /^wq_capacity_limit(_\w+)?(\{[^}]*\})? 1$/m);
   t.match(body, /^target_info\{[^}]*host_name="[^"]+"/m, 'which host it is');
 });
+
+t.test('wq enqueue --durable on a queue on Redis: a usage error, not a flag silently ignored', { skip: noRedis }, async (t) => {
+  const queue = queueOn(await redisFor(t));
+  const r = await wq(['enqueue', '--queue', queue, '--durable', '--', 'true']);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /--durable is for a spool; on Redis, durability is the Redis server's/);
+  t.equal(JSON.parse((await wq(['status', '--queue', queue, '--json'])).stdout).counts.pending, 0, 'nothing was enqueued');
+});

@@ -13,7 +13,7 @@ import type { MetricsStamps, ServerMetrics } from '../../metrics.js';
 import { stripUndefined } from '../../options.js';
 import { isRequestId } from '../../queue/request-id.js';
 import { decodeRequest, type RequestEnvelope } from '../../spool/codec.js';
-import { hasTaskInput, type TaskInput } from '../../task-input.js';
+import { taskInputOf } from '../../task-input.js';
 import type { TaskManager, TaskOutcome } from '../../task-manager/types.js';
 import type { RunningRecord } from '../keys.js';
 import { killMarginMs, type ResolvedRedisServerOptions } from './options.js';
@@ -319,11 +319,4 @@ export class HeldJobs {
   #warn(what: string, err: unknown, id?: string): void {
     this.#log.warn(`redis: ${what} failed; retrying`, stripUndefined({ id, error: err instanceof Error ? err.message : String(err) }));
   }
-}
-
-/** What a request carries for its task besides its body; undefined when it carries nothing. */
-function taskInputOf(envelope: RequestEnvelope): TaskInput | undefined {
-  if (!hasTaskInput(envelope)) return undefined;
-  const { env, replaceEnv, stdin } = envelope;
-  return stripUndefined({ env, replaceEnv, stdin });
 }

@@ -62,6 +62,7 @@ export class RedisServing {
     this.#subscriber = await connectRedis(this.#o.address, true);
     const lockDuration = this.#o.lockDurationMs;
     this.#worker = new Worker(this.#keys.name, null, {
+      // A server never gives up reconnecting, so the options' onReady (a client's patience) does not matter here.
       connection: redisOptions(this.#o.address, true) as ConnectionOptions,
       prefix: BULLMQ_PREFIX,
       autorun: false,

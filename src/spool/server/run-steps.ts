@@ -9,8 +9,7 @@
 import { ForeignRequestError, ProtocolError, serializeError, WorkQueueError, type SerializedError } from '../../errors.js';
 import { setLongTimeout } from '../../long-timer.js';
 import { whatHoldsTheLine } from '../../protocol.js';
-import { hasTaskInput, type TaskInput } from '../../task-input.js';
-import { stripUndefined } from '../../options.js';
+import { taskInputOf } from '../../task-input.js';
 import { decodeRequest, MAX_REQUEST_BYTES, type RequestEnvelope } from '../codec.js';
 import { entryPath, logPath } from '../layout.js';
 import { mayRunRequest } from '../permissions.js';
@@ -232,11 +231,4 @@ export function publishHold(s: Serving, faulted: boolean): void {
     writeServerState(s.paths, { pid: s.owner.pid, startedAt: s.owner.startedAt, hold, since: s.o.now() });
     s.publishedHold = key;
   });
-}
-
-/** What a request carries for its task besides its body; undefined when it carries nothing. */
-function taskInputOf(envelope: RequestEnvelope): TaskInput | undefined {
-  if (!hasTaskInput(envelope)) return undefined;
-  const { env, replaceEnv, stdin } = envelope;
-  return stripUndefined({ env, replaceEnv, stdin });
 }
